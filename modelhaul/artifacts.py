@@ -17,7 +17,7 @@ from typing import Any
 from modelhaul import oci
 from modelhaul.config import ModelConfig, Provenance
 from modelhaul.errors import ConfigError, NotFound
-from modelhaul.reference import Reference, parse
+from modelhaul.reference import Reference, parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
 
 
@@ -49,11 +49,11 @@ def publish(
     from modelhaul.bundle import pack
     from modelhaul.transfer import push_packed, upload_digester
 
-    r = parse(ref)
+    r = parse_destination(ref, "publishing")
     target = open_target(r, options)
     with pack(Path(src), bundle_format=bundle_format, config=config, name=r.repository.rsplit("/", 1)[-1],
               digester=upload_digester(target)) as p:
-        digest = push_packed(p, target, tag=r.tag or ("latest" if not r.digest else None))
+        digest = push_packed(p, target, tag=r.tag or "latest")
         return _result(r, digest, p.manifest_media_type, p.config, p.size, bundle_format)
 
 

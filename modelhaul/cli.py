@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul.errors import ModelhaulError, NotFound, redact
-from modelhaul.reference import parse
+from modelhaul.reference import parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
 
 
@@ -63,7 +63,7 @@ def _copy_with_progress(args, src, reference, dst, tag, what):
 def cmd_save(args) -> dict[str, Any]:
     from modelhaul import artifacts
 
-    r = parse(args.ref)
+    r = parse_destination(args.ref, "save")
     if r.is_layout:
         return artifacts.publish(args.dir, args.ref, bundle_format=args.format, config=_config_arg(args))
     from modelhaul.bundle import pack
