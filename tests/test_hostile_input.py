@@ -1,0 +1,348 @@
+"""Hostile and careless input, as a user or a crafted file delivers it, through the real CLI.
+
+Every case must end in one line starting with ``error:``, a non-zero exit, nothing written where it
+should not be, and no secret or foreign file content echoed back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelhaul import artifacts
+from modelhaul.errors import BundleError, ConfigError, InvalidReference, redact
+from modelhaul.reference import Reference
+from modelhaul.useryaml import MAX_CONFIG_BYTES
+
+ONNX_BYTES = b"\x08\x07" * 64
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def run(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelhaul.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(res: subprocess.CompletedProcess, *fragments: str, code: int = 1) -> str:
+    """The single ``error:`` line of a failed run, after checking exit code and shape."""
+    err = res.stderr.strip()
+    assert res.returncode == code, (res.returncode, res.stderr)
+    assert "\n" not in err and err.startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(MODELHAUL_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"), HOME=str(tmp_path))
+    for k in ("MODELHAUL_USERNAME", "MODELHAUL_PASSWORD", "ORMB_USERNAME", "ORMB_PASSWORD", "MODELHAUL_GZIP_LEVEL"):
+        e.pop(k, None)
+    return e
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "src"
+    (d / "model").mkdir(parents=True)
+    (d / "model" / "model.onnx").write_bytes(ONNX_BYTES)
+    (d / "ormbfile.yaml").write_text("author: hostile-test\nformat: ONNX\n")
+    return d
+
+
+def layout_blobs(layout: Path) -> list[Path]:
+    return [p for p in (layout / "blobs").rglob("*") if p.is_file()] if layout.exists() else []
+
+
+def store_blobs(home: Path) -> list[Path]:
+    return [p for p in home.rglob("blobs/**/*") if p.is_file()] if home.exists() else []
+
+
+# -- 3. YAML bombs -----------------------------------------------------------------------------------
+
+
+def billion_laughs(levels: int = 7) -> str:
+    """An ormbfile of ~430 bytes whose aliases expand 10x per level (91 MB of manifest at 7 levels)."""
+    lines = ["format: ONNX", "datasets:", "- name: train", "  profile:", f'    l0: &a ["{"x" * 61}"]']
+    prev = "a"
+    for i, name in enumerate("bcdefghij"[:levels]):
+        lines.append(f"    l{i + 1}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]")
+        prev = name
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_in_ormbfile_is_refused_before_anything_is_written(tmp_path, env, model_dir):
+    bomb = billion_laughs()
+    assert len(bomb) < 450
+    (model_dir / "ormbfile.yaml").write_text(bomb)
+    layout = tmp_path / "layout"
+    err = one_line_error(run("save", str(model_dir), f"oci:{layout}:v1", env=env),
+                         "ormbfile.yaml", "line 6", "alias")
+    assert "xxxx" not in err
+    assert layout_blobs(layout) == []
+    # and into the local store: nothing stored either
+    one_line_error(run("save", str(model_dir), "localhost:5000/bomb/m:v1", env=env), "alias")
+    assert store_blobs(tmp_path / "home") == []
+
+
+@pytest.mark.parametrize("name", ["Kitfile", "MLmodel"])
+def test_yaml_aliases_in_kitfile_and_mlmodel_are_refused(tmp_path, env, name):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.onnx").write_bytes(ONNX_BYTES)
+    body = "flavors:\n  onnx: &f {onnx_version: '1'}\n  python_function: *f\n" if name == "MLmodel" else \
+        "manifestVersion: v1.0.0\npackage: &p {name: m}\nmodel: *p\n"
+    (src / name).write_text(body)
+    one_line_error(run("save", str(src), f"oci:{tmp_path}/layout:v1", env=env), name, "line 3", "alias")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", ("not UTF-8", "binary")),
+        (b"format: ONNX\x00\x00\x00", ("NUL",)),
+        (b"a: " + b"[" * 50_000, ("ormbfile.yaml",)),
+        (b"# padding\n" * (MAX_CONFIG_BYTES // 10 + 1), ("larger than",)),
+        (b"format: ONNX\n  bad: [\n", ("line 2",)),
+    ],
+    ids=["binary", "nul", "deep-nesting", "too-large", "syntax"],
+)
+def test_broken_ormbfile_is_one_line(tmp_path, env, model_dir, content, fragments):
+    (model_dir / "ormbfile.yaml").write_bytes(content)
+    one_line_error(run("save", str(model_dir), f"oci:{tmp_path}/layout:v1", env=env),
+                   str(model_dir / "ormbfile.yaml"), *fragments)
+    assert layout_blobs(tmp_path / "layout") == []
+
+
+def test_plain_yaml_still_loads(tmp_path, model_dir):
+    (model_dir / "ormbfile.yaml").write_text("author: a\nformat: ONNX\nlabels: {team: x}\n")
+    out = artifacts.publish(model_dir, f"oci:{tmp_path}/layout:v1")
+    assert out["format"] == "ONNX"
+
+
+# -- 4. symlinked sources ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secrets(tmp_path: Path) -> Path:
+    d = tmp_path / "dot-ssh"
+    d.mkdir()
+    (d / "id_rsa").write_text(PRIVATE_KEY)
+    (d / "config.yaml").write_text("password: hunter2-secret\n  - : [ broken yaml\n")
+    return d
+
+
+def test_symlinked_model_directory_is_refused(tmp_path, env, model_dir, secrets):
+    import shutil
+
+    shutil.rmtree(model_dir / "model")
+    (model_dir / "model").symlink_to(secrets)
+    layout = tmp_path / "layout"
+    err = one_line_error(run("save", str(model_dir), f"oci:{layout}:v1", env=env),
+                         str(model_dir / "model"), "is a symlink")
+    assert "PRIVATE KEY" not in err and "id_rsa" not in err
+    assert layout_blobs(layout) == []
+
+
+def test_symlinked_ormbfile_is_refused_without_echoing_the_target(tmp_path, env, model_dir, secrets):
+    (model_dir / "ormbfile.yaml").unlink()
+    (model_dir / "ormbfile.yaml").symlink_to(secrets / "config.yaml")
+    err = one_line_error(run("save", str(model_dir), f"oci:{tmp_path}/layout:v1", env=env),
+                         str(model_dir / "ormbfile.yaml"), "is a symlink")
+    assert "hunter2" not in err and "password" not in err and "broken" not in err
+    # the same file, as --config, is refused the same way
+    (model_dir / "ormbfile.yaml").unlink()
+    (model_dir / "ormbfile.yaml").write_text("format: ONNX\n")
+    link = tmp_path / "override.yaml"
+    link.symlink_to(secrets / "config.yaml")
+    err = one_line_error(run("save", str(model_dir), f"oci:{tmp_path}/layout:v1", "--config", str(link), env=env),
+                         "is a symlink")
+    assert "hunter2" not in err
+
+
+def test_symlink_inside_the_model_dir_leading_out_is_refused(tmp_path, env, model_dir, secrets):
+    (model_dir / "model" / "weights.bin").symlink_to(secrets / "id_rsa")
+    err = one_line_error(run("save", str(model_dir), f"oci:{tmp_path}/layout:v1", env=env),
+                         str(model_dir / "model" / "weights.bin"), "outside the model directory")
+    assert "PRIVATE KEY" not in err
+    # a relative climb is the same thing
+    (model_dir / "model" / "weights.bin").unlink()
+    (model_dir / "model" / "weights.bin").symlink_to(Path("..") / ".." / secrets.name / "id_rsa")
+    one_line_error(run("save", str(model_dir), f"oci:{tmp_path}/layout:v1", env=env), "outside the model directory")
+    assert layout_blobs(tmp_path / "layout") == []
+
+
+def test_symlink_staying_inside_the_model_dir_is_packed_as_its_bytes(tmp_path, model_dir):
+    """The documented policy: links that resolve inside the model directory are followed, to files only."""
+    (model_dir / "model" / "alias.onnx").symlink_to("model.onnx")
+    out = artifacts.publish(model_dir, f"oci:{tmp_path}/layout:v1")
+    dest = tmp_path / "out"
+    artifacts.fetch(out["ref"], dest)
+    assert (dest / "model" / "alias.onnx").read_bytes() == ONNX_BYTES
+    assert not (dest / "model" / "alias.onnx").is_symlink()
+    (model_dir / "model" / "sub").mkdir()
+    (model_dir / "model" / "dirlink").symlink_to("sub")
+    with pytest.raises(BundleError, match="symlink to a directory"):
+        artifacts.publish(model_dir, f"oci:{tmp_path}/layout:v2")
+
+
+def test_config_load_refuses_a_symlink_with_config_error(tmp_path, secrets):
+    from modelhaul import config
+
+    (tmp_path / "ormbfile.yaml").symlink_to(secrets / "config.yaml")
+    with pytest.raises(ConfigError, match="is a symlink") as exc:
+        config.load(tmp_path)
+    assert "hunter2" not in str(exc.value)
+
+
+# -- 9. references -----------------------------------------------------------------------------------
+
+
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("suffix", "fragment"),
+    [
+        ("repo:v1\n", "invalid character '\\n'"),
+        ("repo:v1 ", "invalid character ' '"),
+        ("repo:v1\t", "invalid character '\\t'"),
+        ("repo:tägs", "invalid tag 'tägs'"),
+        ("repo:-v1", "invalid tag '-v1'"),
+        ("repo:" + "v" * 129, "invalid tag"),
+        ("Repo:v1", "invalid repository"),
+        ("répo:v1", "invalid repository"),
+    ],
+    ids=["newline", "space", "tab", "non-ascii-tag", "dash-tag", "long-tag", "upper-repo", "non-ascii-repo"],
+)
+def test_bad_references_are_refused_before_the_registry(env, registry, suffix, fragment):
+    err = one_line_error(run("push", f"{registry.host}/hostile/{suffix}", "--plain-http", env=env), fragment)
+    assert "HTTP" not in err and "not in the local store" not in err
+
+
+def test_save_refuses_a_digest_instead_of_dropping_it(tmp_path, env, model_dir, registry):
+    ref = f"{registry.host}/hostile/pinned:v1@{DIGEST}"
+    one_line_error(run("save", str(model_dir), ref, env=env), "cannot honour a digest", "hostile/pinned:v1")
+    one_line_error(run("save", str(model_dir), f"oci:{tmp_path}/layout:v1@{DIGEST}", env=env),
+                   "cannot honour a digest")
+    assert store_blobs(tmp_path / "home") == [] and layout_blobs(tmp_path / "layout") == []
+    # the orchestrators' path (steps -> artifacts.publish) refuses it the same way
+    with pytest.raises(InvalidReference, match="cannot honour a digest"):
+        artifacts.publish(model_dir, f"oci:{tmp_path}/layout:v1@{DIGEST}")
+
+
+@pytest.mark.parametrize("ref", ["oci::tag", "oci:", "oci:layout:", "oci::"])
+def test_layout_reference_without_path_or_tag_is_refused(tmp_path, env, model_dir, ref):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    one_line_error(run("save", str(model_dir), ref, env=env, cwd=work), ref)
+    assert list(work.iterdir()) == []
+
+
+def test_control_characters_are_refused_in_the_core():
+    for text in ["host:5000/a/b:v\x001", "host:5000/a/b:v1\r", "oci:/tmp/l\x1b[2J:v1", "oci:/tmp/l:v1\n"]:
+        with pytest.raises(InvalidReference, match="invalid character"):
+            Reference.parse(text)
+
+
+def test_good_references_still_parse():
+    assert Reference.parse("localhost:5000/a/b:v1.0_rc-1").tag == "v1.0_rc-1"
+    assert Reference.parse("[::1]:5000/a/b:v1").registry == "[::1]:5000"
+    spaced = Reference.parse("oci:/data/my models/layout:v1")
+    assert spaced.layout == "/data/my models/layout" and spaced.tag == "v1"
+    assert Reference.parse("oci:/data/a:b/layout").layout == "/data/a:b/layout"
+
+
+# -- 5. redaction ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets", "kept"),
+    [
+        ("http://bob:Track@Pass99@mlflow.example:5000/api", ["bob", "Track", "Pass99"], "http://mlflow.example:5000/api"),
+        ("https://bob:p%40ss@host/x", ["bob", "p%40ss"], "https://host/x"),
+        ("https://bucket.s3.amazonaws.com/m.onnx?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+         "&X-Amz-Credential=AKIAEXAMPLE%2F20260101%2Fus-east-1&X-Amz-Signature=deadbeefcafe"
+         "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLE",
+         ["AKIAEXAMPLE", "deadbeefcafe", "FwoGZXIvYXdzEXAMPLE"], "X-Amz-Algorithm=AWS4-HMAC-SHA256"),
+        ("https://acct.blob.core.windows.net/c/m?sv=2022-11-02&se=2026-12-31&sp=r&sig=c2VjcmV0c2ln%3D",
+         ["c2VjcmV0c2ln", "2026-12-31"], "sp=r"),
+        ("https://d111.cloudfront.net/m?Policy=eyJTdGF0ZW1lbnQi&Signature=abcXYZ~&Key-Pair-Id=APKAEXAMPLE",
+         ["eyJTdGF0ZW1lbnQi", "abcXYZ", "APKAEXAMPLE"], "https://d111.cloudfront.net/m?"),
+        ("https://storage.googleapis.com/b/m?GoogleAccessId=sa@proj.iam&Expires=1&Signature=gsig%2B1",
+         ["sa@proj.iam", "gsig"], "Expires=1"),
+        ("https://h/m?X-Goog-Credential=sa%40p&X-Goog-Signature=0a1b2c", ["sa%40p", "0a1b2c"], "https://h/m?"),
+        ("https://h/api?token=tok123&access_token=at456&password=pw789#frag", ["tok123", "at456", "pw789"], "#frag"),
+        ("redirect=https%3A%2F%2Fh%2Fm%3Fsig%3Dnested123%26x%3D1", ["nested123"], "x%3D1"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", ["eyJhbGciOiJIUzI1NiJ9"], "Authorization"),
+    ],
+    ids=["raw-at", "encoded-at", "aws-sigv4", "azure-sas", "cloudfront", "gcs-v2", "gcs-v4", "tokens", "nested",
+         "bearer"],
+)
+def test_redact_removes_every_credential_form(text, secrets, kept):
+    out = redact(text)
+    for secret in secrets:
+        assert secret not in out, (secret, out)
+    assert kept in out, out
+
+
+def test_redact_leaves_ordinary_text_alone():
+    for text in ["models:/iris@champion", "host:5000/team/model:v1@" + DIGEST, "runs:/abc/model",
+                 "s3://bucket/path/model.onnx", "?session=1&monkey=2&keyboard=3", "git@github.com:org/repo.git"]:
+        assert redact(text) == text
+
+
+def test_presigned_url_in_an_error_is_redacted(tmp_path, env):
+    url = ("https://bucket.s3.amazonaws.com/m?X-Amz-Credential=AKIAEXAMPLE%2F2026&X-Amz-Signature=deadbeefcafe"
+           "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLE")
+    res = run("import-mlflow", url, "oci:layout:v1", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", env=env,
+              cwd=tmp_path)
+    # (MLflow itself logs its database set-up on stderr before modelhaul's one line)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    err = res.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "not an MLflow URI" in err and "X-Amz-Signature=***" in err
+    for secret in ["AKIAEXAMPLE", "deadbeefcafe", "FwoGZXIvYXdzEXAMPLE"]:
+        assert secret not in res.stderr + res.stdout
+
+
+def test_tracking_uri_with_raw_at_in_password_never_leaves(tmp_path, env):
+    """Unreachable server: the error names the server without any part of the credentials."""
+    err = one_line_error(run("import-mlflow", "runs:/0123456789abcdef/model", "oci:layout:v1",
+                             "--tracking-uri", "http://bob:Track@Pass99@127.0.0.1:9/", env=env, cwd=tmp_path))
+    assert "Pass99" not in err and "Track" not in err and "bob" not in err
+
+
+@pytest.fixture(scope="module")
+def trained_run(mlflow_server: str, training_checkout) -> dict:
+    from modelhaul import steps
+
+    sys.path.insert(0, str(training_checkout.path))
+    try:
+        return steps.train(entry_point="train_iris:train", params={"c": 0.5}, tracking_uri=mlflow_server,
+                           experiment="hostile-input")
+    finally:
+        sys.path.remove(str(training_checkout.path))
+        sys.modules.pop("train_iris", None)
+
+
+def test_artifact_keeps_no_part_of_a_raw_at_password(tmp_path, mlflow_server, trained_run):
+    """``http://bob:Track@Pass99@host``: userinfo runs to the last '@'; the artifact keeps only the host."""
+    from modelhaul import steps
+
+    secret_uri = mlflow_server.replace("http://", "http://bob:Track@Pass99@")
+    layout = tmp_path / "layout"
+    out = steps.package(source=f"runs:/{trained_run['run_id']}/model", ref=f"oci:{layout}:v1",
+                        tracking_uri=secret_uri)
+    info = artifacts.inspect(out["ref"])
+    assert info["config"]["provenance"]["mlflow"]["trackingUri"] == mlflow_server
+    everything = b"".join(p.read_bytes() for p in layout.rglob("*") if p.is_file())
+    for secret in (b"Pass99", b"Track@", b"bob:"):
+        assert secret not in everything
+    assert "Pass99" not in json.dumps(out)
