@@ -140,9 +140,7 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None)
     from modelhaul.transfer import pull_to_layout
 
     r = parse(ref)
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise ConfigError(f"{dest}: destination is not empty; choose a new directory")
+    dest = check_export_destination(dest)
     src = open_target(r, options)
     with pull_to_layout(src, r.reference) as (layout, manifest):
         cfg = unpack(manifest, layout, dest)
@@ -154,6 +152,28 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None)
         "format": cfg.format,
         "framework": cfg.framework,
     }
+
+
+def check_export_destination(dest: str | Path) -> Path:
+    """``dest`` if a model can be written out there: a new path, or an empty real directory.
+
+    A symlink is refused rather than written through (its target is not what the user named), a
+    file is not replaced, and a non-empty directory is never mixed with a model's files.
+    """
+    dest = Path(dest)
+    if dest.is_symlink():
+        raise ConfigError(f"{dest}: destination is a symlink; export into a new directory (modelhaul does not "
+                          "write through links)")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{dest}: destination exists and is not a directory; choose a new directory")
+    if dest.exists() and any(dest.iterdir()):
+        raise ConfigError(f"{dest}: destination is not empty; choose a new directory")
+    for parent in dest.absolute().parents:
+        if parent.is_symlink() or parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{dest}: {parent} is not a directory; choose a destination inside a directory")
+            break
+    return dest
 
 
 @contextlib.contextmanager

@@ -22,24 +22,30 @@ MASK = "***"
 
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
 
-# query parameter names whose value is a secret or part of a signature (compared case-insensitively)
-SECRET_PARAMS = (
-    # AWS SigV4 / SigV2 / CloudFront
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature", "awsaccesskeyid",
-    "key-pair-id", "policy",
-    # Google Cloud Storage
+# parameter names that mean a secret wherever they appear as ``name=value`` (compared case-insensitively)
+SECRET_NAMES = (
+    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "awsaccesskeyid", "key-pair-id",
     "x-goog-signature", "x-goog-credential", "x-goog-security-token", "googleaccessid",
-    # Azure SAS (signature, expiry, user-delegation key fields)
-    "sig", "se", "skoid", "sktid", "skt", "ske", "sks", "skv",
-    # generic tokens and passwords
-    "token", "access_token", "id_token", "refresh_token", "auth", "authorization", "password", "passwd",
-    "pwd", "secret", "client_secret", "api_key", "api-key", "apikey", "key", "private_token",
+    "access_token", "id_token", "refresh_token", "private_token", "client_secret", "password", "passwd",
+    "api_key", "api-key", "apikey",
 )
-_NAMES = "|".join(re.escape(n) for n in sorted(SECRET_PARAMS, key=len, reverse=True))
-# a parameter name not glued to a longer name, "=" (maybe %3D), and its value up to the next separator
-_QUERY = re.compile(
-    rf"(?i)(?:(?<=%3F)|(?<=%26)|(?<![\w.\-%]))(?P<name>{_NAMES})(?P<eq>=|%3D)(?P<value>.+?)(?=&|%26|#|;|\s|[\"'<>]|$)"
+# short or common names, secret only as a URL query parameter (after ``?``, ``&`` or ``;``): S3 v2 and
+# CloudFront signatures and policies, Azure SAS (signature, expiry, user-delegation key), generic tokens
+SECRET_QUERY_PARAMS = (
+    "signature", "policy", "sig", "se", "skoid", "sktid", "skt", "ske", "sks", "skv",
+    "token", "auth", "authorization", "secret", "pwd", "key",
 )
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+# "=" (maybe %3D inside another URL) and the value up to the next separator
+_VALUE = r"(?P<eq>=|%3D)(?P<value>.+?)(?=&|%26|#|;|\s|[\"'<>]|$)"
+_IN_QUERY = re.compile(
+    rf"(?i)(?:(?<=[?&;])|(?<=%3F)|(?<=%26))(?P<name>{_names(SECRET_NAMES + SECRET_QUERY_PARAMS)}){_VALUE}")
+_ANYWHERE = re.compile(rf"(?i)(?<![\w.\-%])(?P<name>{_names(SECRET_NAMES)}){_VALUE}")
 _AUTH_HEADER = re.compile(r"(?i)(authorization\s*[:=]\s*(?:bearer|basic|token)?\s*)[^\s,;\"']+")
 
 
@@ -48,5 +54,6 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _USERINFO.sub(r"\g<scheme>", text)
-    text = _QUERY.sub(lambda m: f"{m['name']}{m['eq']}{MASK}", text)
+    for pattern in (_IN_QUERY, _ANYWHERE):
+        text = pattern.sub(lambda m: f"{m['name']}{m['eq']}{MASK}", text)
     return _AUTH_HEADER.sub(rf"\g<1>{MASK}", text)

@@ -55,7 +55,7 @@ def _gate(value: Any) -> list[str] | str | None:
     """A gate expression, a list of them, or the JSON text of a list (a ``| tojson`` template)."""
     if isinstance(value, str) and value.strip().startswith("["):
         return json.loads(value)
-    return value or None
+    return value  # "" reaches the core, which refuses it: an empty gate is a templating mistake
 
 
 def default_deferrable() -> bool:

@@ -295,7 +295,8 @@ def test_redact_removes_every_credential_form(text, secrets, kept):
 
 def test_redact_leaves_ordinary_text_alone():
     for text in ["models:/iris@champion", "host:5000/team/model:v1@" + DIGEST, "runs:/abc/model",
-                 "s3://bucket/path/model.onnx", "?session=1&monkey=2&keyboard=3", "git@github.com:org/repo.git"]:
+                 "s3://bucket/path/model.onnx", "?session=1&monkey=2&keyboard=3", "git@github.com:org/repo.git",
+                 "--param 'c': expected KEY=VALUE", "sig=1 se=2 token=3 outside a URL"]:
         assert redact(text) == text
 
 
@@ -346,3 +347,133 @@ def test_artifact_keeps_no_part_of_a_raw_at_password(tmp_path, mlflow_server, tr
     for secret in (b"Pass99", b"Track@", b"bob:"):
         assert secret not in everything
     assert "Pass99" not in json.dumps(out)
+
+
+# -- 12. one line, right exit code -------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_layout(tmp_path, model_dir) -> str:
+    """A model (with a loss metric) in an oci: layout, the serverless way to have something to export."""
+    (model_dir / "ormbfile.yaml").write_text("format: ONNX\nmetrics:\n  loss: 0.2\n  accuracy: 0.9\n")
+    ref = f"oci:{tmp_path}/saved:v1"
+    artifacts.publish(model_dir, ref)
+    return ref
+
+
+def test_export_onto_a_file_is_one_line_and_leaves_the_file(tmp_path, env, saved_layout):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    one_line_error(run("export", saved_layout, str(target), env=env), str(target), "not a directory")
+    assert target.read_text() == "mine"
+    one_line_error(run("export", saved_layout, str(target / "sub"), env=env), "is not a directory")
+    assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize("link_to", ["empty-dir", "file", "dangling"])
+def test_export_onto_a_symlink_is_refused_and_writes_nothing_through_it(tmp_path, env, saved_layout, link_to):
+    target = tmp_path / "elsewhere"
+    if link_to == "empty-dir":
+        target.mkdir()
+    elif link_to == "file":
+        target.write_text("mine")
+    link = tmp_path / "out"
+    link.symlink_to(target)
+    one_line_error(run("export", saved_layout, str(link), env=env), str(link), "is a symlink")
+    assert link.is_symlink()
+    if link_to == "empty-dir":
+        assert list(target.iterdir()) == []
+    elif link_to == "file":
+        assert target.read_text() == "mine"
+    else:
+        assert not target.exists()
+
+
+def test_export_from_the_local_store_onto_a_file_is_one_line(tmp_path, env, model_dir, registry):
+    ref = registry.ref("hostile/export", "v1")
+    assert run("save", str(model_dir), ref, env=env).returncode == 0
+    target = tmp_path / "file"
+    target.write_text("mine")
+    one_line_error(run("export", ref, str(target), env=env), "not a directory")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    one_line_error(run("export", ref, str(link), env=env), "is a symlink")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(b'{"ref": "x",', "not valid JSON at line 1"), (b"\xff\xfe{}", "not valid JSON"), (b"[1, 2]", "JSON object"),
+     (None, "no such file")],
+    ids=["truncated", "binary", "not-an-object", "missing"],
+)
+@pytest.mark.parametrize("verb", ["promote", "rollback"])
+def test_bad_deployment_json_is_one_line(tmp_path, env, registry, verb, content, fragment):
+    path = tmp_path / "deploy.json"
+    if content is not None:
+        path.write_bytes(content)
+    one_line_error(run(verb, registry.ref("hostile/promote", "v1"), "--deployment", str(path), "--plain-http",
+                       env=env), "--deployment", str(path), fragment)
+
+
+@pytest.mark.parametrize("param", ["c", "=0.5"])
+def test_param_without_equals_is_one_line(tmp_path, env, param):
+    one_line_error(run("train", "nowhere_module:train", "--param", param, env=env, cwd=tmp_path),
+                   f"--param {param!r}", "KEY=VALUE")
+
+
+@pytest.mark.parametrize("level", ["99", "-1", "fast", "٣"])
+def test_bad_gzip_level_is_one_line_naming_the_variable(tmp_path, env, model_dir, level):
+    env["MODELHAUL_GZIP_LEVEL"] = level
+    layout = tmp_path / "layout"
+    one_line_error(run("save", str(model_dir), f"oci:{layout}:v1", "--format", "ormb", env=env),
+                   "MODELHAUL_GZIP_LEVEL", "0", "9")
+    assert layout_blobs(layout) == []
+
+
+def test_good_gzip_level_still_packs(tmp_path, env, model_dir):
+    env["MODELHAUL_GZIP_LEVEL"] = "6"
+    res = run("save", str(model_dir), f"oci:{tmp_path}/layout:v1", "--format", "ormb", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["bundle_format"] == "ormb"
+
+
+@pytest.mark.parametrize("gate", ["", "   "])
+def test_empty_gate_is_refused_before_anything_moves(tmp_path, env, saved_layout, gate):
+    one_line_error(run("promote", saved_layout, "--gate", gate, env=env), "gate", "empty")
+    layout_index = json.loads((tmp_path / "saved" / "index.json").read_text())
+    tags = {m["annotations"]["org.opencontainers.image.ref.name"] for m in layout_index["manifests"]}
+    assert tags == {"v1"}
+
+
+def test_empty_gate_is_refused_in_the_core_for_airflow_and_kfp(saved_layout):
+    from modelhaul import steps
+    from modelhaul.errors import GateError
+
+    for gate in ("", [""], ["accuracy >= 0.5", " "]):
+        with pytest.raises(GateError, match="empty"):
+            steps.promote(ref=saved_layout, gate=gate)
+
+
+def test_beats_with_a_leading_dash_parses_as_the_readme_shows(tmp_path, env, saved_layout):
+    res = run("promote", saved_layout, "--beats", "-loss", "--gate", "accuracy >= 0.5", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["promoted"] is True and any("beats -loss" in c for c in out["checks"])
+    # the = form and an option right after --beats keep working as argparse defines them
+    assert run("promote", saved_layout, "--beats=-loss", "--json", env=env).returncode == 0
+    assert run("promote", saved_layout, "--beats", "--json", env=env).returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("have", "missing"),
+    [("MODELHAUL_PASSWORD", "MODELHAUL_USERNAME"), ("MODELHAUL_USERNAME", "MODELHAUL_PASSWORD"),
+     ("ORMB_PASSWORD", "ORMB_USERNAME")],
+)
+def test_half_a_credential_pair_is_one_line_naming_both(env, model_dir, auth_registry, have, missing):
+    ref = auth_registry.ref("hostile/creds", "v1")
+    assert run("save", str(model_dir), ref, env=env).returncode == 0
+    env[have] = "Sup3rS3cret-value"
+    err = one_line_error(run("push", ref, env=env), have, missing)
+    assert "Sup3rS3cret" not in err
