@@ -477,3 +477,22 @@ def test_half_a_credential_pair_is_one_line_naming_both(env, model_dir, auth_reg
     env[have] = "Sup3rS3cret-value"
     err = one_line_error(run("push", ref, env=env), have, missing)
     assert "Sup3rS3cret" not in err
+
+
+def test_airflow_operator_logs_its_arguments_without_credentials(tmp_path, capfd, caplog):
+    """The operator logs the step's arguments: a tracking URI or presigned source must be masked there too."""
+    import logging
+
+    from modelhaul.errors import MLflowError
+    from modelhaul.operators import PackageModelOperator
+
+    source = "https://b.s3.amazonaws.com/m?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=deadbeefcafe"
+    tracking = "http://bob:Track@Pass99@127.0.0.1:9"
+    op = PackageModelOperator(task_id="package", source=source, ref=f"oci:{tmp_path}/l:v1", tracking_uri=tracking)
+    with caplog.at_level(logging.INFO), pytest.raises(MLflowError) as exc:
+        op.call_step(source=source, ref=f"oci:{tmp_path}/l:v1", tracking_uri=tracking)
+    out, err = capfd.readouterr()
+    logged = "\n".join([out, err, caplog.text, str(exc.value)])
+    assert "modelhaul package" in logged
+    for secret in ("AKIAEXAMPLE", "deadbeefcafe", "Pass99", "Track@", "bob:"):
+        assert secret not in logged, logged
