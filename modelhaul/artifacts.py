@@ -228,7 +228,7 @@ def retag(src: str, dst: str, options: RegistryOptions | None = None) -> dict[st
     from modelhaul.transfer import copy
 
     s = parse(src)
-    d = s.with_tag(dst).unpinned() if ":" not in dst and "/" not in dst else parse(dst)
+    d = s.with_tag(dst).unpinned() if ":" not in dst and "/" not in dst else parse_destination(dst, "tag")
     if not d.tag:
         raise ConfigError(f"{dst!r}: the destination of a tag needs a tag name")
     src_t = open_target(s, options)

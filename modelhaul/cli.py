@@ -146,6 +146,7 @@ def cmd_tag(args) -> dict[str, Any]:
         from modelhaul.transfer import copy
 
         src, s = _store_for(args.src)
+        parse_destination(args.dst, "tag")
         dst, d = _store_for(args.dst)
         digest = copy(src, s.reference, dst, d.tag or "latest")
         return {"ref": str(d.with_digest(digest)), "digest": digest}

@@ -496,3 +496,12 @@ def test_airflow_operator_logs_its_arguments_without_credentials(tmp_path, capfd
     assert "modelhaul package" in logged
     for secret in ("AKIAEXAMPLE", "deadbeefcafe", "Pass99", "Track@", "bob:"):
         assert secret not in logged, logged
+
+
+def test_tag_refuses_a_digest_on_the_destination(tmp_path, env, saved_layout, model_dir, registry):
+    one_line_error(run("tag", saved_layout, f"oci:{tmp_path}/saved:prod@{DIGEST}", env=env),
+                   "tag cannot honour a digest")
+    ref = registry.ref("hostile/tag", "v1")
+    assert run("save", str(model_dir), ref, env=env).returncode == 0
+    one_line_error(run("tag", ref, f"{registry.host}/hostile/tag:prod@{DIGEST}", "--local", env=env),
+                   "tag cannot honour a digest")
