@@ -9,6 +9,7 @@ included), then anonymous (with bearer tokens when the registry asks for them).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from modelhaul.errors import ConfigError
@@ -48,7 +49,7 @@ class RegistryOptions:
         return bool(self.username and self.password)
 
 
-def _env_credentials(env: os._Environ[str] | dict[str, str]) -> tuple[str | None, str | None]:
+def _env_credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     """``(username, password)`` from MODELHAUL_* (else ORMB_*); half a pair is a mistake, not anonymous."""
     for prefix in ("MODELHAUL", "ORMB"):
         user, password = env.get(f"{prefix}_USERNAME") or None, env.get(f"{prefix}_PASSWORD") or None
