@@ -17,7 +17,7 @@ from typing import Any
 from modelhaul import oci
 from modelhaul.config import ModelConfig, Provenance
 from modelhaul.errors import ConfigError, NotFound
-from modelhaul.reference import Reference, parse
+from modelhaul.reference import Reference, parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
 
 
@@ -49,11 +49,11 @@ def publish(
     from modelhaul.bundle import pack
     from modelhaul.transfer import push_packed, upload_digester
 
-    r = parse(ref)
+    r = parse_destination(ref, "publishing")
     target = open_target(r, options)
     with pack(Path(src), bundle_format=bundle_format, config=config, name=r.repository.rsplit("/", 1)[-1],
               digester=upload_digester(target)) as p:
-        digest = push_packed(p, target, tag=r.tag or ("latest" if not r.digest else None))
+        digest = push_packed(p, target, tag=r.tag or "latest")
         return _result(r, digest, p.manifest_media_type, p.config, p.size, bundle_format)
 
 
@@ -140,9 +140,7 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None)
     from modelhaul.transfer import pull_to_layout
 
     r = parse(ref)
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise ConfigError(f"{dest}: destination is not empty; choose a new directory")
+    dest = check_export_destination(dest)
     src = open_target(r, options)
     with pull_to_layout(src, r.reference) as (layout, manifest):
         cfg = unpack(manifest, layout, dest)
@@ -154,6 +152,28 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None)
         "format": cfg.format,
         "framework": cfg.framework,
     }
+
+
+def check_export_destination(dest: str | Path) -> Path:
+    """``dest`` if a model can be written out there: a new path, or an empty real directory.
+
+    A symlink is refused rather than written through (its target is not what the user named), a
+    file is not replaced, and a non-empty directory is never mixed with a model's files.
+    """
+    dest = Path(dest)
+    if dest.is_symlink():
+        raise ConfigError(f"{dest}: destination is a symlink; export into a new directory (modelhaul does not "
+                          "write through links)")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{dest}: destination exists and is not a directory; choose a new directory")
+    if dest.exists() and any(dest.iterdir()):
+        raise ConfigError(f"{dest}: destination is not empty; choose a new directory")
+    for parent in dest.absolute().parents:
+        if parent.is_symlink() or parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{dest}: {parent} is not a directory; choose a destination inside a directory")
+            break
+    return dest
 
 
 @contextlib.contextmanager
@@ -208,7 +228,7 @@ def retag(src: str, dst: str, options: RegistryOptions | None = None) -> dict[st
     from modelhaul.transfer import copy
 
     s = parse(src)
-    d = s.with_tag(dst).unpinned() if ":" not in dst and "/" not in dst else parse(dst)
+    d = s.with_tag(dst).unpinned() if ":" not in dst and "/" not in dst else parse_destination(dst, "tag")
     if not d.tag:
         raise ConfigError(f"{dst!r}: the destination of a tag needs a tag name")
     src_t = open_target(s, options)

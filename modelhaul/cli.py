@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelhaul.errors import ModelhaulError, NotFound, redact
-from modelhaul.reference import parse
+from modelhaul.errors import ConfigError, ModelhaulError, NotFound, redact
+from modelhaul.reference import parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
 
 
@@ -63,7 +63,7 @@ def _copy_with_progress(args, src, reference, dst, tag, what):
 def cmd_save(args) -> dict[str, Any]:
     from modelhaul import artifacts
 
-    r = parse(args.ref)
+    r = parse_destination(args.ref, "save")
     if r.is_layout:
         return artifacts.publish(args.dir, args.ref, bundle_format=args.format, config=_config_arg(args))
     from modelhaul.bundle import pack
@@ -119,9 +119,7 @@ def cmd_export(args) -> dict[str, Any]:
             manifest = store.get_manifest(r.reference)
         except NotFound:
             return artifacts.fetch(args.ref, args.dir, options=_options(args))
-        dest = Path(args.dir)
-        if dest.exists() and any(dest.iterdir()):
-            raise ModelhaulError(f"{dest}: destination is not empty; choose a new directory")
+        dest = artifacts.check_export_destination(args.dir)
         cfg = unpack(manifest, store, dest)
         return {"ref": str(r.with_digest(manifest.digest)), "digest": manifest.digest, "path": str(dest),
                 "format": cfg.format}
@@ -148,6 +146,7 @@ def cmd_tag(args) -> dict[str, Any]:
         from modelhaul.transfer import copy
 
         src, s = _store_for(args.src)
+        parse_destination(args.dst, "tag")
         dst, d = _store_for(args.dst)
         digest = copy(src, s.reference, dst, d.tag or "latest")
         return {"ref": str(d.with_digest(digest)), "digest": digest}
@@ -203,7 +202,12 @@ def cmd_import_mlflow(args) -> dict[str, Any]:
 def cmd_train(args) -> dict[str, Any]:
     from modelhaul import steps
 
-    params = dict(kv.split("=", 1) for kv in args.param or [])
+    params = {}
+    for kv in args.param or []:
+        key, sep, value = kv.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {kv!r}: expected KEY=VALUE (e.g. --param c=0.5)")
+        params[key] = value
     return steps.train(entry_point=args.entry_point, params=params, tracking_uri=args.tracking_uri,
                        experiment=args.experiment, registered_model=args.registered_model, alias=args.alias)
 
@@ -233,7 +237,7 @@ def cmd_deploy(args) -> dict[str, Any]:
 def cmd_promote(args) -> dict[str, Any]:
     from modelhaul import steps
 
-    deployment = json.loads(Path(args.deployment).read_text()) if args.deployment else None
+    deployment = _deployment_arg(args.deployment)
     return steps.promote(ref=args.ref, stage=args.stage, gate=args.gate, beats=args.beats,
                          min_delta=args.min_delta, tracking_uri=args.tracking_uri, deployment=deployment,
                          **_registry_kwargs(args))
@@ -242,9 +246,49 @@ def cmd_promote(args) -> dict[str, Any]:
 def cmd_rollback(args) -> dict[str, Any]:
     from modelhaul import steps
 
-    deployment = json.loads(Path(args.deployment).read_text()) if args.deployment else None
+    deployment = _deployment_arg(args.deployment)
     return steps.rollback(ref=args.ref, stage=args.stage, tracking_uri=args.tracking_uri, deployment=deployment,
                           **_registry_kwargs(args))
+
+
+def _deployment_arg(path: str | None) -> dict[str, Any] | None:
+    """The ``--deployment`` file: the JSON object ``deploy --json`` printed."""
+    if not path:
+        return None
+    p = Path(path)
+    try:
+        data = json.loads(p.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"--deployment {p}: no such file; save the output of `deploy --json` there") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--deployment {p}: is a directory; pass the JSON file `deploy --json` wrote") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--deployment {p}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                          "pass the output of `modelhaul deploy --json`") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"--deployment {p}: cannot read it ({type(exc).__name__}); pass a JSON file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--deployment {p}: expected a JSON object (the output of `deploy --json`)")
+    return data
+
+
+# options whose value may start with '-' ("--beats -loss"): argparse would take it for an option
+_DASH_VALUE_OPTIONS = ("--beats",)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--beats -loss`` -> ``--beats=-loss``, so the README's form parses (``--beats --json`` is left alone)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg, value = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in _DASH_VALUE_OPTIONS and value.startswith("-") and not value.startswith("--"):
+            out.append(f"{arg}={value}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
 
 
 # -- wiring ----------------------------------------------------------------------------------------
@@ -361,7 +405,7 @@ def _human(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         result = args.fn(args)
     except ModelhaulError as exc:

@@ -250,16 +250,11 @@ def load(path: str | Path) -> ModelConfig:
     p = Path(path)
     if p.is_dir():
         p = p / ORMBFILE
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file; write an {ORMBFILE} or pass the model directory") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not p.exists() and not p.is_symlink():
+        raise ConfigError(f"{p}: no such file; write an {ORMBFILE} or pass the model directory")
+    from modelhaul.useryaml import read_yaml_file
+
+    data = read_yaml_file(p, ORMBFILE) or {}
     return ModelConfig.from_dict(data, source=str(p))
 
 

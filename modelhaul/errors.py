@@ -6,7 +6,7 @@ Nothing here ever holds a credential: build messages with :func:`redact` where a
 
 from __future__ import annotations
 
-import re
+from modelhaul.redact import redact  # noqa: F401 - errors are built with it; callers import it from here
 
 
 class ModelhaulError(Exception):
@@ -66,12 +66,3 @@ class DeployError(ModelhaulError):
 
 class GateError(ModelhaulError):
     """A promotion gate expression is malformed (a gate that is *not met* is not an error)."""
-
-
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QS = re.compile(r"(?i)((?:password|passwd|token|secret|access_token|api[_-]?key)=)[^&\s]+")
-
-
-def redact(text: str) -> str:
-    """Remove ``user:password@`` from URLs and secret-looking query values from ``text``."""
-    return _SECRET_QS.sub(r"\1***", _USERINFO.sub(r"\g<scheme>", text))

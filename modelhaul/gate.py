@@ -67,7 +67,10 @@ def parse(gate: str | list[str] | None) -> list[Condition]:
     for expr in exprs:
         if not isinstance(expr, str):
             raise GateError(f"gate {expr!r}: expected a string like 'accuracy >= 0.9'")
-        for part in _AND.split(expr.strip()) if expr.strip() else []:
+        if not expr.strip():
+            raise GateError(f"gate {expr!r} is empty (a template that rendered to nothing?); write a condition "
+                            "like 'accuracy >= 0.9', or pass no gate at all to promote without one")
+        for part in _AND.split(expr.strip()):
             m = _EXPR.match(part)
             if not m:
                 raise GateError(

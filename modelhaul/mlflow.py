@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelhaul.config import (
     DatasetInfo,
     GitHolder,
@@ -40,6 +38,7 @@ from modelhaul.config import (
     Tensor,
 )
 from modelhaul.errors import MLflowError, redact
+from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
 
 #: flavor -> (framework, format); pytorch and tensorflow/keras are refined from what was saved
 FLAVOR_FORMATS: dict[str, tuple[str, str]] = {
@@ -381,10 +380,8 @@ def build_config(res: Resolved, model_dir: Path, *, tracking_uri: str | None = N
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
     """The MLmodel file as a dict (plain YAML: no MLflow schema classes, no numpy)."""
-    try:
-        data = yaml.safe_load((Path(model_dir) / "MLmodel").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise MLflowError(f"{Path(model_dir).name}/MLmodel: cannot read it ({type(exc).__name__})") from None
+    data = read_yaml_file(Path(model_dir) / "MLmodel", "MLflow MLmodel file", limit=MAX_MLMODEL_BYTES,
+                          error=MLflowError) or {}
     return data if isinstance(data, dict) else {}
 
 

@@ -9,7 +9,10 @@ included), then anonymous (with bearer tokens when the registry asks for them).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from modelhaul.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,7 @@ class RegistryOptions:
     ) -> RegistryOptions:
         env = os.environ
         if not username and not password:
-            username = env.get("MODELHAUL_USERNAME") or env.get("ORMB_USERNAME") or None
-            password = env.get("MODELHAUL_PASSWORD") or env.get("ORMB_PASSWORD") or None
+            username, password = _env_credentials(env)
         return cls(
             plain_http=bool(plain_http) or _truthy(env.get("MODELHAUL_PLAIN_HTTP")),
             insecure=bool(insecure) or _truthy(env.get("MODELHAUL_INSECURE")),
@@ -45,6 +47,19 @@ class RegistryOptions:
     @property
     def has_credentials(self) -> bool:
         return bool(self.username and self.password)
+
+
+def _env_credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """``(username, password)`` from MODELHAUL_* (else ORMB_*); half a pair is a mistake, not anonymous."""
+    for prefix in ("MODELHAUL", "ORMB"):
+        user, password = env.get(f"{prefix}_USERNAME") or None, env.get(f"{prefix}_PASSWORD") or None
+        if user and password:
+            return user, password
+        if user or password:
+            have, missing = ("PASSWORD", "USERNAME") if password else ("USERNAME", "PASSWORD")
+            raise ConfigError(f"{prefix}_{have} is set but {prefix}_{missing} is not; set both "
+                              "(or neither, to use the docker config or anonymous access)")
+    return None, None
 
 
 def _truthy(v: str | None) -> bool:

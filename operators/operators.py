@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from modelhaul.errors import redact
 from modelhaul.operators._compat import AirflowException, AirflowSkipException, BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
 from modelhaul.operators.hooks import (
@@ -55,7 +56,7 @@ def _gate(value: Any) -> list[str] | str | None:
     """A gate expression, a list of them, or the JSON text of a list (a ``| tojson`` template)."""
     if isinstance(value, str) and value.strip().startswith("["):
         return json.loads(value)
-    return value or None
+    return value  # "" reaches the core, which refuses it: an empty gate is a templating mistake
 
 
 def default_deferrable() -> bool:
@@ -74,12 +75,12 @@ class StepOperator(LineageMixin, BaseOperator):
         from modelhaul import steps
 
         shown = {k: v for k, v in kwargs.items() if k not in _SECRET_ARGS and v not in (None, False)}
-        self.log.info("modelhaul %s %s", self.step, json.dumps(shown, default=str, sort_keys=True))
+        self.log.info("modelhaul %s %s", self.step, redact(json.dumps(shown, default=str, sort_keys=True)))
         with scoped_env(env or {}):
             result = getattr(steps, self.step)(**kwargs)
         result = _jsonable(result)
         summary = {k: result[k] for k in _SUMMARY_KEYS if result.get(k) is not None}
-        self.log.info("modelhaul %s -> %s", self.step, json.dumps(summary, default=str))
+        self.log.info("modelhaul %s -> %s", self.step, redact(json.dumps(summary, default=str)))
         return result
 
     def emit_assets(self, context: Any, result: dict[str, Any]) -> None:

@@ -29,7 +29,12 @@ from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
 BUNDLE_FORMATS = ("modelpack", "ormb")
 # ormb's single layer must be gzip, but weights barely compress and deflate runs at ~45 MB/s:
 # stored (level 0) gzip blocks are valid gzip at disk speed. MODELHAUL_GZIP_LEVEL=1..9 to compress.
-ORMB_GZIP_LEVEL = int(os.environ.get("MODELHAUL_GZIP_LEVEL", "0"))
+def ormb_gzip_level() -> int:
+    """``MODELHAUL_GZIP_LEVEL`` (0-9, default 0), read when packing so a bad value is one clear line."""
+    text = os.environ.get("MODELHAUL_GZIP_LEVEL", "").strip() or "0"
+    if not (text.isascii() and text.isdigit() and 0 <= int(text) <= 9):
+        raise ConfigError(f"MODELHAUL_GZIP_LEVEL={text!r}: expected a gzip level from 0 (stored, fastest) to 9")
+    return int(text)
 
 
 @dataclass
@@ -114,7 +119,7 @@ def pack(
             for f in source.files for i in range(1, len(PurePosixPath(f.relpath).parts))
         })
         digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), tar_path,
-                                    gzip_level=ORMB_GZIP_LEVEL, dirs=dirs)
+                                    gzip_level=ormb_gzip_level(), dirs=dirs)
         layer = oci.Blob(oci.ORMB_LAYER, digest, size, path=tar_path)
         cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, json.dumps(cfg.to_ormb_dict(), sort_keys=True).encode())
         manifest = _manifest(cfg_blob, [layer], cfg, bundle_format, None)

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelhaul import config as config_mod
 from modelhaul.config import ModelConfig
 from modelhaul.errors import BundleError, ConfigError
+from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
 
 
 @dataclass
@@ -97,15 +96,18 @@ def infer_format(files: list[ModelFile], root: Path | None = None) -> tuple[str,
 
 
 def _mlflow_flavors(mlmodel: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise BundleError(f"{mlmodel}: cannot read the MLflow MLmodel file: {exc}") from None
-    return dict(data.get("flavors") or {})
+    data = read_yaml_file(mlmodel, "MLflow MLmodel file", limit=MAX_MLMODEL_BYTES, error=BundleError) or {}
+    return dict(data.get("flavors") or {}) if isinstance(data, dict) else {}
 
 
 def list_files(root: Path) -> list[ModelFile]:
-    """Regular files below ``root``, sorted, with links and special files checked."""
+    """Regular files below ``root``, sorted, with links and special files checked.
+
+    Symlink policy: ``root`` itself may be a link (the user named it), but nothing below it may lead
+    out of it: a link to a file inside the model directory is packed as that file's bytes, a link
+    that resolves outside (``model.bin -> ~/.ssh/id_rsa``), a link to a directory or a dangling link
+    is refused, naming the link and never reading its target.
+    """
     if root.is_file():
         st = root.stat()
         return [ModelFile(root.name, root, st.st_size, bool(st.st_mode & 0o111))]
@@ -137,6 +139,9 @@ def open_source(src: Path, overrides: ModelConfig | dict[str, Any] | None = None
     src = Path(src)
     if not src.exists():
         raise BundleError(f"{src}: no such file or directory")
+    if (src / "model").is_symlink():
+        raise BundleError(f"{src / 'model'}: the model directory is a symlink; modelhaul packs only what is "
+                          "really inside the source (replace the link with the directory itself)")
     if (src / config_mod.ORMBFILE).is_file() and (src / "model").is_dir():
         cfg = config_mod.load(src)
         files = list_files(src / "model")
@@ -167,10 +172,9 @@ def open_source(src: Path, overrides: ModelConfig | dict[str, Any] | None = None
 
 
 def _kitfile_config(kitfile: Path) -> ModelConfig:
-    try:
-        kf = yaml.safe_load(kitfile.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{kitfile}: not valid YAML: {exc}") from None
+    kf = read_yaml_file(kitfile, "Kitfile")
+    if not isinstance(kf, dict):
+        raise ConfigError(f"{kitfile}: a Kitfile is a YAML mapping (manifestVersion, package, model...)")
     pkg = kf.get("package") or {}
     authors = pkg.get("authors") or []
     return ModelConfig(

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelhaul.config import Tensor
+from modelhaul.errors import FormatError
 from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
 
 MLMODEL = "MLmodel"
 
@@ -36,14 +36,7 @@ SIDE_FILES = {MLMODEL, "conda.yaml", "python_env.yaml", "requirements.txt", "inp
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
     p = model_dir / MLMODEL
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise fail(p, f"cannot read the MLflow MLmodel file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise fail(p, f"MLmodel is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    data = read_yaml_file(p, "MLflow MLmodel file", limit=MAX_MLMODEL_BYTES, error=FormatError) or {}
     if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
         raise fail(p, "MLmodel has no flavors mapping; it is not an MLflow model file")
     return data

@@ -241,15 +241,12 @@ def render(manifests: list[dict[str, Any]], render_dir: str | Path) -> list[str]
 
 def read_rendered(render_dir: str | Path, kind: str, name: str) -> dict[str, Any] | None:
     """The manifest rendered before for ``kind``/``name`` in ``render_dir``, if any."""
-    import yaml
+    from modelhaul.useryaml import read_yaml_file
 
     path = Path(render_dir) / f"{kind.lower()}-{name}.yaml"
     if not path.is_file():
         return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DeployError(f"{path}: not valid YAML ({exc}); remove it or pass stable_ref") from None
+    data = read_yaml_file(path, "rendered manifest", error=DeployError)
     return data if isinstance(data, dict) else None
 
 
