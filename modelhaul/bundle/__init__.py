@@ -80,8 +80,13 @@ def _manifest(cfg_blob: oci.Blob, layers: list[oci.Blob], cfg: ModelConfig, bund
         oci.ANNOTATION_FORMAT: bundle_format,
     }
     if cfg.created:
-        doc["annotations"][oci.ANNOTATION_CREATED] = cfg.created.isoformat().replace("+00:00", "Z")
+        doc["annotations"][oci.ANNOTATION_CREATED] = config_mod.rfc3339(cfg.created)
     return oci.canonical_json(doc)
+
+
+def ormb_config_bytes(cfg: ModelConfig) -> bytes:
+    """ormb's config blob: raw UTF-8 (its yaml.v2 parser rejects JSON's surrogate-pair escapes)."""
+    return json.dumps(cfg.to_ormb_dict(), sort_keys=True, ensure_ascii=False).encode()
 
 
 @contextlib.contextmanager
@@ -116,7 +121,7 @@ def pack(
         digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), tar_path,
                                     gzip_level=ORMB_GZIP_LEVEL, dirs=dirs)
         layer = oci.Blob(oci.ORMB_LAYER, digest, size, path=tar_path)
-        cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, json.dumps(cfg.to_ormb_dict(), sort_keys=True).encode())
+        cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, ormb_config_bytes(cfg))
         manifest = _manifest(cfg_blob, [layer], cfg, bundle_format, None)
         yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, layer], bundle_format, tmp)
     finally:
@@ -173,7 +178,7 @@ def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
     if kind == "modelpack":
         return modelpack.config_from_document(doc)
     if kind == "ormb":
-        return ModelConfig.from_dict(doc, source="ormb config")
+        return ModelConfig.from_ormb_dict(doc, source="ormb config")
     from modelhaul.bundle.kitops import config_from_kitfile
 
     return config_from_kitfile(doc)

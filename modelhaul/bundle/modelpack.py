@@ -16,7 +16,7 @@ from typing import Any
 
 from modelhaul import oci
 from modelhaul.bundle.source import ModelFile
-from modelhaul.config import ModelConfig
+from modelhaul.config import ModelConfig, rfc3339
 
 _CODE = {".py", ".sh", ".ipynb", ".r", ".jl"}
 _CODE_NAMES = {"requirements.txt", "conda.yaml", "python_env.yaml", "environment.yml", "Dockerfile"}
@@ -63,6 +63,7 @@ def file_metadata(f: ModelFile) -> str:
         },
         sort_keys=True,
         separators=(",", ":"),
+        ensure_ascii=False,
     )
 
 
@@ -80,7 +81,7 @@ def config_document(cfg: ModelConfig, name: str, diff_ids: list[str]) -> dict[st
     """The ModelPack config JSON: only the schema's fields, mapped from the ModelConfig."""
     descriptor: dict[str, Any] = {"name": name or "model"}
     if cfg.created:
-        descriptor["createdAt"] = cfg.created.isoformat().replace("+00:00", "Z")
+        descriptor["createdAt"] = rfc3339(cfg.created)
     if cfg.author:
         descriptor["authors"] = [cfg.author]
     if cfg.description:

@@ -90,7 +90,7 @@ def infer_format(files: list[ModelFile], root: Path | None = None) -> tuple[str,
         if any(n.endswith(suffix) for n in names):
             return fmt, fw
     if any(n.endswith(".params") for n in names) and any(n.endswith(".json") for n in names):
-        return "MXNETParams", "MXNet"
+        return "MXNetParams", "MXNet"
     if any(n.endswith(".pb") for n in names):
         return "GraphDef", "TensorFlow"
     return "Others", None

@@ -1,0 +1,217 @@
+"""Real readers read what we write, and we read what they write: ormb, ModelPack/modctl, KitOps, oras.
+
+Foreign artifacts are built here the way each upstream writer lays them out (ormb's Metadata JSON
+and one ``model/`` tar+gzip layer, modctl's per-file tar layers, KitOps' per-kind tars, ``oras push``
+files) and pushed to the real test registry; what modelhaul writes is read back from that registry
+and checked against the rules the upstream readers enforce (see DESIGN.md, "What the real readers
+require").
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from rfc3339_validator import validate_rfc3339
+
+from modelhaul import artifacts, config, oci
+from modelhaul.registry import RegistryTarget
+from tests.fixtures.registry import unique_repo
+
+SCHEMA = json.loads((Path(__file__).parent / "data" / "modelpack-config-schema.json").read_text())
+ORMB_VOCABULARY = set(config.ORMB_FORMATS)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELHAUL_HOME", str(tmp_path / "home"))
+
+
+def modelpack_validator() -> jsonschema.Draft202012Validator:
+    """The ModelPack schema with ``format: date-time`` enforced (jsonschema skips formats by default)."""
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    assert "date-time" in checker.checkers, "install rfc3339-validator: date-time would go unchecked"
+    return jsonschema.Draft202012Validator(SCHEMA, format_checker=checker)
+
+
+def test_the_schema_check_really_checks_dates():
+    bad = {"descriptor": {"name": "m", "createdAt": "2024-05-01T10:00:00"}, "config": {},
+           "modelfs": {"type": "layers", "diffIds": ["sha256:" + "0" * 64]}}
+    assert not modelpack_validator().is_valid(bad)
+
+
+# -- helpers: the registry as the reader sees it ---------------------------------------------------
+
+
+def target_of(registry, repo: str) -> RegistryTarget:
+    return RegistryTarget(registry.host, repo, registry.options)
+
+
+def blob_bytes(target: RegistryTarget, desc: dict[str, Any], tmp_path: Path) -> bytes:
+    out = tmp_path / desc["digest"].replace(":", "-")
+    target.fetch_blob(desc["digest"], desc["size"], out)
+    return out.read_bytes()
+
+
+def push_artifact(registry, config_blob: oci.Blob, layers: list[oci.Blob], *, artifact_type: str | None = None,
+                  annotations: dict[str, str] | None = None) -> str:
+    """Push a foreign artifact exactly as given; returns its reference."""
+    repo = unique_repo("readers")
+    target = target_of(registry, repo)
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": oci.MANIFEST_V1}
+    if artifact_type:
+        doc["artifactType"] = artifact_type
+    doc["config"] = config_blob.descriptor()
+    doc["layers"] = [b.descriptor() for b in layers]
+    if annotations:
+        doc["annotations"] = annotations
+    target.put_blobs([config_blob, *layers])
+    target.put_manifest(json.dumps(doc).encode(), oci.MANIFEST_V1, "v1")
+    return registry.ref(repo, "v1")
+
+
+def tar_bytes(entries: dict[str, bytes], *, dirs: tuple[str, ...] = (), compress: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    if compress == "gzip":
+        return gzip.compress(raw, mtime=0)
+    if compress == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(raw)
+    return raw
+
+
+def files_of(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def published(registry, src: Path, bundle_format: str, tmp_path: Path, **kw: Any) -> tuple[dict, bytes, dict]:
+    """Publish ``src`` to the test registry; (manifest JSON, config blob bytes, publish result)."""
+    repo = unique_repo("readers")
+    res = artifacts.publish(src, registry.ref(repo, "v1"), bundle_format=bundle_format, options=registry.options,
+                            **kw)
+    target = target_of(registry, repo)
+    manifest = target.get_manifest("v1").json
+    return manifest, blob_bytes(target, manifest["config"], tmp_path), res
+
+
+# -- ormb and ModelPack configs: RFC 3339 with a zone, raw UTF-8, for every ormbfile form -----------
+
+TEXT = "churn model 😀 — 模型 für Kündigungen"
+
+
+@pytest.mark.parametrize("created, expected", [
+    ("2024-05-01", "2024-05-01T00:00:00Z"),
+    ("2024-05-01 10:00:00", "2024-05-01T10:00:00Z"),
+    ("2024-05-01T10:00:00", "2024-05-01T10:00:00Z"),
+    ("'2024-05-01T10:00:00'", "2024-05-01T10:00:00Z"),
+    ("2024-05-01T10:00:00+02:00", "2024-05-01T10:00:00+02:00"),
+])
+@pytest.mark.parametrize("bundle_format", ["ormb", "modelpack"])
+def test_every_ormbfile_form_gives_rfc3339_created_and_raw_utf8(registry, tmp_path, created, expected,
+                                                                bundle_format):
+    src = tmp_path / "src"
+    (src / "model").mkdir(parents=True)
+    (src / "model" / "model.onnx").write_bytes(b"\x08\x07onnx-ish")
+    (src / "ormbfile.yaml").write_text(f"created: {created}\ndescription: {TEXT}\nauthor: Zoë 🧪\n", encoding="utf-8")
+    manifest, cfg_bytes, _ = published(registry, src, bundle_format, tmp_path)
+
+    ann = manifest["annotations"]
+    assert ann[oci.ANNOTATION_CREATED] == expected and validate_rfc3339(ann[oci.ANNOTATION_CREATED])
+    full = ann[oci.ANNOTATION_CONFIG]
+    assert json.loads(full)["created"] == expected and TEXT in full and "\\u" not in full
+    assert "\\u" not in cfg_bytes.decode("utf-8") and TEXT.encode() in cfg_bytes
+    doc = json.loads(cfg_bytes)
+    if bundle_format == "ormb":
+        assert manifest["config"]["mediaType"] == oci.ORMB_CONFIG
+        assert doc["created"] == expected and validate_rfc3339(doc["created"])
+        # ormb decodes its config with yaml.v2: it must be plain YAML with the text as written
+        assert yaml.safe_load(cfg_bytes.decode("utf-8"))["description"] == TEXT
+        assert doc["directoryStructure"] == ["model/model.onnx"] and doc["format"] == "ONNX"
+    else:
+        modelpack_validator().validate(doc)
+        assert doc["descriptor"]["createdAt"] == expected and doc["descriptor"]["description"] == TEXT
+
+
+@pytest.mark.parametrize("files, ormb_format, precise", [
+    ({"model.onnx": b"x"}, "ONNX", "ONNX"),
+    ({"model.joblib": b"x"}, "SKLearn", "SKLearn"),
+    ({"model.keras": b"PK"}, "Others", "Keras"),
+    ({"model.pt2": b"PK"}, "Others", "PT2"),
+    ({"model.lgb": b"tree"}, "Others", "LightGBM"),
+    ({"model.safetensors": b"{}"}, "Others", "SafeTensors"),
+    ({"model.gguf": b"GGUF"}, "Others", "GGUF"),
+    ({"net-symbol.json": b"{}", "net-0000.params": b"p"}, "MXNetParams", "MXNetParams"),
+    ({"MLmodel": b"flavors:\n  sklearn: {pickled_model: model.pkl}\n", "model.pkl": b"x"}, "MLflow", "SKLearn"),
+])
+def test_ormb_config_uses_ormb_vocabulary_while_modelconfig_keeps_the_format(registry, tmp_path, files,
+                                                                                ormb_format, precise):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    manifest, cfg_bytes, res = published(registry, src, "ormb", tmp_path)
+    doc = json.loads(cfg_bytes)
+    assert doc["format"] == ormb_format and doc["format"] in ORMB_VOCABULARY
+    assert json.loads(manifest["annotations"][oci.ANNOTATION_CONFIG])["format"] == precise
+    out = tmp_path / "out"
+    artifacts.fetch(res["ref"], out, options=registry.options)
+    assert config.load(out).format == precise and files_of(out / "model") == files
+
+
+def ormb_written(registry, created: str) -> tuple[str, dict[str, bytes]]:
+    """An artifact as `ormb save` + `ormb push` write it: Metadata JSON, one tar+gzip of model/ entries."""
+    files = {"model.onnx": b"\x08\x07weights", "assets/vocab.txt": "wörter 😀\n".encode()}
+    metadata = {
+        "author": "ormb user", "created": created, "description": "from ormb 😀", "format": "ONNX",
+        "framework": "PyTorch", "metrics": {"training": [{"name": "acc", "value": "0.9"}]},
+        "directoryStructure": ["model", "model/assets", "model/assets/vocab.txt", "model/model.onnx"],
+    }
+    cfg = oci.Blob.from_bytes(oci.ORMB_CONFIG, json.dumps(metadata, ensure_ascii=False).encode())
+    layer = oci.Blob.from_bytes(oci.ORMB_LAYER, tar_bytes({f"model/{k}": v for k, v in files.items()},
+                                                          dirs=("model", "model/assets"), compress="gzip"))
+    return push_artifact(registry, cfg, [layer]), files
+
+
+@pytest.mark.parametrize("created, expected", [
+    ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z"),
+    ("2024-05-01T12:00:00+02:00", "2024-05-01T12:00:00+02:00"),
+    ("0001-01-01T00:00:00Z", None),  # Go's zero time: what ormb writes when created is unset
+])
+def test_ormb_artifact_reads_and_republishes_in_both_formats(registry, tmp_path, created, expected):
+    ref, files = ormb_written(registry, created)
+    out = tmp_path / "out"
+    artifacts.fetch(ref, out, options=registry.options)
+    cfg = config.load(out)
+    assert files_of(out / "model") == files
+    assert cfg.directory_structure == ["assets", "assets/vocab.txt", "model.onnx"]  # model/ prefix gone
+    assert (config.rfc3339(cfg.created) if cfg.created else None) == expected
+    assert cfg.metric("acc") == 0.9 and cfg.description == "from ormb 😀"
+
+    for fmt in ("ormb", "modelpack"):
+        manifest, cfg_bytes, _ = published(registry, out, fmt, tmp_path / fmt)
+        assert manifest["annotations"].get(oci.ANNOTATION_CREATED) == expected
+        doc = json.loads(cfg_bytes)
+        if fmt == "ormb":
+            assert doc.get("created") == expected
+            assert doc["directoryStructure"] == ["model/assets/vocab.txt", "model/model.onnx"]
+        else:
+            modelpack_validator().validate(doc)
+            assert doc["descriptor"].get("createdAt") == expected
