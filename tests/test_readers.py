@@ -22,6 +22,7 @@ import yaml
 from rfc3339_validator import validate_rfc3339
 
 from modelhaul import artifacts, config, oci
+from modelhaul.errors import BundleError
 from modelhaul.registry import RegistryTarget
 from tests.fixtures.registry import unique_repo
 
@@ -215,3 +216,127 @@ def test_ormb_artifact_reads_and_republishes_in_both_formats(registry, tmp_path,
         else:
             modelpack_validator().validate(doc)
             assert doc["descriptor"].get("createdAt") == expected
+
+
+# -- ModelPack / modctl layers: .raw, .tar, .tar+gzip, .tar+zstd; CNAI; anything else refused -------
+
+WEIGHTS = b"\x00\x01weights" * 1000
+MODCTL_FILES = {"model.safetensors": WEIGHTS, "config.json": b'{"model_type": "bert"}',
+                "tokenizer/vocab.txt": b"[CLS]\n[SEP]\n", "README.md": b"# bert\n"}
+
+
+def modctl_artifact(packing: str, *, prefix: str = "application/vnd.cncf.model.",
+                    path_key: str = oci.ANNOTATION_FILEPATH, config_type: str = oci.MODELPACK_CONFIG,
+                    artifact_type: str = oci.MODELPACK_ARTIFACT) -> tuple[oci.Blob, list[oci.Blob]]:
+    """Layers as modctl builds them: one per file, a tar holding the file under its full relative path."""
+    kinds = {"model.safetensors": "weight", "config.json": "weight.config", "tokenizer/vocab.txt": "weight.config",
+             "README.md": "doc"}
+    layers = []
+    for rel, data in MODCTL_FILES.items():
+        if packing == "raw":
+            body = data
+        else:
+            body = tar_bytes({rel: data}, compress={"tar": None, "tar+gzip": "gzip", "tar+zstd": "zstd"}[packing])
+        layers.append(oci.Blob.from_bytes(f"{prefix}{kinds[rel]}.v1.{packing}", body, {path_key: rel}))
+    doc = {"descriptor": {"name": "bert", "createdAt": "2025-01-02T03:04:05Z", "family": "bert"},
+           "config": {"format": "safetensors"}, "modelfs": {"type": "layers", "diffIds": [b.digest for b in layers]}}
+    return oci.Blob.from_bytes(config_type, json.dumps(doc).encode()), layers
+
+
+@pytest.mark.parametrize("packing", ["raw", "tar", "tar+gzip", "tar+zstd"])
+def test_modctl_layers_in_every_packing_come_out_as_the_files(registry, tmp_path, packing):
+    cfg_blob, layers = modctl_artifact(packing)
+    ref = push_artifact(registry, cfg_blob, layers, artifact_type=oci.MODELPACK_ARTIFACT)
+    out = tmp_path / "out"
+    artifacts.fetch(ref, out, options=registry.options)
+    assert files_of(out / "model") == MODCTL_FILES
+    cfg = config.load(out)
+    assert config.rfc3339(cfg.created) == "2025-01-02T03:04:05Z" and cfg.format == "safetensors"
+
+
+def test_older_cnai_artifacts_are_read(registry, tmp_path):
+    cfg_blob, layers = modctl_artifact("raw", prefix="application/vnd.cnai.model.", path_key="org.cnai.model.filepath",
+                                       config_type="application/vnd.cnai.model.config.v1+json")
+    ref = push_artifact(registry, cfg_blob, layers, artifact_type="application/vnd.cnai.model.manifest.v1+json")
+    out = tmp_path / "out"
+    artifacts.fetch(ref, out, options=registry.options)
+    assert files_of(out / "model") == MODCTL_FILES
+
+
+@pytest.mark.parametrize("media_type", [
+    "application/vnd.cncf.model.weight.v1.tar+lz4",
+    "application/vnd.cncf.model.weight.v2.raw",
+    "application/octet-stream",
+])
+def test_a_layer_type_not_understood_is_refused_naming_layer_and_type(registry, tmp_path, media_type):
+    cfg_blob, layers = modctl_artifact("raw")
+    odd = oci.Blob.from_bytes(media_type, b"\x28\xb5\x2f\xfd compressed?", {oci.ANNOTATION_FILEPATH: "extra.bin"})
+    ref = push_artifact(registry, cfg_blob, [*layers, odd], artifact_type=oci.MODELPACK_ARTIFACT)
+    out = tmp_path / "out"
+    with pytest.raises(BundleError) as err:
+        artifacts.fetch(ref, out, options=registry.options)
+    msg = str(err.value)
+    assert odd.digest in msg and repr(media_type) in msg and "extra.bin" in msg and "\n" not in msg
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_a_tar_zstd_layer_that_is_not_zstd_is_refused(registry, tmp_path):
+    bogus = oci.Blob.from_bytes("application/vnd.cncf.model.weight.v1.tar+zstd", WEIGHTS,
+                                {oci.ANNOTATION_FILEPATH: "model.safetensors"})
+    cfg = oci.Blob.from_bytes(oci.MODELPACK_CONFIG, json.dumps(
+        {"descriptor": {"name": "x"}, "config": {}, "modelfs": {"type": "layers", "diffIds": [bogus.digest]}}).encode())
+    ref = push_artifact(registry, cfg, [bogus], artifact_type=oci.MODELPACK_ARTIFACT)
+    with pytest.raises(BundleError, match="zstd"):
+        artifacts.fetch(ref, tmp_path / "out", options=registry.options)
+    assert not (tmp_path / "out").exists()
+
+
+# -- oras push: title-annotated files with an empty or unknown config are a model directory ---------
+
+
+def oras_push(registry, workdir: Path, names: list[str], monkeypatch, **kw: Any) -> str:
+    """Push with oras-py's own client, laid out exactly as `oras push` lays files and directories."""
+    from oras.provider import Registry
+
+    repo = unique_repo("oras")
+    monkeypatch.chdir(workdir)  # oras only pushes paths below the working directory
+    Registry(hostname=registry.host, insecure=True).push(target=f"{registry.host}/{repo}:v1", files=names, **kw)
+    return registry.ref(repo, "v1")
+
+
+def test_oras_pushed_files_read_as_a_model_directory(registry, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model.onnx").write_bytes(b"\x08\x07onnx")
+    (work / "labels.txt").write_text("cat\ndog\n")
+    ref = oras_push(registry, work, ["model.onnx", "labels.txt"], monkeypatch)
+    manifest = target_of(registry, ref.split("/", 1)[1].rsplit(":", 1)[0]).get_manifest("v1").json
+    assert manifest["config"]["mediaType"] in (oci.EMPTY_CONFIG, "application/vnd.unknown.config.v1+json")
+
+    out = tmp_path / "out"
+    res = artifacts.fetch(ref, out, options=registry.options)
+    assert files_of(out / "model") == {"model.onnx": b"\x08\x07onnx", "labels.txt": b"cat\ndog\n"}
+    assert res["format"] == "ONNX" and config.load(out).format == "ONNX"
+    assert artifacts.inspect(ref, options=registry.options)["bundle_format"] == "oras"
+
+
+def test_an_oras_pushed_mlflow_directory_reads_as_the_mlflow_model(registry, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (work / "my-model").mkdir(parents=True)
+    (work / "my-model" / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: model.pkl}\n")
+    (work / "my-model" / "model.pkl").write_bytes(b"\x80\x04N.")
+    ref = oras_push(registry, work, ["my-model"], monkeypatch)
+    out = tmp_path / "out"
+    artifacts.fetch(ref, out, options=registry.options)
+    assert sorted(files_of(out / "model")) == ["MLmodel", "model.pkl"]
+    cfg = config.load(out)
+    assert cfg.format == "SKLearn" and "MLmodel" in cfg.directory_structure
+
+
+def test_an_image_is_still_not_a_model(registry, tmp_path):
+    layer = oci.Blob.from_bytes("application/vnd.oci.image.layer.v1.tar+gzip",
+                                tar_bytes({"bin/sh": b"x"}, compress="gzip"))
+    cfg = oci.Blob.from_bytes("application/vnd.oci.image.config.v1+json", b'{"architecture": "amd64"}')
+    ref = push_artifact(registry, cfg, [layer])
+    with pytest.raises(BundleError, match="is not a model"):
+        artifacts.fetch(ref, tmp_path / "out", options=registry.options)
