@@ -340,3 +340,52 @@ def test_an_image_is_still_not_a_model(registry, tmp_path):
     ref = push_artifact(registry, cfg, [layer])
     with pytest.raises(BundleError, match="is not a model"):
         artifacts.fetch(ref, tmp_path / "out", options=registry.options)
+
+
+# -- ModelPack layer kinds: what the format parsers know, guesses marked untested -----------------
+
+
+def test_layer_kinds_come_from_what_the_files_are(registry, tmp_path):
+    import lightgbm
+    import numpy as np
+    import xgboost
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    lightgbm.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_iterations": 2},
+                   lightgbm.Dataset(x, y)).save_model(str(src / "model.txt"))
+    xgboost.XGBClassifier(n_estimators=2, max_depth=2).fit(x, y).save_model(str(src / "booster.json"))
+    np.save(src / "embeddings.npy", np.zeros((3, 4)))
+    np.save(src / "data" / "holdout.npy", x[:5])
+    (src / "train.csv").write_text("a,b\n1,2\n")
+    (src / "README.md").write_text("# iris\n")
+    (src / "settings.yaml").write_text("k: v\n")
+    manifest, cfg_bytes, _ = published(registry, src, "modelpack", tmp_path,
+                                       config={"framework": "LightGBM", "format": "LightGBM"})
+    layers = {ly["annotations"][oci.ANNOTATION_FILEPATH]: ly for ly in manifest["layers"]}
+    kinds = {k: v["mediaType"].removeprefix(oci.MODELPACK_LAYER_PREFIX).removesuffix(".v1.raw")
+             for k, v in layers.items()}
+    untested = {k for k, v in layers.items() if v["annotations"].get("org.cncf.model.file.mediatype.untested")}
+    assert kinds == {"model.txt": "weight", "booster.json": "weight", "embeddings.npy": "weight",
+                     "data/holdout.npy": "dataset", "train.csv": "dataset", "README.md": "doc",
+                     "settings.yaml": "weight.config"}
+    assert untested == {"embeddings.npy", "data/holdout.npy", "train.csv", "settings.yaml"}
+    assert all(layers[k]["annotations"]["org.cncf.model.file.mediatype.untested"] == "true" for k in untested)
+    doc = json.loads(cfg_bytes)
+    modelpack_validator().validate(doc)
+    assert "family" not in doc["descriptor"]  # LightGBM is the framework, not a model family
+
+
+def test_descriptor_family_is_the_model_family_and_round_trips(registry, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    manifest, cfg_bytes, res = published(registry, src, "modelpack", tmp_path,
+                                         config={"framework": "PyTorch", "labels": {"family": "llama3"}})
+    assert json.loads(cfg_bytes)["descriptor"]["family"] == "llama3"
+    cfg_blob, layers = modctl_artifact("raw")
+    ref = push_artifact(registry, cfg_blob, layers, artifact_type=oci.MODELPACK_ARTIFACT)
+    cfg = artifacts.inspect(ref, options=registry.options)["config"]
+    assert cfg["labels"]["family"] == "bert" and "framework" not in cfg
