@@ -389,3 +389,75 @@ def test_descriptor_family_is_the_model_family_and_round_trips(registry, tmp_pat
     ref = push_artifact(registry, cfg_blob, layers, artifact_type=oci.MODELPACK_ARTIFACT)
     cfg = artifacts.inspect(ref, options=registry.options)["config"]
     assert cfg["labels"]["family"] == "bert" and "framework" not in cfg
+
+
+# -- KitOps ModelKits: per-kind tar layers and the Kitfile as config -------------------------------
+
+
+def kit_tar(entries: dict[str, bytes]) -> bytes:
+    """A KitOps layer tar: headers normalised as kit writes them (times zeroed, uid 1000, gid 0)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), 0o644, 1000, 0, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def kitops_modelkit(registry, model: dict[str, Any], files: dict[str, bytes], *, gzip_layers: bool = False) -> str:
+    layer_entries = {"model": {model["path"]: files[model["path"]]},
+                     "dataset": {k: v for k, v in files.items() if k.startswith("data/")},
+                     "docs": {k: v for k, v in files.items() if k == "README.md"}}
+    kitfile: dict[str, Any] = {"manifestVersion": "1.0", "package": {"name": "kit", "authors": ["Ada"]},
+                               "model": dict(model), "datasets": [], "docs": []}
+    layers = []
+    for kind, entries in layer_entries.items():
+        if not entries:
+            continue
+        raw = kit_tar(entries)
+        body = gzip.compress(raw, mtime=0) if gzip_layers else raw
+        blob = oci.Blob.from_bytes(f"application/vnd.kitops.modelkit.{kind}.v1.tar{'+gzip' if gzip_layers else ''}",
+                                   body)
+        layers.append(blob)
+        entry = {"digest": blob.digest, "diffId": oci.sha256_bytes(raw)}
+        if kind == "model":
+            kitfile["model"].update(entry)
+        elif kind == "dataset":
+            kitfile["datasets"] = [{"name": "data", "path": "data/", **entry}]
+        else:
+            kitfile["docs"] = [{"path": "README.md", **entry}]
+    cfg = oci.Blob.from_bytes(oci.KITOPS_CONFIG, json.dumps(kitfile).encode())
+    return push_artifact(registry, cfg, layers, annotations={"ml.kitops.modelkit.cli-version": "1.0.0"})
+
+
+@pytest.mark.parametrize("gzip_layers", [False, True])
+def test_an_onnx_modelkit_deploys_with_its_kitfile_format(registry, tmp_path, gzip_layers):
+    from modelhaul import steps
+
+    files = {"model.onnx": b"\x08\x07onnx", "data/train.csv": b"a,b\n1,2\n", "README.md": b"# kit\n"}
+    ref = kitops_modelkit(registry, {"name": "iris", "path": "model.onnx", "format": "onnx",
+                                     "framework": "pytorch"}, files, gzip_layers=gzip_layers)
+    out = tmp_path / "out"
+    artifacts.fetch(ref, out, options=registry.options)
+    assert files_of(out / "model") == files and config.load(out).format == "ONNX"
+    res = steps.deploy(ref=ref, target="seldon", name="kit", render_dir=str(tmp_path / "render"), plain_http=True)
+    (path,) = [p for p in res["manifests"] if "seldondeployment" in p.lower()] or res["manifests"][-1:]
+    sdep = yaml.safe_load(Path(path).read_text())
+    assert sdep["spec"]["predictors"][0]["graph"]["implementation"] == "TRITON_SERVER"
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"lr": 0.1, "layers": [64, 32]}, [{"name": "lr", "value": "0.1"}, {"name": "layers", "value": "[64, 32]"}]),
+    ([{"lr": 0.1}, "warmup"], [{"name": "parameters", "value": '[{"lr": 0.1}, "warmup"]'}]),
+    ("temperature: 0.7", [{"name": "parameters", "value": "temperature: 0.7"}]),
+    (42, [{"name": "parameters", "value": "42"}]),
+])
+def test_kitfile_parameters_of_any_shape_are_kept(registry, tmp_path, params, expected):
+    files = {"model.gguf": b"GGUF\x03\x00"}
+    ref = kitops_modelkit(registry, {"name": "m", "path": "model.gguf", "parameters": params}, files)
+    cfg = artifacts.inspect(ref, options=registry.options)["config"]
+    assert cfg["hyperParameters"] == expected
+    out = tmp_path / "out"
+    artifacts.fetch(ref, out, options=registry.options)
+    assert config.load(out).format == "GGUF"  # no Kitfile format: inferred from the files

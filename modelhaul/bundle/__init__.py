@@ -262,9 +262,12 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
                 _link_or_copy(blob, model.joinpath(*_safe_relpath(how.path or "").parts))
             else:
                 _extract_layer(layer, blob, how, model, work)
-        if kind == "oras" and oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}):
-            # the files are out: infer again, now seeing inside directories (an MLmodel)
-            cfg = _config_from_files([f.relpath for f in list_files(model)], model)
+        if oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}) and (
+            kind == "oras" or not cfg.format
+        ):  # a foreign artifact that does not say its format: the files are out, infer it from them
+            seen = _config_from_files([f.relpath for f in list_files(model)], model)
+            cfg = seen if kind == "oras" else cfg.model_copy(
+                update={"format": seen.format, "framework": cfg.framework or seen.framework})
         config_mod.dump(cfg, work / config_mod.ORMBFILE)
         if dest.exists():
             dest.rmdir()  # empty (checked by the caller)
