@@ -199,9 +199,10 @@ def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
 
 
 def _config_from_files(relpaths: list[str], root: Path | None = None) -> ModelConfig:
-    """What an artifact with no model config says of itself: format and framework from its files."""
-    files = [ModelFile(r, Path(r), 0, False) for r in sorted(relpaths)]
-    fmt, framework = infer_format(files, root)
+    """What an artifact with no model config says of itself: format and framework from its files
+    (from their names alone until they are written out under ``root``)."""
+    files = list_files(root) if root is not None else [ModelFile(r, Path(r), 0, False) for r in sorted(relpaths)]
+    fmt, framework = infer_format(files, root, by_content=root is not None)
     return ModelConfig(format=fmt, framework=framework, directory_structure=[f.relpath for f in files])
 
 
@@ -265,7 +266,7 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
         if oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}) and (
             kind == "oras" or not cfg.format
         ):  # a foreign artifact that does not say its format: the files are out, infer it from them
-            seen = _config_from_files([f.relpath for f in list_files(model)], model)
+            seen = _config_from_files([], model)
             cfg = seen if kind == "oras" else cfg.model_copy(
                 update={"format": seen.format, "framework": cfg.framework or seen.framework})
         config_mod.dump(cfg, work / config_mod.ORMBFILE)
