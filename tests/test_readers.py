@@ -461,3 +461,28 @@ def test_kitfile_parameters_of_any_shape_are_kept(registry, tmp_path, params, ex
     out = tmp_path / "out"
     artifacts.fetch(ref, out, options=registry.options)
     assert config.load(out).format == "GGUF"  # no Kitfile format: inferred from the files
+
+
+# -- hostile foreign artifacts ---------------------------------------------------------------------
+
+
+def test_a_zstd_layer_escaping_the_destination_is_refused(registry, tmp_path):
+    evil = oci.Blob.from_bytes("application/vnd.cncf.model.weight.v1.tar+zstd",
+                               tar_bytes({"../../escaped.bin": b"x"}, compress="zstd"),
+                               {oci.ANNOTATION_FILEPATH: "model.bin"})
+    cfg = oci.Blob.from_bytes(oci.MODELPACK_CONFIG, json.dumps(
+        {"descriptor": {"name": "x"}, "config": {}, "modelfs": {"type": "layers", "diffIds": [evil.digest]}}).encode())
+    ref = push_artifact(registry, cfg, [evil], artifact_type=oci.MODELPACK_ARTIFACT)
+    with pytest.raises(BundleError, match="outside the destination"):
+        artifacts.fetch(ref, tmp_path / "d" / "out", options=registry.options)
+    assert list((tmp_path / "d").iterdir()) == [] and not list(tmp_path.rglob("escaped.bin"))
+
+
+def test_an_oras_title_escaping_the_destination_is_refused(registry, tmp_path):
+    layer = oci.Blob.from_bytes("application/vnd.oci.image.layer.v1.tar", b"x",
+                                {oci.ANNOTATION_TITLE: "../escaped.bin"})
+    ref = push_artifact(registry, oci.Blob.from_bytes(oci.EMPTY_CONFIG, b"{}"), [layer],
+                        artifact_type="application/vnd.example.model")
+    with pytest.raises(BundleError, match="outside the destination"):
+        artifacts.fetch(ref, tmp_path / "d" / "out", options=registry.options)
+    assert list((tmp_path / "d").iterdir()) == [] and not list(tmp_path.rglob("escaped.bin"))
