@@ -27,16 +27,22 @@ ORMBFILE = "ormbfile.yaml"
 ORMB_FORMATS = ("SavedModel", "ONNX", "H5", "PMML", "CaffeModel", "NetDef", "MXNetParams", "TorchScript",
                 "GraphDef", "TensorRT", "SKLearn", "XGBoost", "MLflow", "Pickle", "Others")
 _ORMB_BY_LOWER = {f.lower(): f for f in ORMB_FORMATS}
+# the file ormb's validators require for a label (``ormb save`` fails without one)
+_ORMB_FILE_SUFFIX = {"SKLearn": ".joblib", "XGBoost": ".xgboost", "TorchScript": ".pt", "GraphDef": ".graphdef"}
 ORMB_MODEL_DIR = "model/"
 
 
 def ormb_format(fmt: str | None, directory_structure: list[str] | tuple[str, ...] = ()) -> str:
     """ormb's label for a model: ``MLflow`` for an MLflow model directory (whatever its flavor, so
-    ormb's initializer lays it out for MLFLOW_SERVER), ormb's spelling of a format it knows, else
-    ``Others``."""
+    ormb's initializer lays it out for MLFLOW_SERVER), ormb's spelling of a format it knows when the
+    file its validator expects is there, else ``Others``."""
     if "MLmodel" in directory_structure:
         return "MLflow"
-    return _ORMB_BY_LOWER.get((fmt or "").lower(), "Others")
+    label = _ORMB_BY_LOWER.get((fmt or "").lower(), "Others")
+    wanted = _ORMB_FILE_SUFFIX.get(label)
+    if wanted and not any(p.endswith(wanted) for p in directory_structure):
+        return "Others"  # ormb's validator for this label would refuse the directory
+    return label
 
 
 def rfc3339(value: dt.datetime) -> str:

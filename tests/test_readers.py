@@ -154,6 +154,10 @@ def test_every_ormbfile_form_gives_rfc3339_created_and_raw_utf8(registry, tmp_pa
 @pytest.mark.parametrize("files, ormb_format, precise", [
     ({"model.onnx": b"x"}, "ONNX", "ONNX"),
     ({"model.joblib": b"x"}, "SKLearn", "SKLearn"),
+    ({"model.skops": b"PK"}, "Others", "SKLearn"),  # ormb's SKLearn validator wants a .joblib
+    ({"model.xgboost": b"x"}, "XGBoost", "XGBoost"),
+    ({"model.ubj": b"{"}, "Others", "XGBoost"),  # ... and XGBoost a .xgboost file
+    ({"model.pt": b"PK"}, "TorchScript", "TorchScript"),
     ({"model.keras": b"PK"}, "Others", "Keras"),
     ({"model.pt2": b"PK"}, "Others", "PT2"),
     ({"model.lgb": b"tree"}, "Others", "LightGBM"),
