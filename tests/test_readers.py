@@ -490,3 +490,15 @@ def test_an_oras_title_escaping_the_destination_is_refused(registry, tmp_path):
     with pytest.raises(BundleError, match="outside the destination"):
         artifacts.fetch(ref, tmp_path / "d" / "out", options=registry.options)
     assert list((tmp_path / "d").iterdir()) == [] and not list(tmp_path.rglob("escaped.bin"))
+
+
+def test_a_kitfile_directory_packs_with_its_model_format_and_parameters(registry, tmp_path):
+    src = tmp_path / "kit"
+    src.mkdir()
+    (src / "Kitfile").write_text("manifestVersion: 1.0\npackage: {name: iris, authors: [Ada]}\n"
+                                 "model: {name: iris, path: model.bin, format: onnx, parameters: [1, 2]}\n")
+    (src / "model.bin").write_bytes(b"\x08\x07onnx")
+    manifest, _, res = published(registry, src, "modelpack", tmp_path)
+    cfg = json.loads(manifest["annotations"][oci.ANNOTATION_CONFIG])
+    assert res["format"] == cfg["format"] == "ONNX" and cfg["author"] == "Ada"
+    assert cfg["hyperParameters"] == [{"name": "parameters", "value": "[1, 2]"}]

@@ -188,10 +188,8 @@ def _kitfile_config(kitfile: Path) -> ModelConfig:
         kf = yaml.safe_load(kitfile.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{kitfile}: not valid YAML: {exc}") from None
-    pkg = kf.get("package") or {}
-    authors = pkg.get("authors") or []
-    return ModelConfig(
-        author=", ".join(authors) if isinstance(authors, list) else str(authors) or None,
-        description=pkg.get("description"),
-        labels={"kitops.package.name": str(pkg["name"])} if pkg.get("name") else {},
-    )
+    if not isinstance(kf, dict):
+        raise ConfigError(f"{kitfile}: expected a mapping (manifestVersion, package, model ...)")
+    from modelhaul.bundle.kitops import config_from_kitfile
+
+    return config_from_kitfile(kf)
