@@ -45,6 +45,20 @@ def ormb_format(fmt: str | None, directory_structure: list[str] | tuple[str, ...
     return label
 
 
+# formats modelhaul names beyond ormb's vocabulary (see modelhaul.formats)
+_MODELHAUL_FORMATS = ("Keras", "PT2", "LightGBM", "SafeTensors", "GGUF", "Transformers")
+_KNOWN_FORMATS = {n.lower(): n for n in (*ORMB_FORMATS, *_MODELHAUL_FORMATS)}
+
+
+def format_name(value: Any) -> str | None:
+    """A foreign tool's format (Kitfile ``onnx``, ModelPack ``safetensors``) in modelhaul's spelling;
+    unknown values are kept as written."""
+    if not value:
+        return None
+    text = str(value)
+    return _KNOWN_FORMATS.get(text.lower().replace("-", "").replace(" ", ""), text)
+
+
 def rfc3339(value: dt.datetime) -> str:
     """RFC 3339 with a zone, ``Z`` for UTC: what Go's ``time.Time`` (ormb, model-spec, modctl) reads."""
     return value.isoformat().replace("+00:00", "Z")

@@ -255,7 +255,7 @@ def test_modctl_layers_in_every_packing_come_out_as_the_files(registry, tmp_path
     artifacts.fetch(ref, out, options=registry.options)
     assert files_of(out / "model") == MODCTL_FILES
     cfg = config.load(out)
-    assert config.rfc3339(cfg.created) == "2025-01-02T03:04:05Z" and cfg.format == "safetensors"
+    assert config.rfc3339(cfg.created) == "2025-01-02T03:04:05Z" and cfg.format == "SafeTensors"
 
 
 def test_older_cnai_artifacts_are_read(registry, tmp_path):

@@ -5,19 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelhaul.config import ORMB_FORMATS, ModelConfig
-
-# formats modelhaul names beyond ormb's vocabulary (see modelhaul.formats)
-_MODELHAUL_FORMATS = ("Keras", "PT2", "LightGBM", "SafeTensors", "GGUF", "Transformers")
-
-
-def format_name(value: Any) -> str | None:
-    """A Kitfile ``model.format`` (``onnx``, ``gguf`` ...) in modelhaul's spelling; unknown values kept."""
-    if not value:
-        return None
-    known = {n.lower(): n for n in (*ORMB_FORMATS, *_MODELHAUL_FORMATS)}
-    text = str(value)
-    return known.get(text.lower().replace("-", "").replace(" ", ""), text)
+from modelhaul.config import ModelConfig, format_name
 
 
 def hyper_parameters(params: Any) -> Any:

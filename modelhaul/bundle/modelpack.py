@@ -16,7 +16,7 @@ from typing import Any
 
 from modelhaul import oci
 from modelhaul.bundle.source import ModelFile
-from modelhaul.config import ModelConfig, rfc3339
+from modelhaul.config import ModelConfig, format_name, rfc3339
 
 #: the ModelConfig label that carries ModelPack's ``descriptor.family`` (a model family such as llama3)
 FAMILY_LABEL = "family"
@@ -148,7 +148,7 @@ def config_from_document(doc: dict[str, Any]) -> ModelConfig:
         "author": ", ".join(d.get("authors") or []) or None,
         "created": d.get("createdAt"),
         "description": d.get("description") or d.get("title"),
-        "format": c.get("format"),
+        "format": format_name(c.get("format")),
         "labels": {k: str(v) for k, v in (("name", d.get("name")), ("version", d.get("version")),
                                           (FAMILY_LABEL, d.get("family"))) if v},
     }
