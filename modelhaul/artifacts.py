@@ -121,6 +121,7 @@ def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
                 "digest": layer.get("digest"),
                 "size": layer.get("size"),
                 "path": (layer.get("annotations") or {}).get(oci.ANNOTATION_FILEPATH)
+                or (layer.get("annotations") or {}).get("org.cnai.model.filepath")
                 or (layer.get("annotations") or {}).get(oci.ANNOTATION_TITLE),
             }
             for layer in manifest.layers

@@ -262,6 +262,8 @@ def test_older_cnai_artifacts_are_read(registry, tmp_path):
     cfg_blob, layers = modctl_artifact("raw", prefix="application/vnd.cnai.model.", path_key="org.cnai.model.filepath",
                                        config_type="application/vnd.cnai.model.config.v1+json")
     ref = push_artifact(registry, cfg_blob, layers, artifact_type="application/vnd.cnai.model.manifest.v1+json")
+    info = artifacts.inspect(ref, options=registry.options)
+    assert info["bundle_format"] == "modelpack" and sorted(ly["path"] for ly in info["layers"]) == sorted(MODCTL_FILES)
     out = tmp_path / "out"
     artifacts.fetch(ref, out, options=registry.options)
     assert files_of(out / "model") == MODCTL_FILES
