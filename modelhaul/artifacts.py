@@ -121,6 +121,7 @@ def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
                 "digest": layer.get("digest"),
                 "size": layer.get("size"),
                 "path": (layer.get("annotations") or {}).get(oci.ANNOTATION_FILEPATH)
+                or (layer.get("annotations") or {}).get("org.cnai.model.filepath")
                 or (layer.get("annotations") or {}).get(oci.ANNOTATION_TITLE),
             }
             for layer in manifest.layers
@@ -211,11 +212,15 @@ def retarget(pinned: str) -> str:
 
 
 def bundle_format_of(ref: str, options: RegistryOptions | None = None) -> str:
-    """``modelpack`` or ``ormb`` — the bundle format of the artifact at ``ref``."""
+    """``modelpack`` or ``ormb`` — the format to write a version derived from ``ref`` in.
+
+    Formats modelhaul reads but does not write (KitOps, oras files) give ModelPack.
+    """
     from modelhaul.bundle import bundle_format_of_manifest
 
     r = parse(ref)
-    return bundle_format_of_manifest(open_target(r, options).get_manifest(r.reference))
+    fmt = bundle_format_of_manifest(open_target(r, options).get_manifest(r.reference))
+    return "ormb" if fmt == "ormb" else "modelpack"
 
 
 def retag(src: str, dst: str, options: RegistryOptions | None = None) -> dict[str, Any]:

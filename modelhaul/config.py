@@ -16,12 +16,75 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 from pydantic.alias_generators import to_camel
 
 from modelhaul.errors import ConfigError
 
 ORMBFILE = "ormbfile.yaml"
+
+#: ormb's ``format`` vocabulary, spelled exactly as its Go constants: anything else makes ``ormb save`` fail
+ORMB_FORMATS = ("SavedModel", "ONNX", "H5", "PMML", "CaffeModel", "NetDef", "MXNetParams", "TorchScript",
+                "GraphDef", "TensorRT", "SKLearn", "XGBoost", "MLflow", "Pickle", "Others")
+_ORMB_BY_LOWER = {f.lower(): f for f in ORMB_FORMATS}
+# the file ormb's validators require for a label (``ormb save`` fails without one)
+_ORMB_FILE_SUFFIX = {"SKLearn": ".joblib", "XGBoost": ".xgboost", "TorchScript": ".pt", "GraphDef": ".graphdef"}
+ORMB_MODEL_DIR = "model/"
+
+
+def ormb_format(fmt: str | None, directory_structure: list[str] | tuple[str, ...] = ()) -> str:
+    """ormb's label for a model: ``MLflow`` for an MLflow model directory (whatever its flavor, so
+    ormb's initializer lays it out for MLFLOW_SERVER), ormb's spelling of a format it knows when the
+    file its validator expects is there, else ``Others``."""
+    if "MLmodel" in directory_structure:
+        return "MLflow"
+    label = _ORMB_BY_LOWER.get((fmt or "").lower(), "Others")
+    wanted = _ORMB_FILE_SUFFIX.get(label)
+    if wanted and not any(p.endswith(wanted) for p in directory_structure):
+        return "Others"  # ormb's validator for this label would refuse the directory
+    return label
+
+
+# formats modelhaul names beyond ormb's vocabulary (see modelhaul.formats)
+_MODELHAUL_FORMATS = ("Keras", "PT2", "LightGBM", "SafeTensors", "GGUF", "Transformers")
+_KNOWN_FORMATS = {n.lower(): n for n in (*ORMB_FORMATS, *_MODELHAUL_FORMATS)}
+
+
+def format_name(value: Any) -> str | None:
+    """A foreign tool's format (Kitfile ``onnx``, ModelPack ``safetensors``) in modelhaul's spelling;
+    unknown values are kept as written."""
+    if not value:
+        return None
+    text = str(value)
+    return _KNOWN_FORMATS.get(text.lower().replace("-", "").replace(" ", ""), text)
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """RFC 3339 with a zone, ``Z`` for UTC: what Go's ``time.Time`` (ormb, model-spec, modctl) reads."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _created(v: Any) -> Any:
+    """A date, a naive or aware datetime, or their strings -> an aware datetime (naive = UTC).
+
+    Year 1 is Go's zero time, what ormb writes when ``created`` is unset: it reads as unset.
+    """
+    if isinstance(v, str):
+        text = v.strip()
+        if not text:
+            return None
+        try:
+            v = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return text  # left to pydantic, which names the field in its error
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        v = dt.datetime(v.year, v.month, v.day)
+    if isinstance(v, dt.datetime):
+        if v.year <= 1:
+            return None
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.timezone.utc)
+    return v
 
 
 class _Wire(BaseModel):
@@ -39,7 +102,7 @@ class NamedValue(_Wire):
     @field_validator("value", mode="before")
     @classmethod
     def _stringify(cls, v: Any) -> str:
-        return v if isinstance(v, str) else json.dumps(v) if isinstance(v, dict | list) else str(v)
+        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else str(v)
 
 
 class Tensor(_Wire):
@@ -138,6 +201,20 @@ class ModelConfig(_Wire):
     provenance: Provenance | None = None
     datasets: list[DatasetInfo] = Field(default_factory=list)
 
+    @field_validator("created", mode="before")
+    @classmethod
+    def _created_with_zone(cls, v: Any) -> Any:
+        return _created(v)
+
+    @field_validator("created", mode="after")
+    @classmethod
+    def _created_aware(cls, v: dt.datetime | None) -> dt.datetime | None:
+        return _created(v)
+
+    @field_serializer("created", when_used="json-unless-none")
+    def _created_rfc3339(self, v: dt.datetime) -> str:
+        return rfc3339(v)
+
     @field_validator("metrics", mode="before")
     @classmethod
     def _metrics_as_groups(cls, v: Any) -> Any:
@@ -162,7 +239,7 @@ class ModelConfig(_Wire):
         return _prune(self.model_dump(mode="json", by_alias=True, exclude_none=True))
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
@@ -175,8 +252,21 @@ class ModelConfig(_Wire):
             "metrics", "hyperParameters", "signature", "training", "dataset", "directoryStructure",
         }
         d = {k: v for k, v in d.items() if k in keep}
-        d.setdefault("format", self.format or "Others")
+        d["format"] = ormb_format(self.format, self.directory_structure)
+        if self.directory_structure:  # as `ormb save` lists them: paths inside the tar, under model/
+            d["directoryStructure"] = [ORMB_MODEL_DIR + p for p in self.directory_structure]
         return d
+
+    @classmethod
+    def from_ormb_dict(cls, data: dict[str, Any], *, source: str = "ormb config") -> ModelConfig:
+        """A config written by ormb: ``directoryStructure`` entries lose their ``model/`` prefix."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of config fields, got {type(data).__name__}")
+        entries = data.get("directoryStructure") or []
+        if isinstance(entries, list):
+            rel = [str(e)[len(ORMB_MODEL_DIR):] if str(e).startswith(ORMB_MODEL_DIR) else str(e) for e in entries]
+            data = {**data, "directoryStructure": [e for e in rel if e.strip("/") and e != "model"]}
+        return cls.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ModelConfig:

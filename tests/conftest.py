@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.mlflow",
     "tests.fixtures.kube",
     "tests.fixtures.airflow",
+    "tests.fixtures.mlserver",
 ]

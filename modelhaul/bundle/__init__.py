@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,10 @@ from typing import Any
 
 from modelhaul import config as config_mod
 from modelhaul import digestcache, oci
+from modelhaul.bundle import layers as layers_mod
 from modelhaul.bundle import modelpack
-from modelhaul.bundle.source import open_source
-from modelhaul.bundle.tarball import extract_tar, write_tar
+from modelhaul.bundle.source import ModelFile, infer_format, list_files, open_source
+from modelhaul.bundle.tarball import decompress_zstd, extract_tar, write_tar
 from modelhaul.config import ModelConfig
 from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
 
@@ -85,8 +87,13 @@ def _manifest(cfg_blob: oci.Blob, layers: list[oci.Blob], cfg: ModelConfig, bund
         oci.ANNOTATION_FORMAT: bundle_format,
     }
     if cfg.created:
-        doc["annotations"][oci.ANNOTATION_CREATED] = cfg.created.isoformat().replace("+00:00", "Z")
+        doc["annotations"][oci.ANNOTATION_CREATED] = config_mod.rfc3339(cfg.created)
     return oci.canonical_json(doc)
+
+
+def ormb_config_bytes(cfg: ModelConfig) -> bytes:
+    """ormb's config blob: raw UTF-8 (its yaml.v2 parser rejects JSON's surrogate-pair escapes)."""
+    return json.dumps(cfg.to_ormb_dict(), sort_keys=True, ensure_ascii=False).encode()
 
 
 @contextlib.contextmanager
@@ -121,7 +128,7 @@ def pack(
         digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), tar_path,
                                     gzip_level=ormb_gzip_level(), dirs=dirs)
         layer = oci.Blob(oci.ORMB_LAYER, digest, size, path=tar_path)
-        cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, json.dumps(cfg.to_ormb_dict(), sort_keys=True).encode())
+        cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, ormb_config_bytes(cfg))
         manifest = _manifest(cfg_blob, [layer], cfg, bundle_format, None)
         yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, layer], bundle_format, tmp)
     finally:
@@ -132,15 +139,24 @@ def pack(
 
 
 def bundle_format_of_manifest(manifest: oci.Manifest) -> str:
-    """modelpack | ormb | kitops | unknown, from the config media type."""
+    """modelpack | ormb | kitops | oras | unknown, from the config media type (and layer annotations).
+
+    ``oras``: files pushed with ``oras push`` — an empty, unknown or foreign config and layers that
+    all carry a title; they are read as a model directory.
+    """
     m = manifest.json
     mt = (m.get("config") or {}).get("mediaType", "")
-    if mt == oci.MODELPACK_CONFIG or m.get("artifactType") == oci.MODELPACK_ARTIFACT:
+    if mt in (oci.MODELPACK_CONFIG, layers_mod.CNAI_CONFIG) or m.get("artifactType") in (
+        oci.MODELPACK_ARTIFACT, layers_mod.CNAI_ARTIFACT
+    ):
         return "modelpack"
     if mt == oci.ORMB_CONFIG:
         return "ormb"
     if mt == oci.KITOPS_CONFIG:
         return "kitops"
+    layers = m.get("layers") or []
+    if layers and all(oci.ANNOTATION_TITLE in (layer.get("annotations") or {}) for layer in layers):
+        return "oras"
     return "unknown"
 
 
@@ -170,7 +186,10 @@ def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
     kind = bundle_format_of_manifest(manifest)
     if kind == "unknown":
         mt = manifest.config.get("mediaType")
-        raise BundleError(f"manifest {manifest.digest}: config type {mt!r} is not a model (ModelPack, ormb, KitOps)")
+        raise BundleError(f"manifest {manifest.digest}: config type {mt!r} is not a model (ModelPack, ormb, KitOps, "
+                          "or files pushed with oras push)")
+    if kind == "oras":
+        return _config_from_files([layer["annotations"][oci.ANNOTATION_TITLE] for layer in manifest.layers])
     try:
         doc = json.loads(_read_small_blob(target, manifest.config) or b"{}")
     except json.JSONDecodeError:
@@ -178,10 +197,18 @@ def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
     if kind == "modelpack":
         return modelpack.config_from_document(doc)
     if kind == "ormb":
-        return ModelConfig.from_dict(doc, source="ormb config")
+        return ModelConfig.from_ormb_dict(doc, source="ormb config")
     from modelhaul.bundle.kitops import config_from_kitfile
 
     return config_from_kitfile(doc)
+
+
+def _config_from_files(relpaths: list[str], root: Path | None = None) -> ModelConfig:
+    """What an artifact with no model config says of itself: format and framework from its files
+    (from their names alone until they are written out under ``root``)."""
+    files = list_files(root) if root is not None else [ModelFile(r, Path(r), 0, False) for r in sorted(relpaths)]
+    fmt, framework = infer_format(files, root, by_content=root is not None)
+    return ModelConfig(format=fmt, framework=framework, directory_structure=[f.relpath for f in files])
 
 
 def _safe_relpath(relpath: str) -> PurePosixPath:
@@ -200,6 +227,21 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _extract_layer(layer: dict[str, Any], blob: Path, how: layers_mod.LayerPlan, model: Path, work: Path) -> None:
+    """Extract a tar layer at the model root, decompressing zstd first (tarfile reads no zstd)."""
+    plain = blob
+    try:
+        if how.compression == "zstd":
+            plain = decompress_zstd(blob, work / ".layer.tar")
+        extract_tar(plain, model, strip=how.strip)
+    except tarfile.TarError as exc:
+        raise BundleError(f"layer {layer['digest']}: media type {layer.get('mediaType')!r} but not a readable "
+                          f"tar ({exc}); refusing") from None
+    finally:
+        if plain != blob:
+            plain.unlink(missing_ok=True)
+
+
 def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
     """Write ``dest/ormbfile.yaml`` + ``dest/model/...`` from an artifact whose blobs are in ``layout``.
 
@@ -214,30 +256,24 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
     try:
         model = work / "model"
         model.mkdir()
+        only_layer = len(manifest.layers) == 1
         for layer in manifest.layers:
-            mt = layer.get("mediaType", "")
+            how = layers_mod.plan(kind, layer, only_layer=only_layer)
+            if how.how == "skip":
+                continue
             blob = layout.blob_path(layer["digest"])
             if blob is None:
                 raise BundleError(f"blob {layer['digest']} is missing from the local store; pull again")
-            ann = layer.get("annotations") or {}
-            if kind == "ormb":
-                if mt == oci.ORMB_LAYER:
-                    extract_tar(blob, model, strip="model")
-            elif mt.endswith(".raw") or (kind == "modelpack" and not mt.endswith((".tar", ".tar+gzip"))):
-                rel = ann.get(oci.ANNOTATION_FILEPATH) or ann.get(oci.ANNOTATION_TITLE)
-                if not rel:
-                    raise BundleError(f"layer {layer['digest']} has no {oci.ANNOTATION_FILEPATH} annotation")
-                _link_or_copy(blob, model.joinpath(*_safe_relpath(rel).parts))
-            elif mt.endswith((".tar", ".tar+gzip", ".tar+zstd")) or mt.startswith(oci.KITOPS_LAYER_PREFIX):
-                base = ann.get(oci.ANNOTATION_FILEPATH)
-                target_dir = model
-                if base and kind == "modelpack" and not mt.endswith((".tar", ".tar+gzip")):
-                    target_dir = model.joinpath(*_safe_relpath(base).parts)
-                extract_tar(blob, target_dir)
-            elif mt == "image/png":
-                continue
+            if how.how == "file":
+                _link_or_copy(blob, model.joinpath(*_safe_relpath(how.path or "").parts))
             else:
-                raise BundleError(f"layer {layer['digest']}: unsupported media type {mt!r}")
+                _extract_layer(layer, blob, how, model, work)
+        if oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}) and (
+            kind == "oras" or not cfg.format
+        ):  # a foreign artifact that does not say its format: the files are out, infer it from them
+            seen = _config_from_files([], model)
+            cfg = seen if kind == "oras" else cfg.model_copy(
+                update={"format": seen.format, "framework": cfg.framework or seen.framework})
         config_mod.dump(cfg, work / config_mod.ORMBFILE)
         if dest.exists():
             dest.rmdir()  # empty (checked by the caller)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from modelhaul.config import ModelConfig
+from modelhaul.config import ModelConfig, format_name
+
+
+def hyper_parameters(params: Any) -> Any:
+    """``model.parameters`` is any YAML: a mapping becomes named values, anything else is kept whole."""
+    if params is None or params == {} or params == []:
+        return []
+    if isinstance(params, dict):
+        return params
+    text = params if isinstance(params, str) else json.dumps(params, ensure_ascii=False)
+    return [{"name": "parameters", "value": text}]
 
 
 def config_from_kitfile(kitfile: dict[str, Any]) -> ModelConfig:
@@ -16,13 +27,13 @@ def config_from_kitfile(kitfile: dict[str, Any]) -> ModelConfig:
                                                   ("package.version", pkg.get("version")),
                                                   ("model.name", model.get("name")),
                                                   ("model.version", model.get("version"))) if v}
-    params = model.get("parameters")
     data: dict[str, Any] = {
         "author": ", ".join(authors) if isinstance(authors, list) else str(authors),
         "description": model.get("description") or pkg.get("description"),
         "framework": model.get("framework"),
+        "format": format_name(model.get("format")),
         "labels": labels,
-        "hyperParameters": params if isinstance(params, dict) else {},
+        "hyperParameters": hyper_parameters(model.get("parameters")),
         "datasets": [
             {"name": d.get("name"), "source": d.get("path"), "digest": d.get("digest")}
             for d in kitfile.get("datasets") or []

@@ -11,43 +11,74 @@ full ModelConfig travels in the manifest annotation ``io.modelhaul.config``.
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modelhaul import oci
 from modelhaul.bundle.source import ModelFile
-from modelhaul.config import ModelConfig
+from modelhaul.config import ModelConfig, format_name, rfc3339
+
+#: the ModelConfig label that carries ModelPack's ``descriptor.family`` (a model family such as llama3)
+FAMILY_LABEL = "family"
+ANNOTATION_UNTESTED = "org.cncf.model.file.mediatype.untested"
 
 _CODE = {".py", ".sh", ".ipynb", ".r", ".jl"}
 _CODE_NAMES = {"requirements.txt", "conda.yaml", "python_env.yaml", "environment.yml", "Dockerfile"}
-_DOC = {".md", ".rst", ".txt", ".pdf", ".html"}
+_DOC = {".md", ".rst", ".pdf", ".html"}
 _DOC_PREFIXES = ("readme", "license", "licence", "notice", "model_card")
-_DATASET = {".csv", ".parquet", ".jsonl", ".tsv", ".arrow", ".npy", ".npz"}
+_TABULAR = {".csv", ".parquet", ".jsonl", ".tsv", ".arrow"}
+_ARRAYS = {".npy", ".npz"}
+_DATA_DIRS = {"data", "dataset", "datasets"}
 _DATASET_NAMES = {"input_example.json", "serving_input_example.json"}
 _WEIGHT_CONFIG_NAMES = {"MLmodel", "config.json", "generation_config.json", "tokenizer.json",
                         "tokenizer_config.json", "special_tokens_map.json", "config.pbtxt",
-                        "model-settings.json", "registered_model_meta"}
+                        "model-settings.json", "registered_model_meta", "vocab.txt", "merges.txt",
+                        "tokenizer.model", "ormbfile.yaml", "Kitfile"}
 
 
-def layer_kind(relpath: str) -> str:
-    """weight | weight.config | doc | code | dataset — what a file is, by its name."""
+def classify(relpath: str, path: Path | None = None) -> tuple[str, bool]:
+    """(kind, known) of a file: weight | weight.config | doc | code | dataset.
+
+    ``known`` is False for a guess from the name alone (it then travels as
+    ``org.cncf.model.file.mediatype.untested``). A file one of the format parsers recognises by its
+    content (a LightGBM ``model.txt``, an XGBoost ``model.json``, a pickle, an ONNX graph ...) is a
+    weight whatever its name.
+    """
     p = PurePosixPath(relpath)
     name, suffix = p.name, p.suffix.lower()
+    if name in _WEIGHT_CONFIG_NAMES:
+        return "weight.config", True
     if name in _CODE_NAMES or suffix in _CODE:
-        return "code"
-    if name in _DATASET_NAMES or suffix in _DATASET:
-        return "dataset"
-    if name in _WEIGHT_CONFIG_NAMES or suffix in {".yaml", ".yml"} or (
-        suffix == ".json" and "variables" not in p.parts
-    ):
-        return "weight.config"
+        return "code", True
+    if name in _DATASET_NAMES:
+        return "dataset", True
+    if path is not None and path.is_file():
+        from modelhaul.formats import sniff
+
+        if sniff(path):
+            return "weight", True
+    if "variables" in p.parts[:-1]:  # a SavedModel's variables
+        return "weight", True
     if suffix in _DOC or name.lower().startswith(_DOC_PREFIXES):
-        return "doc"
-    return "weight"
+        return "doc", True
+    if suffix in _TABULAR:
+        return "dataset", False
+    if suffix in _ARRAYS:  # arrays beside a model are usually its tensors; under data/ they are data
+        return ("dataset" if _DATA_DIRS & {d.lower() for d in p.parts[:-1]} else "weight"), False
+    if suffix == ".txt":
+        return "doc", False
+    if suffix in {".yaml", ".yml", ".json"}:
+        return "weight.config", False
+    return "weight", False
 
 
-def layer_media_type(relpath: str) -> str:
-    return f"{oci.MODELPACK_LAYER_PREFIX}{layer_kind(relpath)}.v1.raw"
+def layer_kind(relpath: str, path: Path | None = None) -> str:
+    """weight | weight.config | doc | code | dataset — what a file is (see :func:`classify`)."""
+    return classify(relpath, path)[0]
+
+
+def layer_media_type(relpath: str, path: Path | None = None) -> str:
+    return f"{oci.MODELPACK_LAYER_PREFIX}{layer_kind(relpath, path)}.v1.raw"
 
 
 def file_metadata(f: ModelFile) -> str:
@@ -63,16 +94,21 @@ def file_metadata(f: ModelFile) -> str:
         },
         sort_keys=True,
         separators=(",", ":"),
+        ensure_ascii=False,
     )
 
 
 def layer_blob(f: ModelFile, digest: str) -> oci.Blob:
+    kind, known = classify(f.relpath, f.path)
+    annotations = {oci.ANNOTATION_FILEPATH: f.relpath, oci.ANNOTATION_FILE_METADATA: file_metadata(f)}
+    if not known:
+        annotations[ANNOTATION_UNTESTED] = "true"
     return oci.Blob(
-        media_type=layer_media_type(f.relpath),
+        media_type=f"{oci.MODELPACK_LAYER_PREFIX}{kind}.v1.raw",
         digest=digest,
         size=f.size,
         path=f.path,
-        annotations={oci.ANNOTATION_FILEPATH: f.relpath, oci.ANNOTATION_FILE_METADATA: file_metadata(f)},
+        annotations=annotations,
     )
 
 
@@ -80,7 +116,7 @@ def config_document(cfg: ModelConfig, name: str, diff_ids: list[str]) -> dict[st
     """The ModelPack config JSON: only the schema's fields, mapped from the ModelConfig."""
     descriptor: dict[str, Any] = {"name": name or "model"}
     if cfg.created:
-        descriptor["createdAt"] = cfg.created.isoformat().replace("+00:00", "Z")
+        descriptor["createdAt"] = rfc3339(cfg.created)
     if cfg.author:
         descriptor["authors"] = [cfg.author]
     if cfg.description:
@@ -93,8 +129,8 @@ def config_document(cfg: ModelConfig, name: str, diff_ids: list[str]) -> dict[st
     mlflow = cfg.provenance.mlflow if cfg.provenance else None
     if mlflow and mlflow.version:
         descriptor["version"] = str(mlflow.version)
-    if cfg.framework:
-        descriptor["family"] = cfg.framework
+    if cfg.labels.get(FAMILY_LABEL):  # a model family (llama3, bert), never the framework
+        descriptor["family"] = cfg.labels[FAMILY_LABEL]
     datasets = [d.source for d in cfg.datasets if d.source]
     if datasets:
         descriptor["datasetsURL"] = datasets
@@ -112,9 +148,9 @@ def config_from_document(doc: dict[str, Any]) -> ModelConfig:
         "author": ", ".join(d.get("authors") or []) or None,
         "created": d.get("createdAt"),
         "description": d.get("description") or d.get("title"),
-        "format": c.get("format"),
-        "framework": d.get("family"),
-        "labels": {k: str(v) for k, v in (("name", d.get("name")), ("version", d.get("version"))) if v},
+        "format": format_name(c.get("format")),
+        "labels": {k: str(v) for k, v in (("name", d.get("name")), ("version", d.get("version")),
+                                          (FAMILY_LABEL, d.get("family"))) if v},
     }
     if d.get("sourceURL") or d.get("revision"):
         data["training"] = {"git": {"repository": d.get("sourceURL"), "revision": d.get("revision")}}

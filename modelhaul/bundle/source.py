@@ -72,8 +72,9 @@ _MLFLOW_FLAVORS: list[tuple[str, str, str]] = [
 ]
 
 
-def infer_format(files: list[ModelFile], root: Path | None = None) -> tuple[str, str | None]:
-    """(format, framework) guessed from file names, ormb's format names where ormb has one."""
+def infer_format(files: list[ModelFile], root: Path | None = None, *, by_content: bool = True
+                 ) -> tuple[str, str | None]:
+    """(format, framework) from file names, then (``by_content``) what the format parsers recognise."""
     names = {f.relpath for f in files}
     if root is not None and (root / "MLmodel").is_file():
         flavors = _mlflow_flavors(root / "MLmodel")
@@ -88,11 +89,27 @@ def infer_format(files: list[ModelFile], root: Path | None = None) -> tuple[str,
     for suffix, fmt, fw in _BY_SUFFIX:
         if any(n.endswith(suffix) for n in names):
             return fmt, fw
+    sniffed = _sniffed(files) if by_content else None
+    if sniffed:
+        return sniffed
     if any(n.endswith(".params") for n in names) and any(n.endswith(".json") for n in names):
-        return "MXNETParams", "MXNet"
+        return "MXNetParams", "MXNet"
     if any(n.endswith(".pb") for n in names):
         return "GraphDef", "TensorFlow"
     return "Others", None
+
+
+def _sniffed(files: list[ModelFile]) -> tuple[str, str | None] | None:
+    """A format the parsers recognise by content where the name says nothing (XGBoost ``model.json``,
+    LightGBM ``model.txt``)."""
+    from modelhaul.formats import detect_file
+
+    for f in files:
+        if f.path.is_file():
+            found = detect_file(f.path)
+            if found:
+                return found
+    return None
 
 
 def _mlflow_flavors(mlmodel: Path) -> dict[str, Any]:
@@ -175,10 +192,6 @@ def _kitfile_config(kitfile: Path) -> ModelConfig:
     kf = read_yaml_file(kitfile, "Kitfile")
     if not isinstance(kf, dict):
         raise ConfigError(f"{kitfile}: a Kitfile is a YAML mapping (manifestVersion, package, model...)")
-    pkg = kf.get("package") or {}
-    authors = pkg.get("authors") or []
-    return ModelConfig(
-        author=", ".join(authors) if isinstance(authors, list) else str(authors) or None,
-        description=pkg.get("description"),
-        labels={"kitops.package.name": str(pkg["name"])} if pkg.get("name") else {},
-    )
+    from modelhaul.bundle.kitops import config_from_kitfile
+
+    return config_from_kitfile(kf)

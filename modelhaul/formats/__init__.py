@@ -81,6 +81,17 @@ def sniff(path: Path) -> str | None:
     return None
 
 
+_FRAMEWORKS = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "sklearn": "scikit-learn", "onnx": "ONNX",
+               "pmml": "PMML", "keras": "Keras", "pt2": "PyTorch", "torchscript": "PyTorch",
+               "savedmodel": "TensorFlow", "safetensors": "PyTorch"}
+
+
+def detect_file(path: Path) -> tuple[str, str | None] | None:
+    """(format, framework) of one file from its content, or None when no parser recognises it."""
+    key = sniff(path)
+    return (_FORMAT_NAMES[key], _FRAMEWORKS.get(key)) if key else None
+
+
 def _candidates(model_dir: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
 

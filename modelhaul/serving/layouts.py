@@ -207,6 +207,13 @@ def _xgboost_file(p: Any, target: Path, trust: bool) -> None:
     booster = est.get_booster() if hasattr(est, "get_booster") else est
     if type(booster).__module__.split(".", 1)[0] != "xgboost":
         raise DeployError(f"{p.path}: not an XGBoost model ({type(est).__name__})")
+    if hasattr(est, "get_booster"):
+        # through the sklearn wrapper: its file carries the scikit-learn metadata, without which
+        # MLServer loads a classifier as XGBRegressor and serves probabilities instead of labels
+        tmp = target.with_name(f".{target.name}.ubj")  # the suffix picks UBJSON whatever target's name
+        est.save_model(str(tmp))
+        os.replace(tmp, target)
+        return
     target.write_bytes(bytes(booster.save_raw("ubj")))
 
 

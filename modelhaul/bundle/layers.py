@@ -1,0 +1,89 @@
+"""Which layers of an artifact are read, and how: one table from media type to reading plan.
+
+A layer is either one file (ModelPack/CNAI ``.raw``, an ``oras push`` file) written under its
+path annotation, or a tar (``.tar``, ``.tar+gzip``, ``.tar+zstd``) extracted at the model root. A
+media type this table does not know is refused, naming the layer: writing compressed or foreign
+bytes out as if they were the model file would corrupt the model silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelhaul import oci
+from modelhaul.errors import BundleError
+
+# ModelPack before its CNCF rename; modctl still reads these
+CNAI_ARTIFACT = "application/vnd.cnai.model.manifest.v1+json"
+CNAI_CONFIG = "application/vnd.cnai.model.config.v1+json"
+CNAI_LAYER_PREFIX = "application/vnd.cnai.model."
+CNAI_ANNOTATION_FILEPATH = "org.cnai.model.filepath"
+
+# what `oras push` writes: an empty or unknown config, layers named by their title annotation
+UNKNOWN_CONFIG = "application/vnd.unknown.config.v1+json"
+ORAS_FILE = "application/vnd.oci.image.layer.v1.tar"  # oras' default type for a *file* (not a tar)
+ORAS_DIRECTORY = "application/vnd.oci.image.layer.v1.tar+gzip"  # a pushed directory, tar+gzip
+ORAS_UNPACK = "io.deis.oras.content.unpack"
+
+# the part after ".v1." in a ModelPack, CNAI or KitOps layer type -> compression of the tar (None: raw)
+_PACKINGS = {"raw": None, "tar": "", "tar+gzip": "gzip", "tar+zstd": "zstd"}
+_FAMILIES = (oci.MODELPACK_LAYER_PREFIX, CNAI_LAYER_PREFIX, oci.KITOPS_LAYER_PREFIX)
+_IGNORED = {"image/png"}  # thumbnails some tools attach; not part of the model
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """How to read one layer: ``file`` at ``path``, or ``tar`` (``compression``) at the model root."""
+
+    how: str  # file | tar | skip
+    path: str | None = None
+    compression: str | None = None  # "" (plain tar), "gzip", "zstd"
+    strip: str | None = None  # leading directory dropped from tar entries
+
+
+def _refuse(layer: dict[str, Any], why: str) -> BundleError:
+    ann = layer.get("annotations") or {}
+    name = ann.get(oci.ANNOTATION_FILEPATH) or ann.get(CNAI_ANNOTATION_FILEPATH) or ann.get(oci.ANNOTATION_TITLE)
+    where = f" ({name})" if name else ""
+    return BundleError(f"layer {layer.get('digest')}{where}: media type {layer.get('mediaType', '')!r} {why}")
+
+
+def _packing(media_type: str) -> str | None:
+    """``raw`` | ``tar`` | ``tar+gzip`` | ``tar+zstd`` for a ModelPack/CNAI/KitOps layer type, else None."""
+    if not media_type.startswith(_FAMILIES) or ".v1." not in media_type:
+        return None
+    suffix = media_type.rsplit(".v1.", 1)[1]
+    return suffix if suffix in _PACKINGS else None
+
+
+def plan(bundle_format: str, layer: dict[str, Any], *, only_layer: bool = False) -> LayerPlan:
+    """The reading plan for ``layer`` of an artifact in ``bundle_format`` (modelpack|ormb|kitops|oras)."""
+    mt = layer.get("mediaType", "")
+    ann = layer.get("annotations") or {}
+    if mt in _IGNORED:
+        return LayerPlan("skip")
+    if bundle_format == "ormb":
+        if mt != oci.ORMB_LAYER:
+            raise _refuse(layer, f"is not ormb's model layer ({oci.ORMB_LAYER}); refusing to guess")
+        return LayerPlan("tar", compression="gzip", strip="model")
+    if bundle_format == "oras":
+        title = ann.get(oci.ANNOTATION_TITLE)
+        if not title:
+            raise _refuse(layer, f"has no {oci.ANNOTATION_TITLE} annotation, so no file name")
+        if ann.get(ORAS_UNPACK) == "true" or mt == ORAS_DIRECTORY:  # a directory, as oras pull unpacks it
+            single = only_layer and "/" not in title.strip("/")
+            return LayerPlan("tar", compression="gzip" if mt.endswith("+gzip") else "",
+                             strip=title.strip("/") if single else None)
+        return LayerPlan("file", path=title)
+    packing = _packing(mt)
+    if packing is None:
+        raise _refuse(layer, "is not one modelhaul reads (ModelPack, CNAI or KitOps layers that are .raw, .tar, "
+                             ".tar+gzip or .tar+zstd); refusing to write it out as the file")
+    if packing == "raw":
+        rel = ann.get(oci.ANNOTATION_FILEPATH) or ann.get(CNAI_ANNOTATION_FILEPATH) or ann.get(oci.ANNOTATION_TITLE)
+        if not rel:
+            raise _refuse(layer, f"is a single file but has no {oci.ANNOTATION_FILEPATH} annotation")
+        return LayerPlan("file", path=rel)
+    # modctl and KitOps tars hold entries with their full relative paths: extract at the model root
+    return LayerPlan("tar", compression=_PACKINGS[packing])
