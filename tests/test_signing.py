@@ -255,3 +255,45 @@ def test_the_initializer_verifies_before_writing(registry, keys, tmp_path: Path)
     ok = run(ref, tmp_path / "d4")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "d4" / "m" / "1" / "model.onnx").is_file()
+
+
+# -- the example DAG -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_example_dag_signs_what_it_deploys_when_given_a_key(airflow_home, demo_dir, keys, monkeypatch):
+    from tests.test_airflow_dags import run, stored
+
+    monkeypatch.setenv("MODELHAUL_SIGNING_KEY", str(keys["private"]))
+    monkeypatch.setenv("MODELHAUL_VERIFY_KEY", str(keys["public"]))
+    state, tasks, dr = run("retrain_and_redeploy")
+    assert state == "success", tasks
+    assert tasks["sign"] == "success" and tasks["promote"] == "success"
+    signed = stored(dr)["sign"]["return_value"]
+    assert signed["signed"] is True and signed["key_id"]
+    production = f"oci:{demo_dir}/registry/models/iris:production"
+    verified = signing.verify_model(production, str(keys["public"]))
+    assert verified.digest == signed["digest"] and "mlflow run" in verified.summary
+    assert str(keys["private"]) not in json.dumps(stored(dr)["sign"].get("rendered_fields", {}))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:Task .* settings \['display_name'\] have no effect:UserWarning")
+def test_the_pipeline_signs_what_it_deploys_when_given_a_key(registry, keys, tmp_path: Path, monkeypatch):
+    import kfp.local
+
+    from modelhaul.components.pipeline import build_pipeline
+    from modelhaul.components.runtime import local
+
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    monkeypatch.setenv("MODELHAUL_SIGNING_KEY", keys["private"].read_text())  # as the Secret gives it
+    repository = f"{registry.host}/{unique_repo('kfp-sign')}"
+    build_pipeline(local())(repository=repository, params={"dataset": "iris"},
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", gate=["accuracy >= 0.9"],
+                            render_dir=str(tmp_path / "manifests"), deployment_name="iris", canary_percent=20,
+                            plain_http=True, verify_key=keys["public"].read_text())
+    (run_dir,) = (tmp_path / "root").glob("*")
+    tasks = {p.parent.name: json.loads(p.read_text()) for p in run_dir.glob("*/model") if p.is_file()}
+    assert tasks["sign"]["signed"] is True and tasks["promote"]["promoted"] is True
+    verified = signing.verify_model(f"{repository}:production", str(keys["public"]), options=registry.options)
+    assert verified.digest == tasks["sign"]["digest"] == tasks["convert"]["digest"]
