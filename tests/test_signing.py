@@ -297,3 +297,17 @@ def test_the_pipeline_signs_what_it_deploys_when_given_a_key(registry, keys, tmp
     assert tasks["sign"]["signed"] is True and tasks["promote"]["promoted"] is True
     verified = signing.verify_model(f"{repository}:production", str(keys["public"]), options=registry.options)
     assert verified.digest == tasks["sign"]["digest"] == tasks["convert"]["digest"]
+
+
+# -- serving manifests ----------------------------------------------------------------------------------
+
+
+def test_kserve_storage_container_takes_the_verify_key_from_a_configmap():
+    from modelhaul.serving import kserve, validate
+
+    csc = kserve.cluster_storage_container(image="modelhaul/initializer:0.1.0", secret_name="modelhaul-registry")
+    assert validate.errors(csc) == []  # strictly, against the vendored CRD schema
+    env_from = csc["spec"]["container"]["envFrom"]
+    assert {"configMapRef": {"name": "modelhaul-verify", "optional": True}} in env_from
+    env_from[-1]["configMapRef"]["optinal"] = True
+    assert validate.errors(csc) == ["spec.container.envFrom[1].configMapRef.optinal: unknown field"]
