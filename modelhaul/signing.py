@@ -69,6 +69,9 @@ def _import_model_signing() -> Any:
 @contextlib.contextmanager
 def key_file(key: str, what: str) -> Iterator[Path]:
     """A file holding the PEM ``key`` (given as a path or as the PEM text itself)."""
+    if not key.strip():
+        raise ConfigError(f"no {what} given: pass a PEM file (or its text)"
+                          + ("; or set MODELHAUL_SIGNING_KEY" if what == "signing key" else ""))
     if "-----BEGIN" in key:
         with tempfile.TemporaryDirectory(prefix="modelhaul-key-") as d:
             p = Path(d) / "key.pem"
@@ -89,7 +92,10 @@ def load_private_key(path: Path, password: str | None) -> Any:
 
     try:
         k = serialization.load_pem_private_key(path.read_bytes(), password.encode() if password else None)
-    except TypeError:
+    except TypeError as exc:
+        if "not encrypted" in str(exc):
+            raise ConfigError(f"signing key {path.name}: a password was given but the key is not encrypted"
+                              ) from None
         raise ConfigError(f"signing key {path.name}: it is password-protected; pass its password") from None
     except ValueError:
         raise ConfigError(f"signing key {path.name}: not a PEM private key, or the password is wrong") from None
@@ -247,6 +253,8 @@ def verify_model(ref: str, public_key: str, *, options: RegistryOptions | None =
     _import_model_signing()
     from model_signing._signing import sign_ec_key, sign_sigstore_pb
 
+    with key_file(public_key, "public key") as kp:
+        load_public_key(kp)  # a misconfigured key is the first thing to report
     r, target, manifest = _open(ref, options)
     pinned = str(r.with_digest(manifest.digest))
     bundles = referrers.find(target, manifest.digest, BUNDLE_TYPE)

@@ -67,8 +67,8 @@ def _model_dir(d: Path, extra: bytes = b"labels") -> Path:
     return d
 
 
-def _publish(src: Path, ref: str, options=None) -> str:
-    return artifacts.publish(src, ref, config=PROVENANCE, options=options)["ref"]
+def _publish(src: Path, ref: str, options=None, bundle_format: str = "modelpack") -> str:
+    return artifacts.publish(src, ref, config=PROVENANCE, options=options, bundle_format=bundle_format)["ref"]
 
 
 def _cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -76,13 +76,14 @@ def _cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
-def _tampered(ref: str, tmp_path: Path, options=None) -> str:
+def _tampered(ref: str, tmp_path: Path, options=None, bundle_format: str = "modelpack") -> str:
     """A different model under the same tag that carries the original's signature and attestation
     (what an attacker with push rights would do): the referrers are re-attached to the new manifest."""
     r = parse(ref)
     target = artifacts.open_target(r, options)
     original = target.get_manifest(r.digest)
-    bad = _publish(_model_dir(tmp_path / "evil", extra=b"labels, tampered"), str(r.unpinned()), options)
+    bad = _publish(_model_dir(tmp_path / "evil", extra=b"labels, tampered"), str(r.unpinned()), options,
+                   bundle_format)
     new = target.get_manifest(parse(bad).digest)
     for desc in referrers.find(target, original.digest):
         _, data = referrers.read_layer(target, desc["digest"], original.digest)
@@ -311,3 +312,42 @@ def test_kserve_storage_container_takes_the_verify_key_from_a_configmap():
     assert {"configMapRef": {"name": "modelhaul-verify", "optional": True}} in env_from
     env_from[-1]["configMapRef"]["optinal"] = True
     assert validate.errors(csc) == ["spec.container.envFrom[1].configMapRef.optinal: unknown field"]
+
+
+# -- other bundle formats, hostile referrers, bad keys -----------------------------------------------------
+
+
+def test_an_ormb_model_is_verified_by_hashing_its_files(keys, tmp_path: Path):
+    layout = f"oci:{tmp_path}/layout"
+    ref = artifacts.publish(_model_dir(tmp_path / "m"), f"{layout}:v1", bundle_format="ormb")["ref"]
+    assert signing.layer_digests(artifacts.open_target(parse(ref)).get_manifest(parse(ref).digest)) is None
+    steps.sign(ref=ref, key=str(keys["private"]))
+    assert steps.verify(ref=ref, key=str(keys["public"]))["files"] == 2
+    bad = _tampered(ref, tmp_path, bundle_format="ormb")
+    assert artifacts.bundle_format_of(bad) == "ormb" and parse(bad).digest != parse(ref).digest
+    with pytest.raises(SignatureError, match="does not match its signature"):
+        signing.verify_model(bad, str(keys["public"]))
+
+
+def test_garbage_and_oversized_referrers_are_refused_in_one_line(keys, tmp_path: Path):
+    ref = _publish(_model_dir(tmp_path / "m"), f"oci:{tmp_path}/layout:v1")
+    target = artifacts.open_target(parse(ref))
+    subject = target.get_manifest(parse(ref).digest)
+    referrers.attach(target, subject, signing.BUNDLE_TYPE, oci.Blob.from_bytes(signing.BUNDLE_TYPE, b"{not json"))
+    big = oci.Blob.from_bytes(signing.BUNDLE_TYPE, b" " * (referrers.MAX_REFERRER_BLOB + 1))
+    referrers.attach(target, subject, signing.BUNDLE_TYPE, big)
+    r = _cli("verify", ref, "--key", str(keys["public"]))
+    assert "no attached signature verifies" in one_line_error(r) and "2 tried" in r.stderr
+    steps.sign(ref=ref, key=str(keys["private"]))  # a good one beside the garbage still verifies
+    assert steps.verify(ref=ref, key=str(keys["public"]))["verified"] is True
+
+
+def test_bad_keys_get_one_clear_line(keys, tmp_path: Path):
+    ref = _publish(_model_dir(tmp_path / "m"), f"oci:{tmp_path}/layout:v1")
+    assert "not a PEM private key" in one_line_error(_cli("sign", ref, "--key", str(keys["public"])))
+    assert "no such file" in one_line_error(_cli("sign", ref, "--key", str(tmp_path / "missing.pem")))
+    assert "not encrypted" in one_line_error(
+        _cli("sign", ref, "--key", str(keys["private"]), "--key-password-stdin", stdin="pw\n"))
+    assert "not a PEM public key" in one_line_error(_cli("verify", ref, "--key", str(keys["private"])))
+    with pytest.raises(Exception, match="MODELHAUL_SIGNING_KEY"):
+        steps.sign(ref=ref, key="")
