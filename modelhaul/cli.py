@@ -138,11 +138,7 @@ def cmd_inspect(args) -> dict[str, Any]:
         m = store.get_manifest(r.reference)
         return {"ref": str(r.with_digest(m.digest)), "digest": m.digest, "config": read_config(m, store).to_dict(),
                 "layers": m.layers}
-    out = artifacts.inspect(args.ref, _options(args))
-    from modelhaul.signing import attached
-
-    out.update(attached(out["ref"], _options(args)))
-    return out
+    return artifacts.inspect(args.ref, _options(args))
 
 
 def cmd_tag(args) -> dict[str, Any]:
@@ -259,10 +255,9 @@ def cmd_sign(args) -> dict[str, Any]:
 
 
 def cmd_verify(args) -> dict[str, Any]:
-    from modelhaul.signing import verify_model
+    from modelhaul import steps
 
-    verified = verify_model(args.ref, args.key, options=_options(args))
-    return {**verified.to_dict(), "line": verified.line()}
+    return steps.verify(ref=args.ref, key=args.key, **_registry_kwargs(args))
 
 
 # -- wiring ----------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class Verified:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "digest": self.digest, "verified": True, "key_id": self.key_id,
-                "files": len(self.files), "provenance": self.summary}
+                "files": len(self.files), "provenance": self.summary, "line": self.line()}
 
     def line(self) -> str:
         return (f"{self.ref}: signed by key {self.key_id[:16]}, {len(self.files)} file(s) verified; "
@@ -292,12 +292,11 @@ def verify_model(ref: str, public_key: str, *, options: RegistryOptions | None =
                     summary=summary)
 
 
-def attached(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
-    """What ``inspect`` shows: signatures and attestations attached, and each provenance's subject."""
+def attached(target: oci.Target, manifest: oci.Manifest) -> dict[str, Any]:
+    """What ``inspect`` shows: signatures and attestations attached, and each provenance's summary."""
     import base64
     import json
 
-    r, target, manifest = _open(ref, options)
     out: dict[str, Any] = {"signatures": [], "attestations": []}
     for desc in referrers.find(target, manifest.digest):
         item = {"digest": desc.get("digest"), "artifact_type": desc.get("artifactType"),

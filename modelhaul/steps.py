@@ -297,7 +297,8 @@ def verify(
     """Check the model's signature against the public ``key`` (a path or PEM text) and its files.
 
     Raises SignatureError when it is unsigned, signed by another key, or its files differ. Returns
-    ``{ref, digest, verified, key_id, files, provenance}`` (provenance: a one-phrase summary).
+    ``{ref, digest, verified, key_id, files, provenance, line}`` (provenance: a one-phrase summary;
+    line: the one line the CLI prints).
     """
     from modelhaul.signing import verify_model
 
