@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Component names (the seven steps and the exit-handler rollback) and the pipeline's.
-COMPONENTS = ("train", "package", "parse", "convert", "deploy", "promote", "rollback", "rollback_on_failure")
+#: Component names (the eight steps and the exit-handler rollback) and the pipeline's.
+COMPONENTS = ("train", "package", "parse", "convert", "sign", "deploy", "promote", "rollback",
+              "rollback_on_failure")
 PIPELINE = "retrain_and_redeploy"
 
 _HERE = Path(__file__).resolve().parent

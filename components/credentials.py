@@ -11,6 +11,8 @@ supply credentials.
   model initializer, which reads the same names.
 * ``docker_config_secret`` — a generic Secret with the key ``config.json`` (a docker config),
   mounted as a directory that ``DOCKER_CONFIG`` points at; credential helpers do not work in a pod.
+* ``signing_secret`` — ``MODELHAUL_SIGNING_KEY`` (the PEM private key) and optionally
+  ``MODELHAUL_SIGNING_KEY_PASSWORD``, for the sign component only.
 * ``mlflow_secret`` — any of ``MLFLOW_TRACKING_USERNAME``, ``MLFLOW_TRACKING_PASSWORD``,
   ``MLFLOW_TRACKING_TOKEN``.
 """
@@ -23,6 +25,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 REGISTRY_ENV = ("MODELHAUL_USERNAME", "MODELHAUL_PASSWORD")
+SIGNING_ENV = ("MODELHAUL_SIGNING_KEY", "MODELHAUL_SIGNING_KEY_PASSWORD")
 MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 DOCKER_CONFIG_DIR = "/var/run/modelhaul/docker"
 
@@ -42,4 +45,11 @@ def use_mlflow_credentials(task: PipelineTask, *, mlflow_secret: Any) -> Pipelin
     """Give ``task`` the MLflow tracking credentials from the named (optional) Secret."""
     kubernetes.use_secret_as_env(task, secret_name=mlflow_secret,
                                  secret_key_to_env={k: k for k in MLFLOW_ENV}, optional=True)
+    return task
+
+
+def use_signing_key(task: PipelineTask, *, signing_secret: Any) -> PipelineTask:
+    """Give the sign ``task`` the private key from the named (optional) Secret."""
+    kubernetes.use_secret_as_env(task, secret_name=signing_secret,
+                                 secret_key_to_env={k: k for k in SIGNING_ENV}, optional=True)
     return task

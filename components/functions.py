@@ -137,6 +137,36 @@ def deploy(
             str(deployment.get("stable_ref") or ""))
 
 
+def sign(
+    model: Output[Model],
+    ref: str,
+    key: str = "",
+    plain_http: bool = False,
+    insecure: bool = False,
+) -> NamedTuple("SignOutputs", [("ref", str), ("digest", str), ("signed", bool)]):  # noqa: UP014
+    """Sign ``ref`` (OpenSSF model signing) and attach its SLSA provenance, as OCI referrers.
+
+    The private key never travels as a parameter: ``key`` is a *path* in the pod (a mounted
+    Secret), else the ``MODELHAUL_SIGNING_KEY`` env var (PEM text, from the signing Secret), with
+    ``MODELHAUL_SIGNING_KEY_PASSWORD`` for an encrypted key. With neither, nothing is signed
+    (``signed`` false), so one pipeline runs signed or unsigned by configuration.
+    """
+    import os
+
+    from modelhaul import steps
+    from modelhaul.components.outputs import record
+
+    key = key or os.environ.get("MODELHAUL_SIGNING_KEY", "")
+    if not key:
+        print(f"no signing key configured; {ref} stays unsigned")
+        record(model, {"ref": ref, "signed": False})
+        return (ref, ref.rpartition("@")[2], False)
+    res = steps.sign(ref=ref, key=key, plain_http=plain_http, insecure=insecure)
+    record(model, {**res, "signed": True})
+    print(f"signed {res['ref']} with key {res['key_id'][:16]} ({res['files']} files)")
+    return (res["ref"], res["digest"], True)
+
+
 def promote(
     model: Output[Model],
     ref: str,
@@ -146,6 +176,7 @@ def promote(
     min_delta: float = 0.0,
     tracking_uri: str = "",
     deployment: dict = {},  # noqa: B006 - as above
+    require_signature: str = "",
     plain_http: bool = False,
     insecure: bool = False,
 ) -> str:
@@ -161,8 +192,8 @@ def promote(
 
     res = steps.promote(ref=ref, stage=stage, gate=list(gate or []) or None, beats=beats or None,
                         min_delta=min_delta, tracking_uri=tracking_uri or None,
-                        deployment=dict(deployment) if deployment else None, plain_http=plain_http,
-                        insecure=insecure)
+                        deployment=dict(deployment) if deployment else None,
+                        require_signature=require_signature or None, plain_http=plain_http, insecure=insecure)
     record(model, res)
     print(f"{'promoted' if res['promoted'] else 'rejected'}: {res.get('reason')}")
     if res["promoted"]:

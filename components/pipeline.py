@@ -2,7 +2,7 @@
 
 ::
 
-    train ─► package ─► parse ─► convert ─► deploy canary ─► promote (the gate)
+    train ─► package ─► parse ─► convert ─► sign ─► deploy canary ─► promote (the gate)
                                                                └─ If "rejected-with-canary":
                                                                   deploy the stable model alone (retire canary)
     ExitHandler around all of it: rollback_on_failure
@@ -15,6 +15,10 @@ model serves alone again. On a first run there is no stable model: the canary is
 promote deploys the model only if it passes. If any task fails, the exit handler rolls back — only
 when this run's candidate had reached the stage.
 
+``sign`` signs the converted candidate when the ``signing_secret`` Secret (or, locally, the
+``MODELHAUL_SIGNING_KEY`` env var) holds a key, and does nothing otherwise; ``verify_key`` (a public
+key, PEM text) makes promote reject a candidate that is not signed by it.
+
 Every task has caching off: a recurring run with unchanged parameters must still retrain and push.
 Tags are per run (the KFP job id: ``repository:<job id>`` for the packaged model,
 ``repository:<job id>-<to>`` for the converted one), so concurrent runs never overwrite each other.
@@ -24,7 +28,11 @@ Tags are per run (the KFP job id: ``repository:<job id>`` for the packaged model
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
 
-from modelhaul.components.credentials import use_mlflow_credentials, use_registry_credentials
+from modelhaul.components.credentials import (
+    use_mlflow_credentials,
+    use_registry_credentials,
+    use_signing_key,
+)
 from modelhaul.components.factory import build_all
 from modelhaul.components.runtime import Runtime, published
 
@@ -71,11 +79,13 @@ def build_pipeline(runtime: Runtime | None = None) -> BaseComponent:
         gate: list = [],  # noqa: B006 - as above
         beats: str = "",
         min_delta: float = 0.0,
+        verify_key: str = "",
         plain_http: bool = False,
         insecure: bool = False,
         registry_secret: str = "modelhaul-registry",
         docker_config_secret: str = "modelhaul-docker-config",
         mlflow_secret: str = "modelhaul-mlflow",
+        signing_secret: str = "modelhaul-signing",
     ) -> None:
         secrets = {"registry": registry_secret, "docker_config": docker_config_secret, "mlflow": mlflow_secret}
         tag = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -104,13 +114,19 @@ def build_pipeline(runtime: Runtime | None = None) -> BaseComponent:
                                         to=convert_to, tolerance=tolerance, trust=trust, **reg)
             secure(converted, registry=True, mlflow=False, secrets=secrets)
 
+            signed = comp["sign"](ref=converted.outputs["ref"], **reg)
+            secure(signed, registry=True, mlflow=False, secrets=secrets)
+            if rt.pod_credentials:
+                use_signing_key(signed, signing_secret=signing_secret)
+
             canary = comp["deploy"](ref=converted.outputs["ref"], canary_percent=canary_percent,
-                                    **serving, **reg)
+                                    **serving, **reg).after(signed)
             secure(canary.set_display_name("deploy canary"), registry=True, mlflow=False, secrets=secrets)
 
             promoted = comp["promote"](ref=converted.outputs["ref"], stage=stage, gate=gate, beats=beats,
                                        min_delta=min_delta, tracking_uri=tracking_uri,
-                                       deployment=canary.outputs["deployment"], **reg)
+                                       deployment=canary.outputs["deployment"], require_signature=verify_key,
+                                       **reg)
             secure(promoted, registry=True, mlflow=True, secrets=secrets)
 
             # promote is the gate: on pass it already moved tag, alias and traffic. A candidate

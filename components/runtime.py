@@ -21,8 +21,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "package": ("kfp", "mlflow"),
     "parse": ("kfp", "convert"),
     "convert": ("kfp", "convert"),
+    "sign": ("kfp", "sign"),
     "deploy": ("kfp", "kube"),
-    "promote": ("kfp", "mlflow", "kube"),
+    "promote": ("kfp", "mlflow", "kube", "sign"),
     "rollback": ("kfp", "mlflow", "kube"),
     "rollback_on_failure": ("kfp", "mlflow", "kube"),
 }

@@ -1,6 +1,6 @@
 """Retrain weekly, publish the model as an OCI artifact, canary it, promote it through a gate.
 
-train -> package -> parse -> convert -> deploy_canary -> promote, and rollback when deploy or promote
+train -> package -> parse -> convert -> sign -> deploy_canary -> promote, and rollback when deploy or promote
 fails. Runs as is on the embedded defaults: MLflow on SQLite, the registry as a local OCI layout and
 the deployment rendered to files, all under ``MODELHAUL_DEMO_DIR`` (default ``.modelhaul-demo``
 beside this folder). Real services take over by configuration alone:
@@ -10,6 +10,9 @@ beside this folder). Real services take over by configuration alone:
 * connection ``kubernetes_default`` (extras ``kube_config_path``/``cluster_context``/``in_cluster``):
   manifests are applied to the cluster and the canary is waited for (deferrable when
   ``[operators] default_deferrable`` is on);
+* ``MODELHAUL_SIGNING_KEY`` (an EC private key, PEM path or text; ``MODELHAUL_SIGNING_KEY_PASSWORD``
+  if it is encrypted): the candidate is signed (OpenSSF model signing + SLSA provenance) before it
+  is deployed; ``MODELHAUL_VERIFY_KEY`` (the public key): promotion requires that signature;
 * ``MODELHAUL_REPOSITORY`` (default ``models/iris``), ``MODELHAUL_SERVING_TARGET`` (``seldon`` or
   ``kserve``), ``MODELHAUL_NAMESPACE``.
 
@@ -35,6 +38,7 @@ from modelhaul.operators import (
     ParseModelOperator,
     PromoteModelOperator,
     RollbackModelOperator,
+    SignModelOperator,
     model_asset,
 )
 
@@ -43,6 +47,7 @@ DEMO_DIR = Path(os.environ.get("MODELHAUL_DEMO_DIR")
 REPOSITORY = os.environ.get("MODELHAUL_REPOSITORY", "models/iris")
 TARGET = os.environ.get("MODELHAUL_SERVING_TARGET", "seldon")
 NAMESPACE = os.environ.get("MODELHAUL_NAMESPACE", "default")
+VERIFY_KEY = os.environ.get("MODELHAUL_VERIFY_KEY") or None
 STAGE = "production"
 # a tag per run: run ids carry ':' and '+', which tags do not allow
 TAG = "{{ run_id | replace(':', '') | replace('+', '') }}"
@@ -89,6 +94,8 @@ with DAG(
         to="onnx",
         outlets=[CANDIDATE],
     )
+    # signs when MODELHAUL_SIGNING_KEY is set in the worker's environment; a no-op otherwise
+    sign = SignModelOperator(task_id="sign", ref=CANDIDATE_REF, optional=True)
     deploy = DeployModelOperator(
         task_id="deploy_canary",
         ref=CANDIDATE_REF,
@@ -104,6 +111,7 @@ with DAG(
         stage=STAGE,
         gate="{{ params.gate | tojson }}",
         deployment=deploy.output,
+        require_signature=VERIFY_KEY,
         outlets=[PROMOTED],
     )
     rollback = RollbackModelOperator(
@@ -124,5 +132,5 @@ with DAG(
         return {"production": promoted.get("ref"), "previous": promoted.get("previous"),
                 "manifests": (promoted.get("deployment") or {}).get("manifests") or deployed.get("manifests")}
 
-    train >> package >> parse >> convert >> deploy >> promote >> summary()
+    train >> package >> parse >> convert >> sign >> deploy >> promote >> summary()
     [deploy, promote] >> rollback

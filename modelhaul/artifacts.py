@@ -103,12 +103,16 @@ def load_config(ref: str, options: RegistryOptions | None = None) -> tuple[Model
 
 
 def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
-    """Manifest digest, media/artifact type, bundle format, full config and layers of ``ref``."""
+    """Manifest digest, media/artifact type, bundle format, full config, layers, signatures and
+    attestations of ``ref``."""
     from modelhaul.bundle import bundle_format_of_manifest
+    from modelhaul.signing import attached
 
+    r = parse(ref)
     cfg, pinned, manifest = read(ref, options)
     m = manifest.json
     return {
+        **attached(open_target(r, options), manifest),  # signatures, attestations (OCI referrers)
         "ref": pinned,
         "digest": manifest.digest,
         "media_type": manifest.media_type,

@@ -240,7 +240,7 @@ def cmd_promote(args) -> dict[str, Any]:
     deployment = _deployment_arg(args.deployment)
     return steps.promote(ref=args.ref, stage=args.stage, gate=args.gate, beats=args.beats,
                          min_delta=args.min_delta, tracking_uri=args.tracking_uri, deployment=deployment,
-                         **_registry_kwargs(args))
+                         require_signature=args.require_signature, **_registry_kwargs(args))
 
 
 def cmd_rollback(args) -> dict[str, Any]:
@@ -289,6 +289,19 @@ def _join_dash_values(argv: list[str]) -> list[str]:
             out.append(arg)
             i += 1
     return out
+
+
+def cmd_sign(args) -> dict[str, Any]:
+    from modelhaul import steps
+
+    key_password = sys.stdin.readline().rstrip("\n") if args.key_password_stdin else None
+    return steps.sign(ref=args.ref, key=args.key, key_password=key_password, **_registry_kwargs(args))
+
+
+def cmd_verify(args) -> dict[str, Any]:
+    from modelhaul import steps
+
+    return steps.verify(ref=args.ref, key=args.key, **_registry_kwargs(args))
 
 
 # -- wiring ----------------------------------------------------------------------------------------
@@ -382,11 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--min-delta", type=float, default=0.0)
     sp.add_argument("--tracking-uri")
     sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
+    sp.add_argument("--require-signature", metavar="PUB",
+                    help="reject the candidate unless it is signed by this public key (PEM) and untampered")
     sp = add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion")
     sp.add_argument("ref")
     sp.add_argument("--stage", default="production")
     sp.add_argument("--tracking-uri")
     sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
+    sp = add("sign", cmd_sign, "sign a model (OpenSSF model signing) and attach its SLSA provenance")
+    sp.add_argument("ref")
+    sp.add_argument("--key", required=True, help="elliptic-curve private key, PEM")
+    sp.add_argument("--key-password-stdin", action="store_true", help="read the key's password from standard input")
+    sp = add("verify", cmd_verify, "check a model's signature, files and provenance against a public key")
+    sp.add_argument("ref")
+    sp.add_argument("--key", required=True, help="the signer's public key, PEM")
     return p
 
 
@@ -395,6 +417,8 @@ def _human(result: dict[str, Any]) -> str:
         return "\n".join(f"{m['ref']}\t{m['digest']}" for m in result["models"]) or "(no models)"
     if "tags" in result:
         return "\n".join(result["tags"]) or "(no tags)"
+    if "line" in result:
+        return result["line"]
     for key in ("ref", "login", "logout", "removed"):
         if key in result:
             extra = ""

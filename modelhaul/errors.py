@@ -64,5 +64,9 @@ class DeployError(ModelhaulError):
     """A manifest is invalid, or a deployment failed or timed out."""
 
 
+class SignatureError(ModelhaulError):
+    """A model is unsigned, signed by another key, or its files do not match its signature."""
+
+
 class GateError(ModelhaulError):
     """A promotion gate expression is malformed (a gate that is *not met* is not an error)."""

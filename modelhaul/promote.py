@@ -57,10 +57,19 @@ def _digest(pinned: str | None) -> str | None:
 # -- promote -------------------------------------------------------------------------------------
 
 
+def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
+                   options: RegistryOptions | None) -> None:
+    """A rejected candidate must not keep its share of traffic: the stable model serves alone."""
+    stable = (deployment or {}).get("stable_ref")
+    if stable and (deployment or {}).get("canary_percent") and deployment.get("state") != "Skipped":
+        record["deployment"] = _redeploy(deployment, stable, options)
+        record["reason"] += "; canary retired, the stable model serves alone"
+
+
 def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
-                  deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None
-                  ) -> dict[str, Any]:
+                  deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
+                  require_signature: str | None = None) -> dict[str, Any]:
     """Move ``<stage>`` to ``ref`` when the gate passes; see the module docstring for what moves.
 
     Returns ``{promoted, reason, candidate, previous, stage, ref, digest, checks, alias,
@@ -82,6 +91,17 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
         "ref": candidate, "digest": cand.digest, "checks": [], "alias": None, "deployment": None,
     }
 
+    if require_signature:  # an unsigned or tampered candidate is rejected like a failed gate
+        from modelhaul.errors import SignatureError
+        from modelhaul.signing import verify_model
+
+        try:
+            record["signature"] = verify_model(candidate, require_signature, options=options).to_dict()
+        except SignatureError as exc:
+            record["reason"] = f"signature check failed: {exc}"
+            _retire_canary(record, deployment, options)
+            return record
+
     if current and _digest(current) == cand.digest:
         record["previous"] = _previous_of(cand, previous_tag, cand.digest, options)
         record.update(promoted=True, ref=current,
@@ -98,11 +118,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
         if not passed:
             failed = [c for c in checks if c.endswith("not met") or "no metric" in c or "no numeric" in c]
             record["reason"] = "gate not met: " + "; ".join(failed or checks)
-            stable = (deployment or {}).get("stable_ref")
-            if stable and (deployment or {}).get("canary_percent") and deployment.get("state") != "Skipped":
-                # a rejected candidate must not keep its share of traffic: the stable model serves alone
-                record["deployment"] = _redeploy(deployment, stable, options)
-                record["reason"] += "; canary retired, the stable model serves alone"
+            _retire_canary(record, deployment, options)
             return record
         if current:
             artifacts.retag(current, previous_tag, options)

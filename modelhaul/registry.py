@@ -686,6 +686,22 @@ class RegistryTarget:
             raise RegistryError(f"{what}: {self.host} does not allow deleting (its storage.delete setting)")
         raise self._error(resp, what)
 
+    def get_referrers(self, digest: str) -> dict | None:
+        """The referrers API's index for ``digest``, or None when the registry has no such API."""
+        what = f"{self.name}@{digest} referrers"
+        resp = self._request("GET", f"{self.base}/referrers/{digest}", what=what,
+                             headers={"Accept": oci.INDEX_V1})
+        if resp.status_code in (404, 405, 400):
+            return None
+        if resp.status_code != 200:
+            raise self._error(resp, what)
+        if len(resp.content) > 4 << 20:
+            raise RegistryError(f"{what}: the referrers index is larger than 4 MiB")
+        try:
+            return resp.json()
+        except ValueError:
+            return None
+
     def ping(self) -> None:
         """GET /v2/ with the configured credentials; raises AuthError when they are refused."""
         url = self.base.split("/v2/", 1)[0] + "/v2/"

@@ -209,6 +209,7 @@ def promote(
     min_delta: float = 0.0,
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
+    require_signature: str | None = None,
     plain_http: bool = False,
     insecure: bool = False,
     username: str | None = None,
@@ -221,15 +222,17 @@ def promote(
     lower-is-better). On pass: the stage tag moves (no bytes move), the previous digest is kept for
     rollback, the MLflow alias named by the provenance follows, and a ``deployment`` (the result
     of :func:`deploy`) shifts to 100% on the candidate. A rejected gate moves no tag or alias and
-    retires the candidate's canary. Returns ``{promoted, reason, candidate, previous, stage, ref,
-    digest}``.
+    retires the candidate's canary. ``require_signature`` (a public key, path or PEM text): a
+    candidate that is not signed by it, or whose files differ from the signature, is rejected the
+    same way. Returns ``{promoted, reason, candidate, previous, stage, ref, digest}``.
     """
     from modelhaul.promote import promote_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
                                    password=password)
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
-                         tracking_uri=tracking_uri, deployment=deployment, options=opts)
+                         tracking_uri=tracking_uri, deployment=deployment, options=opts,
+                         require_signature=require_signature or None)
 
 
 def rollback(
@@ -254,3 +257,51 @@ def rollback(
                                    password=password)
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
                           options=opts)
+
+
+def sign(
+    *,
+    ref: str,
+    key: str,
+    key_password: str | None = None,
+    plain_http: bool = False,
+    insecure: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+) -> Result:
+    """Sign the model (OpenSSF model signing) and attach its SLSA provenance, both as OCI referrers.
+
+    ``key``: an elliptic-curve private key, PEM (a path or the PEM text; else ``MODELHAUL_SIGNING_KEY``),
+    ``key_password`` for an encrypted one (else ``MODELHAUL_SIGNING_KEY_PASSWORD``). Returns
+    ``{ref, digest, key_id, files, signature, attestation}``.
+    """
+    import os
+
+    from modelhaul.signing import sign_model
+
+    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
+                                   password=password)
+    return sign_model(ref, key or os.environ.get("MODELHAUL_SIGNING_KEY", ""),
+                      password=key_password or os.environ.get("MODELHAUL_SIGNING_KEY_PASSWORD"), options=opts)
+
+
+def verify(
+    *,
+    ref: str,
+    key: str,
+    plain_http: bool = False,
+    insecure: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+) -> Result:
+    """Check the model's signature against the public ``key`` (a path or PEM text) and its files.
+
+    Raises SignatureError when it is unsigned, signed by another key, or its files differ. Returns
+    ``{ref, digest, verified, key_id, files, provenance, line}`` (provenance: a one-phrase summary;
+    line: the one line the CLI prints).
+    """
+    from modelhaul.signing import verify_model
+
+    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
+                                   password=password)
+    return verify_model(ref, key, options=opts).to_dict()

@@ -87,11 +87,12 @@ def _same_registry(a: oci.Target, b: oci.Target) -> bool:
 
 
 def copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None,
-         progress: Progress | None = None) -> str:
+         progress: Progress | None = None, with_referrers: bool = True) -> str:
     """Copy the manifest at ``reference`` in ``src`` with all its blobs to ``dst`` under ``tag``.
 
     Within one target this moves no blob bytes (only the manifest is written again). Within one
-    registry, blobs are mounted from the source repository. Returns the manifest digest.
+    registry, blobs are mounted from the source repository. Across targets the manifest's
+    referrers (signatures, attestations) come along. Returns the manifest digest.
     """
     manifest = src.get_manifest(reference)
     if src is not dst:
@@ -116,7 +117,12 @@ def copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None,
                 progress(digest, size)
 
         _run_all(move, manifest.blobs(), max(_parallelism(src), _parallelism(dst)))
-    return dst.put_manifest(manifest.data, manifest.media_type, tag)
+    digest = dst.put_manifest(manifest.data, manifest.media_type, tag)
+    if with_referrers and src is not dst:
+        from modelhaul.referrers import copy_referrers
+
+        copy_referrers(src, dst, manifest.digest)
+    return digest
 
 
 @contextlib.contextmanager

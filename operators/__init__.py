@@ -19,6 +19,7 @@ _EXPORTS = {
     "ParseModelOperator": "operators",
     "ConvertModelOperator": "operators",
     "DeployModelOperator": "operators",
+    "SignModelOperator": "operators",
     "PromoteModelOperator": "operators",
     "RollbackModelOperator": "operators",
     "ModelArtifactSensor": "sensors",

@@ -33,8 +33,9 @@ from modelhaul.operators.links import (
     mlflow_run_url,
 )
 
-_SECRET_ARGS = {"password"}
-_SUMMARY_KEYS = ("ref", "digest", "run_id", "model_uri", "promoted", "rolled_back", "reason", "state", "url")
+_SECRET_ARGS = {"password", "key", "key_password"}  # a key may be given as its PEM text
+_SUMMARY_KEYS = ("ref", "digest", "run_id", "model_uri", "promoted", "rolled_back", "reason", "state", "url",
+                 "signed", "key_id")
 
 
 def _jsonable(value: Any) -> Any:
@@ -362,6 +363,46 @@ class DeployModelOperator(RegistryStepOperator):
         return {**deployment, "state": event.get("state"), "url": event.get("url") or deployment.get("url")}
 
 
+class SignModelOperator(RegistryStepOperator):
+    """Sign the model and attach its SLSA provenance as OCI referrers (``steps.sign``).
+
+    ``key``: an elliptic-curve private key, PEM (a path, or the text); default
+    ``MODELHAUL_SIGNING_KEY``. ``key`` and ``key_password`` are not template fields on purpose:
+    rendered fields are stored in the metadata database, a private key must not be. With no key at
+    all the task succeeds with ``{signed: false}`` when ``optional`` (so one DAG runs signed or
+    unsigned by configuration), else fails. XCom: ``{ref, digest, signed, key_id, files, signature, attestation}``.
+    """
+
+    step = "sign"
+    template_fields: Sequence[str] = ("ref",)
+    operator_extra_links = (RegistryArtifactLink(),)
+
+    def __init__(self, *, ref: str, key: str | None = None, key_password: str | None = None,
+                 optional: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ref = ref
+        self.key = key
+        self.key_password = key_password
+        self.optional = optional
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        import os
+
+        _, reg = self.registry()
+        ref = self.qualify(self.ref, reg)
+        key = (self.key or "").strip() or os.environ.get("MODELHAUL_SIGNING_KEY", "")
+        if not key:
+            if not self.optional:
+                raise AirflowException("no signing key: pass key= or set MODELHAUL_SIGNING_KEY")
+            self.log.info("modelhaul sign: no signing key configured; %s stays unsigned", ref)
+            return {"ref": ref, "signed": False, "reason": "no signing key configured"}
+        result = self.call_step(self.registry_env(reg), ref=ref, key=key,
+                                key_password=self.key_password or None, **reg.step_kwargs())
+        result["signed"] = True
+        self.emit_assets(context, result)
+        return result
+
+
 class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
     """Move the ``stage`` tag to the candidate when its gate passes (``steps.promote``).
 
@@ -372,13 +413,13 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
 
     step = "promote"
     template_fields: Sequence[str] = ("ref", "stage", "gate", "beats", "min_delta", "deployment",
-                                      "tracking_uri")
+                                      "tracking_uri", "require_signature")
     operator_extra_links = (RegistryArtifactLink(),)
 
     def __init__(self, *, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                  beats: str | None = None, min_delta: float = 0.0,
                  deployment: dict[str, Any] | str | None = None, on_reject: str = "skip",
-                 tracking_uri: str | None = None,
+                 tracking_uri: str | None = None, require_signature: str | None = None,
                  mlflow_conn_id: str | None = MLflowHook.default_conn_name,
                  fallback_tracking_uri: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -390,6 +431,7 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
         self.beats = beats
         self.min_delta = min_delta
         self.deployment = deployment
+        self.require_signature = require_signature
         self.on_reject = on_reject
         self.tracking_uri = tracking_uri
         self.mlflow_conn_id = mlflow_conn_id
@@ -401,7 +443,8 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
         result = self.call_step(
             {**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
             gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
-            tracking_uri=uri, deployment=_maybe_json(self.deployment), **reg.step_kwargs())
+            tracking_uri=uri, deployment=_maybe_json(self.deployment),
+            require_signature=self.require_signature or None, **reg.step_kwargs())
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
             context["ti"].xcom_push(key="promotion", value=result)

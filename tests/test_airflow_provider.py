@@ -53,8 +53,8 @@ def test_example_dags_import_without_errors(airflow_home):
     assert bag.import_errors == {}
     retrain = bag.dags["retrain_and_redeploy"]
     assert retrain.catchup is False
-    assert [t.task_id for t in retrain.topological_sort()][:6] == [
-        "train", "package", "parse", "convert", "deploy_canary", "promote"]
+    assert [t.task_id for t in retrain.topological_sort()][:7] == [
+        "train", "package", "parse", "convert", "sign", "deploy_canary", "promote"]
     assert retrain.get_task("rollback").trigger_rule == "one_failed"
     assert set(retrain.get_task("rollback").upstream_task_ids) == {"deploy_canary", "promote"}
 

@@ -15,6 +15,7 @@ STEP_OUTPUTS = {
     "package": {"model", "ref", "digest"},
     "parse": {"model", "ref", "digest", "signature"},
     "convert": {"model", "ref", "digest", "parity"},
+    "sign": {"model", "ref", "digest", "signed"},
     "deploy": {"model", "deployment", "name", "state", "stable_ref"},
     "promote": {"model", "Output"},
     "rollback": {"model", "rolled_back", "reason", "ref"},

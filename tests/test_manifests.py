@@ -162,7 +162,7 @@ def test_secret_is_rendered_only_from_explicit_credentials():
     [sdep] = build_manifests(served("onnx"), target="seldon", name="iris", registry_secret="team-pull")
     assert sdep["spec"]["predictors"][0]["graph"]["envSecretRefName"] == "team-pull"
     csc, isvc = build_manifests(served("onnx"), target="kserve", name="iris", registry_secret="team-pull")
-    assert csc["spec"]["container"]["envFrom"] == [{"secretRef": {"name": "team-pull", "optional": True}}]
+    assert csc["spec"]["container"]["envFrom"][0] == {"secretRef": {"name": "team-pull", "optional": True}}
     with pytest.raises(DeployError, match="both"):
         build_manifests(served("onnx"), target="seldon", name="iris", username="robot")
 

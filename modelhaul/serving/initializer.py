@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept a reference that is not pinned by digest (not reproducible)")
     p.add_argument("--plain-http", action="store_true", help="registry without TLS (MODELHAUL_PLAIN_HTTP)")
     p.add_argument("--insecure", action="store_true", help="skip TLS verification (MODELHAUL_INSECURE)")
+    p.add_argument("--verify-key", metavar="PUB",
+                   help="refuse a model not signed by this public key (PEM path or text; MODELHAUL_VERIFY_KEY)")
     p.add_argument("--trust", action="store_true",
                    help="allow loading pickled models when the layout must re-save one (MODELHAUL_TRUST)")
     return p
@@ -123,8 +125,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: str | None = None,
                allow_tag: bool = False, plain_http: bool = False, insecure: bool = False,
-               trust: bool = False) -> dict[str, str]:
+               trust: bool = False, verify_key: str | None = None) -> dict[str, str]:
     """Fetch the model named by ``uri`` and write the ``server`` layout into ``dest``.
+
+    ``verify_key`` (a public key, path or PEM text; default ``MODELHAUL_VERIFY_KEY``): the model
+    must carry a signature by that key matching its files, checked before anything is written.
 
     ``trust`` allows loading a pickle-based model when the layout must re-save it (a skops archive
     becoming ``model.joblib``).
@@ -149,10 +154,15 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise DeployError(f"{dest}: destination is not empty")
+    verify_key = verify_key or os.environ.get("MODELHAUL_VERIFY_KEY") or None
     from modelhaul.serving import layouts
 
     with artifacts.scratch_dir(prefix="modelhaul-init-") as tmp:
         got = artifacts.fetch(ref, tmp / "artifact", options=opts)
+        if verify_key:  # before a single file reaches dest: an unsigned or tampered model never serves
+            from modelhaul.signing import verify_model
+
+            verify_model(got["ref"], verify_key, options=opts, model_dir=Path(got["model_dir"]))
         cfg = config_mod.load(tmp / "artifact")
         server = server or layouts.server_for(cfg, Path(got["model_dir"]))
         dest.mkdir(parents=True, exist_ok=True)
@@ -169,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_tag=args.allow_tag or _truthy(os.environ.get("MODELHAUL_ALLOW_TAG")),
             plain_http=args.plain_http, insecure=args.insecure,
             trust=args.trust or _truthy(os.environ.get("MODELHAUL_TRUST")),
+            verify_key=args.verify_key,
         )
     except Exception as exc:  # an init container's log should say in one line why the pod cannot start
         if _truthy(os.environ.get("MODELHAUL_DEBUG")):

@@ -3,7 +3,9 @@
 KServe already owns ``oci://`` (modelcars), so modelhaul's artifacts travel as ``modelhaul://``
 URIs; the cluster-wide ``ClusterStorageContainer`` named ``modelhaul`` claims that prefix and runs
 modelhaul's initializer image with ``(storageUri, /mnt/models)``. Registry credentials reach it
-through ``envFrom`` an *optional* Secret of a fixed name in the pod's namespace.
+through ``envFrom`` an *optional* Secret of a fixed name in the pod's namespace; a public key in
+the optional ConfigMap ``modelhaul-verify`` (key ``MODELHAUL_VERIFY_KEY``) makes it verify each
+model's signature before writing a file.
 
 ================  ===========================  ====================  ==================
 kind              modelFormat                  runtime               initializer layout
@@ -76,6 +78,10 @@ def inference_service(
     }
 
 
+#: An optional ConfigMap whose ``MODELHAUL_VERIFY_KEY`` makes the initializer refuse unsigned models.
+VERIFY_CONFIGMAP = "modelhaul-verify"
+
+
 def cluster_storage_container(*, image: str, secret_name: str) -> dict[str, Any]:
     """The ClusterStorageContainer routing ``modelhaul://`` URIs to the initializer image."""
     return {
@@ -87,7 +93,9 @@ def cluster_storage_container(*, image: str, secret_name: str) -> dict[str, Any]
             "container": {
                 "name": "storage-initializer",
                 "image": image,
-                "envFrom": [{"secretRef": {"name": secret_name, "optional": True}}],
+                "envFrom": [{"secretRef": {"name": secret_name, "optional": True}},
+                            # MODELHAUL_VERIFY_KEY (a public key, PEM): serve only models it signed
+                            {"configMapRef": {"name": VERIFY_CONFIGMAP, "optional": True}}],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"memory": "1Gi"}},
             },
