@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from modelhaul.flags import env_flag
+
 
 @dataclass(frozen=True)
 class RegistryOptions:
@@ -35,8 +37,8 @@ class RegistryOptions:
             username = env.get("MODELHAUL_USERNAME") or env.get("ORMB_USERNAME") or None
             password = env.get("MODELHAUL_PASSWORD") or env.get("ORMB_PASSWORD") or None
         return cls(
-            plain_http=bool(plain_http) or _truthy(env.get("MODELHAUL_PLAIN_HTTP")),
-            insecure=bool(insecure) or _truthy(env.get("MODELHAUL_INSECURE")),
+            plain_http=bool(plain_http) or env_flag("MODELHAUL_PLAIN_HTTP"),
+            insecure=bool(insecure) or env_flag("MODELHAUL_INSECURE"),
             username=username,
             password=password,
             ca_file=ca_file or env.get("MODELHAUL_CA_FILE") or None,
@@ -46,6 +48,3 @@ class RegistryOptions:
     def has_credentials(self) -> bool:
         return bool(self.username and self.password)
 
-
-def _truthy(v: str | None) -> bool:
-    return (v or "").strip().lower() in {"1", "true", "yes", "on"}

@@ -27,14 +27,12 @@ REGISTRY_CONN_TYPE = "modelhaul_registry"
 MLFLOW_CONN_TYPE = "modelhaul_mlflow"
 KUBERNETES_CONN_TYPE = "kubernetes"
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
 
+def as_bool(value: Any, name: str = "connection extra") -> bool:
+    """Extras from a URI-form connection arrive as strings: ``"true"`` must mean True, ``"False"`` False."""
+    from modelhaul.flags import parse_bool
 
-def as_bool(value: Any) -> bool:
-    """Extras from a URI-form connection arrive as strings: ``"true"`` must mean True."""
-    if isinstance(value, str):
-        return value.strip().lower() in _TRUE
-    return bool(value)
+    return parse_bool(value, name)
 
 
 def extra_field(conn: Any, name: str, default: Any = None) -> Any:
@@ -111,7 +109,7 @@ class RegistryHook(BaseHook):
         if conn is None:
             return RegistrySettings()
         host = conn.host or ""
-        plain_http = as_bool(extra_field(conn, "plain_http", False))
+        plain_http = as_bool(extra_field(conn, "plain_http", False), "plain_http")
         if "://" in host:
             parts = urlsplit(host)
             plain_http = plain_http or parts.scheme == "http"
@@ -123,7 +121,7 @@ class RegistryHook(BaseHook):
             username=conn.login or None,
             password=conn.password or None,
             plain_http=plain_http,
-            insecure=as_bool(extra_field(conn, "insecure", False)),
+            insecure=as_bool(extra_field(conn, "insecure", False), "insecure"),
             ca_file=extra_field(conn, "ca_file"),
             bundle_format=extra_field(conn, "bundle_format"),
         )
@@ -201,7 +199,7 @@ class MLflowHook(BaseHook):
             env["MLFLOW_TRACKING_PASSWORD"] = conn.password
         if token := extra_field(conn, "token"):
             env["MLFLOW_TRACKING_TOKEN"] = str(token)
-        if as_bool(extra_field(conn, "insecure", False)):
+        if as_bool(extra_field(conn, "insecure", False), "insecure"):
             env["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
         return uri or None, env
 
@@ -278,7 +276,7 @@ def kube_settings(
     c_path = c_inline = c_ctx = c_ns = None
     c_in_cluster = False
     if conn is not None:
-        c_in_cluster = as_bool(extra_field(conn, "in_cluster", False))
+        c_in_cluster = as_bool(extra_field(conn, "in_cluster", False), "in_cluster")
         c_path = extra_field(conn, "kube_config_path")
         c_inline = extra_field(conn, "kube_config")
         c_ctx = extra_field(conn, "cluster_context")
@@ -290,6 +288,6 @@ def kube_settings(
     return KubeSettings(
         kubeconfig=kubeconfig,
         context=context or c_ctx,
-        in_cluster=bool(in_cluster) if in_cluster is not None else c_in_cluster,
+        in_cluster=as_bool(in_cluster, "in_cluster") if in_cluster not in (None, "") else c_in_cluster,
         namespace=c_ns,
     )

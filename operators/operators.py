@@ -19,6 +19,7 @@ from modelhaul.operators.hooks import (
     MLflowHook,
     RegistryHook,
     RegistrySettings,
+    as_bool,
     kube_settings,
     resolve_tracking_uri,
     scoped_env,
@@ -231,7 +232,7 @@ class ParseModelOperator(RegistryStepOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
         result = self.call_step(self.registry_env(reg), ref=self.qualify(self.ref, reg),
-                                dest_ref=self.qualify(self.dest_ref, reg), trust=bool(self.trust),
+                                dest_ref=self.qualify(self.dest_ref, reg), trust=as_bool(self.trust, "trust"),
                                 **reg.step_kwargs())
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))])
@@ -264,7 +265,7 @@ class ConvertModelOperator(RegistryStepOperator):
             self.registry_env(reg), ref=self.qualify(self.ref, reg), to=self.to,
             dest_ref=self.qualify(self.dest_ref, reg),
             tolerance=None if self.tolerance in (None, "") else float(self.tolerance),
-            opset=None if self.opset in (None, "") else int(self.opset), trust=bool(self.trust),
+            opset=None if self.opset in (None, "") else int(self.opset), trust=as_bool(self.trust, "trust"),
             **reg.step_kwargs())
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))])
@@ -322,8 +323,9 @@ class DeployModelOperator(RegistryStepOperator):
         _, reg = self.registry()
         kube = kube_settings(self.kube_conn_id, kubeconfig=self.kubeconfig or None,
                              context=self.kube_context or None, in_cluster=self.in_cluster)
-        render = self.render_only or not kube.configured
-        defer = self.deferrable and self.wait_for_ready and not render
+        wait_for_ready = as_bool(self.wait_for_ready, "wait_for_ready")
+        render = as_bool(self.render_only, "render_only") or not kube.configured
+        defer = as_bool(self.deferrable, "deferrable") and wait_for_ready and not render
         canary = None if self.canary_percent in (None, "") else int(self.canary_percent)
         ref = self.qualify(self.ref, reg)
         result = self.call_step(
@@ -332,12 +334,12 @@ class DeployModelOperator(RegistryStepOperator):
             canary_percent=canary, stable_ref=self.qualify(self.stable_ref, reg),
             render_dir=self.render_dir if render else None,
             **({} if render else kube.step_kwargs()),
-            wait=self.wait_for_ready and not defer and not render, timeout=float(self.timeout),
+            wait=wait_for_ready and not defer and not render, timeout=float(self.timeout),
             initializer_image=self.initializer_image, registry_secret=self.registry_secret,
             **reg.step_kwargs())
         # the step result names how to reach the deployment again; promote/rollback should wait for
         # readiness even when this task handed its own wait to the triggerer
-        result["wait"] = bool(self.wait_for_ready)
+        result["wait"] = wait_for_ready
         self._set_lineage([artifact_dataset(result.get("ref"))], [])
         if defer and result.get("applied"):
             from modelhaul.operators.triggers import DeploymentReadyTrigger, kind_of
