@@ -328,15 +328,23 @@ class DeployModelOperator(RegistryStepOperator):
         defer = as_bool(self.deferrable, "deferrable") and wait_for_ready and not render
         canary = None if self.canary_percent in (None, "") else int(self.canary_percent)
         ref = self.qualify(self.ref, reg)
+        env, reg_kwargs = self.registry_env(reg), reg.step_kwargs()
+        if render:  # the credentials only read the registry: a render directory never holds a secret
+            user, password = reg_kwargs.pop("username"), reg_kwargs.pop("password")
+            if user and password:
+                env = {**env, "MODELHAUL_USERNAME": user, "MODELHAUL_PASSWORD": password}
         result = self.call_step(
-            self.registry_env(reg), ref=ref, target=self.target, name=self.deployment_name or None,
+            env, ref=ref, target=self.target, name=self.deployment_name or None,
             namespace=self.namespace or kube.namespace or "default",
             canary_percent=canary, stable_ref=self.qualify(self.stable_ref, reg),
             render_dir=self.render_dir if render else None,
             **({} if render else kube.step_kwargs()),
             wait=wait_for_ready and not defer and not render, timeout=float(self.timeout),
             initializer_image=self.initializer_image, registry_secret=self.registry_secret,
-            **reg.step_kwargs())
+            **reg_kwargs)
+        if result.get("secret_hint"):
+            self.log.info("the manifests refer to the Secret %s; create it in the cluster with: %s",
+                          result.get("registry_secret"), result["secret_hint"])
         # the step result names how to reach the deployment again; promote/rollback should wait for
         # readiness even when this task handed its own wait to the triggerer
         result["wait"] = wait_for_ready
