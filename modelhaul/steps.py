@@ -7,8 +7,9 @@ JSON dict back that names the artifact it produced or acted on by a digest-pinne
 
 Connection details come in as arguments or from the environment, never from hidden state:
 
-* registry: ``plain_http``, ``insecure``, ``username``/``password`` (else ``MODELHAUL_USERNAME`` /
-  ``MODELHAUL_PASSWORD``, else the docker config, else anonymous). ``oci:PATH:TAG`` references need
+* registry: ``plain_http``, ``insecure``, ``ca_file`` (else ``MODELHAUL_CA_FILE``),
+  ``username``/``password`` (else ``MODELHAUL_USERNAME`` / ``MODELHAUL_PASSWORD``, else the docker
+  config, else anonymous). ``oci:PATH:TAG`` references need
   none of them.
 * MLflow: ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``).
 * Kubernetes: ``kubeconfig`` / ``context`` (else in-cluster); with neither and no cluster, deploy
@@ -70,6 +71,7 @@ def package(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Publish a model to ``ref``: from an MLflow URI (``runs:/``, ``models:/``) or a local directory.
 
@@ -79,7 +81,7 @@ def package(
     from modelhaul import artifacts
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", source) and not source.startswith("file:"):  # runs:/ models:/
         from modelhaul.mlflow import import_model
 
@@ -99,6 +101,7 @@ def parse(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Read the model's signature and layers from its files and push them into its config.
 
@@ -110,7 +113,7 @@ def parse(
     from modelhaul.formats import parse_directory
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
         parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
         patch = parsed.config_patch()
@@ -138,6 +141,7 @@ def convert(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Convert the model (to ``onnx`` or ``torchscript``), prove parity, push a derived artifact.
 
@@ -149,7 +153,7 @@ def convert(
     from modelhaul.formats.convert import convert_directory
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), artifacts.scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)
@@ -180,6 +184,7 @@ def deploy(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Serve the model on Seldon Core v1 (``target="seldon"``) or KServe (``"kserve"``).
 
@@ -191,7 +196,7 @@ def deploy(
     from modelhaul.serving.deploy import deploy_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return deploy_model(
         ref=ref, target=target, name=name, namespace=namespace, canary_percent=canary_percent,
         stable_ref=stable_ref, render_dir=render_dir, kubeconfig=kubeconfig, context=context,
@@ -213,6 +218,7 @@ def promote(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Move the ``stage`` tag to the candidate ``ref`` when its gate passes.
 
@@ -227,7 +233,7 @@ def promote(
     from modelhaul.promote import promote_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts)
 
@@ -242,6 +248,7 @@ def rollback(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Restore the digest that was at ``stage`` before the last promotion (tag, alias, traffic).
 
@@ -251,6 +258,19 @@ def rollback(
     from modelhaul.promote import rollback_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
                           options=opts)
+
+
+def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
+                  in_cluster: bool = False) -> Result | None:
+    """The cluster ``deploy`` would reach, found like ``kubectl`` does (see
+    :func:`modelhaul.serving.kube.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
+    """
+    from dataclasses import asdict
+
+    from modelhaul.serving.kube import find_cluster
+
+    found = find_cluster(kubeconfig, context, in_cluster)
+    return asdict(found) if found else None

@@ -71,7 +71,7 @@ class RegistrySettings:
     def step_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every registry-touching step accepts."""
         return {"plain_http": self.plain_http, "insecure": self.insecure, "username": self.username,
-                "password": self.password}
+                "password": self.password, "ca_file": self.ca_file}
 
 
 def _is_host(component: str) -> bool:

@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept a reference that is not pinned by digest (not reproducible)")
     p.add_argument("--plain-http", action="store_true", help="registry without TLS (MODELHAUL_PLAIN_HTTP)")
     p.add_argument("--insecure", action="store_true", help="skip TLS verification (MODELHAUL_INSECURE)")
+    p.add_argument("--ca-file", help="CA bundle to verify the registry's certificate (MODELHAUL_CA_FILE)")
     p.add_argument("--trust", action="store_true",
                    help="allow loading pickled models when the layout must re-save one (MODELHAUL_TRUST)")
     return p
@@ -120,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: str | None = None,
                allow_tag: bool = False, plain_http: bool = False, insecure: bool = False,
-               trust: bool = False) -> dict[str, str]:
+               trust: bool = False, ca_file: str | None = None) -> dict[str, str]:
     """Fetch the model named by ``uri`` and write the ``server`` layout into ``dest``.
 
     ``trust`` allows loading a pickle-based model when the layout must re-save it (a skops archive
@@ -142,7 +143,8 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
         raise DeployError(f"server {server!r}: expected one of {', '.join(SERVERS)}")
     name = name or os.environ.get("MODELHAUL_MODEL_NAME") or params.get("name") or r.repository.rsplit("/")[-1]
     opts = RegistryOptions.resolve(plain_http=plain_http or parse_bool(params.get("plain_http"), "plain_http"),
-                                   insecure=insecure or parse_bool(params.get("insecure"), "insecure"))
+                                   insecure=insecure or parse_bool(params.get("insecure"), "insecure"),
+                                   ca_file=ca_file)
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise DeployError(f"{dest}: destination is not empty")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         out = initialize(
             args.uri, args.dest, server=args.server, name=args.name,
             allow_tag=args.allow_tag or env_flag("MODELHAUL_ALLOW_TAG"),
-            plain_http=args.plain_http, insecure=args.insecure,
+            plain_http=args.plain_http, insecure=args.insecure, ca_file=args.ca_file,
             trust=args.trust or env_flag("MODELHAUL_TRUST"),
         )
     except Exception as exc:  # an init container's log should say in one line why the pod cannot start
