@@ -172,3 +172,17 @@ def test_in_cluster_is_used_inside_a_pod_only(env, model_ref):
     e = {**_no_cluster_env(env), "KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     res = run("deploy", model_ref, env=e)  # no service account token here: the error names in-cluster
     assert res.returncode == 1 and "in-cluster service account" in res.stderr
+
+
+def test_ca_file_reaches_the_step_commands(env, tls_registry, tmp_path):
+    from tests.fixtures.registry import unique_repo
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.onnx").write_bytes(b"onnx-bytes")
+    target = f"{tls_registry.host}/{unique_repo('ca-file')}:v1"
+    ref = artifacts.publish(src, target, options=tls_registry.options)["ref"]
+    refused = run("deploy", ref, "--render", str(tmp_path / "a"), env=env)
+    assert refused.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    ok = run("deploy", ref, "--render", str(tmp_path / "b"), "--ca-file", tls_registry.ca_file, env=env)
+    assert ok.returncode == 0, ok.stderr
