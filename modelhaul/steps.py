@@ -26,11 +26,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelhaul.optional import needs_extras
 from modelhaul.registry_options import RegistryOptions
 
 Result = dict[str, Any]
 
 
+@needs_extras("train")
 def train(
     *,
     entry_point: str,
@@ -60,6 +62,7 @@ def train(
     )
 
 
+@needs_extras("package")
 def package(
     *,
     source: str,
@@ -92,6 +95,7 @@ def package(
     return artifacts.publish(path, ref, bundle_format=bundle_format, config=config, options=opts)
 
 
+@needs_extras("parse")
 def parse(
     *,
     ref: str,
@@ -129,6 +133,7 @@ def parse(
     return out
 
 
+@needs_extras("convert")
 def convert(
     *,
     ref: str,
@@ -164,6 +169,7 @@ def convert(
     return out
 
 
+@needs_extras("deploy")
 def deploy(
     *,
     ref: str,
@@ -205,6 +211,7 @@ def deploy(
     )
 
 
+@needs_extras("promote")
 def promote(
     *,
     ref: str,
@@ -238,6 +245,7 @@ def promote(
                          tracking_uri=tracking_uri, deployment=deployment, options=opts)
 
 
+@needs_extras("rollback")
 def rollback(
     *,
     ref: str,
@@ -263,6 +271,7 @@ def rollback(
                           options=opts)
 
 
+@needs_extras("deploy")
 def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
                   in_cluster: bool = False) -> Result | None:
     """The cluster ``deploy`` would reach, found like ``kubectl`` does (see
