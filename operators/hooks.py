@@ -226,19 +226,55 @@ def scoped_env(values: dict[str, str]) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class KubeSettings:
-    """Which cluster to talk to; ``configured`` is False when none is, and deploy then renders."""
+    """Which cluster to talk to; ``configured`` is False when none is, and deploy then renders.
+
+    A kubeconfig given inline in a connection (``inline``) is written to a private temp file only
+    where the work runs (:meth:`step_kwargs`); what travels to another process (the triggerer, the
+    promote task on another worker) is the connection id (:meth:`portable`), resolved again there,
+    as the cncf.kubernetes provider's triggers do.
+    """
 
     kubeconfig: str | None = None
     context: str | None = None
     in_cluster: bool = False
     namespace: str | None = None
+    conn_id: str | None = None
+    inline: Any = field(default=None, repr=False)
 
     @property
     def configured(self) -> bool:
-        return bool(self.kubeconfig or self.context or self.in_cluster)
+        return bool(self.kubeconfig or self.inline or self.context or self.in_cluster)
 
     def step_kwargs(self) -> dict[str, Any]:
-        return {"kubeconfig": self.kubeconfig, "context": self.context, "in_cluster": self.in_cluster}
+        """Arguments for a step run in this process (an inline kubeconfig becomes a 0600 temp file)."""
+        kubeconfig = self.kubeconfig
+        if kubeconfig is None and self.inline:
+            kubeconfig = _write_inline_kubeconfig(self.inline)
+        return {"kubeconfig": kubeconfig, "context": self.context, "in_cluster": self.in_cluster}
+
+    def portable(self) -> dict[str, Any]:
+        """How another process reaches the same cluster: never a path that only exists here."""
+        if self.kubeconfig is None and self.inline and self.conn_id:
+            return {"kube_conn_id": self.conn_id, "kubeconfig": None, "context": self.context,
+                    "in_cluster": self.in_cluster}
+        return {"kube_conn_id": None, **self.step_kwargs()}
+
+
+def kube_here(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{kubeconfig, context, in_cluster}`` for this process from :meth:`KubeSettings.portable` output
+    (or a deploy result that carries it): a ``kube_conn_id`` is resolved through its connection here."""
+    conn_id = settings.get("kube_conn_id")
+    if conn_id:
+        return kube_settings(conn_id, context=settings.get("context") or None).step_kwargs()
+    return {"kubeconfig": settings.get("kubeconfig"), "context": settings.get("context"),
+            "in_cluster": as_bool(settings.get("in_cluster"), "in_cluster")}
+
+
+def deployment_here(deployment: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deploy result (XCom) with its cluster resolved in this process, for promote and rollback."""
+    if not deployment or not deployment.get("kube_conn_id"):
+        return deployment
+    return {**deployment, **kube_here(deployment)}
 
 
 _INLINE_KUBECONFIGS: dict[str, str] = {}
@@ -283,11 +319,11 @@ def kube_settings(
         c_ns = extra_field(conn, "namespace")
     if kubeconfig is None and c_path:
         kubeconfig = os.path.expanduser(str(c_path))
-    if kubeconfig is None and c_inline:
-        kubeconfig = _write_inline_kubeconfig(c_inline)
     return KubeSettings(
         kubeconfig=kubeconfig,
         context=context or c_ctx,
         in_cluster=as_bool(in_cluster, "in_cluster") if in_cluster not in (None, "") else c_in_cluster,
         namespace=c_ns,
+        conn_id=kube_conn_id if conn is not None else None,
+        inline=c_inline if kubeconfig is None else None,
     )

@@ -20,6 +20,7 @@ from modelhaul.operators.hooks import (
     RegistryHook,
     RegistrySettings,
     as_bool,
+    deployment_here,
     kube_settings,
     resolve_tracking_uri,
     scoped_env,
@@ -348,6 +349,8 @@ class DeployModelOperator(RegistryStepOperator):
         # the step result names how to reach the deployment again; promote/rollback should wait for
         # readiness even when this task handed its own wait to the triggerer
         result["wait"] = wait_for_ready
+        if not render:
+            result.update(kube.portable())  # a connection id, never a temp file of this worker
         self._set_lineage([artifact_dataset(result.get("ref"))], [])
         if defer and result.get("applied"):
             from modelhaul.operators.triggers import DeploymentReadyTrigger, kind_of
@@ -356,7 +359,7 @@ class DeployModelOperator(RegistryStepOperator):
                 trigger=DeploymentReadyTrigger(
                     kind=kind_of(result.get("target") or self.target), name=result["name"],
                     namespace=result.get("namespace") or "default", poll_interval=float(self.poll_interval),
-                    carry=result, **kube.step_kwargs()),
+                    carry=result, **kube.portable()),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.timeout)),
             )
@@ -410,7 +413,7 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
         result = self.call_step(
             {**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
             gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
-            tracking_uri=uri, deployment=_maybe_json(self.deployment), **reg.step_kwargs())
+            tracking_uri=uri, deployment=deployment_here(_maybe_json(self.deployment)), **reg.step_kwargs())
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
             context["ti"].xcom_push(key="promotion", value=result)
@@ -457,7 +460,7 @@ class RollbackModelOperator(MLflowMixin, RegistryStepOperator):
             self._check_stage_digest(hook, reg, ref)
         uri, env = self.mlflow()
         result = self.call_step({**env, **self.registry_env(reg)}, ref=ref, stage=self.stage,
-                                tracking_uri=uri, deployment=_maybe_json(self.deployment),
+                                tracking_uri=uri, deployment=deployment_here(_maybe_json(self.deployment)),
                                 **reg.step_kwargs())
         self._set_lineage([], [artifact_dataset(result.get("ref"))])
         return result
