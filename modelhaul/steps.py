@@ -283,3 +283,27 @@ def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
 
     found = find_cluster(kubeconfig, context, in_cluster)
     return asdict(found) if found else None
+
+
+def check_registry(*, host: str, plain_http: bool = False, insecure: bool = False, username: str | None = None,
+                   password: str | None = None, ca_file: str | None = None) -> str:
+    """Ping the registry's ``/v2/`` with these credentials; a one-line description, or an error."""
+    from modelhaul import checks
+
+    return checks.check_registry(host, RegistryOptions(plain_http=plain_http, insecure=insecure, username=username,
+                                                       password=password, ca_file=ca_file))
+
+
+def check_mlflow(*, tracking_uri: str | None) -> str:
+    """MLflow answers (``/health`` and an authenticated call); credentials from MLflow's environment."""
+    from modelhaul import checks
+
+    return checks.check_mlflow(tracking_uri)
+
+
+@needs_extras("checking a cluster")
+def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
+    """The Kubernetes API server's version, reached as a deploy would reach it."""
+    from modelhaul import checks
+
+    return checks.check_cluster(kubeconfig, context, in_cluster)

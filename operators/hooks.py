@@ -25,7 +25,8 @@ from modelhaul.operators._compat import AirflowNotFoundException, BaseHook
 
 REGISTRY_CONN_TYPE = "modelhaul_registry"
 MLFLOW_CONN_TYPE = "modelhaul_mlflow"
-KUBERNETES_CONN_TYPE = "kubernetes"
+KUBERNETES_CONN_TYPE = "kubernetes"  # the cncf.kubernetes provider's type: its extras are read too
+CLUSTER_CONN_TYPE = "modelhaul_kubernetes"
 
 
 def as_bool(value: Any, name: str = "connection extra") -> bool:
@@ -145,6 +146,19 @@ class RegistryHook(BaseHook):
             return f"oci:{layout_root.rstrip('/')}/{repo}{sep}{tag}"
         return ref
 
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: ping ``/v2/`` with the connection's credentials."""
+        from modelhaul import steps
+
+        try:
+            s = self.get_conn()
+            if not s.host:
+                return False, "the connection names no registry host"
+            return True, steps.check_registry(host=s.host, plain_http=s.plain_http, insecure=s.insecure,
+                                              username=s.username, password=s.password, ca_file=s.ca_file)
+        except Exception as exc:
+            return False, _one_line(exc)
+
     def options(self, settings: RegistrySettings | None = None) -> Any:
         """:class:`modelhaul.registry_options.RegistryOptions` for calls into ``modelhaul.artifacts``."""
         from modelhaul.registry_options import RegistryOptions
@@ -202,6 +216,23 @@ class MLflowHook(BaseHook):
         if as_bool(extra_field(conn, "insecure", False), "insecure"):
             env["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
         return uri or None, env
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: ``/health`` and an authenticated search (or one call to a DB store)."""
+        from modelhaul import steps
+
+        try:
+            uri, env = self.get_conn()
+            with scoped_env(env):
+                return True, steps.check_mlflow(tracking_uri=uri)
+        except Exception as exc:
+            return False, _one_line(exc)
+
+
+def _one_line(exc: Exception) -> str:
+    from modelhaul.errors import redact
+
+    return redact(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def resolve_tracking_uri(explicit: str | None, conn_uri: str | None, fallback: str | None) -> str | None:
@@ -327,3 +358,34 @@ def kube_settings(
         conn_id=kube_conn_id if conn is not None else None,
         inline=c_inline if kubeconfig is None else None,
     )
+
+
+class KubernetesClusterHook(BaseHook):
+    """A Kubernetes cluster for deploy, promote and the deployment sensor, without the cncf provider.
+
+    Connection type ``modelhaul_kubernetes`` (form fields below); a ``kubernetes`` connection made for
+    the cncf.kubernetes provider works as well. Extras, plain or ``extra__<type>__``-prefixed:
+    ``kube_config_path``, ``kube_config`` (inline YAML/JSON), ``cluster_context``, ``in_cluster``,
+    ``namespace``. With none of them the client's defaults apply (``KUBECONFIG``, ``~/.kube/config``).
+    """
+
+    conn_name_attr = "kube_conn_id"
+    default_conn_name = "kubernetes_default"
+    conn_type = CLUSTER_CONN_TYPE
+    hook_name = "Kubernetes cluster (modelhaul)"
+
+    def __init__(self, kube_conn_id: str | None = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kube_conn_id = kube_conn_id
+
+    def get_conn(self) -> KubeSettings:
+        return kube_settings(self.kube_conn_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: the API server's version, with the connection's credentials."""
+        from modelhaul import steps
+
+        try:
+            return True, steps.check_cluster(**self.get_conn().step_kwargs())
+        except Exception as exc:
+            return False, _one_line(exc)

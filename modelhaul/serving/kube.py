@@ -478,3 +478,15 @@ def find_cluster(kubeconfig: str | None = None, context: str | None = None, in_c
     except Exception as exc:
         raise DeployError(f"cannot use the in-cluster service account: {exc}") from None
     return Cluster(server=cfg.host, in_cluster=True)
+
+
+def server_version(*, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
+    """``Kubernetes vX.Y.Z at SERVER``: proves the cluster answers and accepts the credentials."""
+    from kubernetes.client.rest import ApiException
+
+    with connect(kubeconfig, context, in_cluster) as api:
+        try:
+            data = _request(api, "GET", "/version", retries=1)
+        except ApiException as exc:
+            raise DeployError(f"Kubernetes API {api.configuration.host}: {_api_message(exc)}") from None
+        return f"Kubernetes {data.get('gitVersion', '(unknown version)')} at {api.configuration.host}"
