@@ -32,6 +32,7 @@ from modelhaul.operators.links import (
     MLflowRunLink,
     RegistryArtifactLink,
     mlflow_run_url,
+    persist_links,
 )
 
 _SECRET_ARGS = {"password"}
@@ -210,7 +211,7 @@ class PackageModelOperator(MLflowMixin, RegistryStepOperator):
             config=_maybe_json(self.config), **reg.step_kwargs())
         self.emit_assets(context, result)
         run_id = self.source[len("runs:/"):].split("/", 1)[0] if self.source.startswith("runs:/") else None
-        self._set_lineage([mlflow_dataset(uri, run_id)], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([mlflow_dataset(uri, run_id)], [artifact_dataset(result.get("ref"))], result)
         return result
 
 
@@ -236,7 +237,7 @@ class ParseModelOperator(RegistryStepOperator):
                                 dest_ref=self.qualify(self.dest_ref, reg), trust=as_bool(self.trust, "trust"),
                                 **reg.step_kwargs())
         self.emit_assets(context, result)
-        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result
 
 
@@ -269,7 +270,7 @@ class ConvertModelOperator(RegistryStepOperator):
             opset=None if self.opset in (None, "") else int(self.opset), trust=as_bool(self.trust, "trust"),
             **reg.step_kwargs())
         self.emit_assets(context, result)
-        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result
 
 
@@ -351,7 +352,8 @@ class DeployModelOperator(RegistryStepOperator):
         result["wait"] = wait_for_ready
         if not render:
             result.update(kube.portable())  # a connection id, never a temp file of this worker
-        self._set_lineage([artifact_dataset(result.get("ref"))], [])
+        self._set_lineage([artifact_dataset(result.get("ref"))], [], result)
+        persist_links(context, result)
         if defer and result.get("applied"):
             from modelhaul.operators.triggers import DeploymentReadyTrigger, kind_of
 
@@ -423,7 +425,8 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
                 raise AirflowSkipException(f"promotion to {self.stage} rejected: {reason}")
             return result
         self.emit_assets(context, result)
-        self._set_lineage([artifact_dataset(result.get("candidate"))], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([artifact_dataset(result.get("candidate"))], [artifact_dataset(result.get("ref"))],
+                          result)
         return result
 
 
