@@ -23,7 +23,7 @@ def _options(args: argparse.Namespace) -> RegistryOptions:
 
 
 def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"plain_http": args.plain_http, "insecure": args.insecure}
+    return {"plain_http": args.plain_http, "insecure": args.insecure, "ca_file": args.ca_file}
 
 
 def _store_for(ref: str):
@@ -173,13 +173,19 @@ def cmd_rm(args) -> dict[str, Any]:
 def cmd_login(args) -> dict[str, Any]:
     from modelhaul.auth import login
 
-    password = args.password
+    username, password = args.username, args.password
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
-    if not args.username or not password:
-        raise ModelhaulError("login needs -u/--username and a password (use --password-stdin)")
-    login(args.host, args.username, password, _options(args))
-    return {"login": args.host, "username": args.username}
+    elif not password and sys.stdin.isatty():
+        import getpass
+
+        username = username or input("Username: ").strip()
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise ModelhaulError("login needs -u/--username and a password: pipe it into --password-stdin, "
+                             "or run on a terminal to be prompted")
+    login(args.host, username, password, _options(args))
+    return {"login": args.host, "username": username}
 
 
 def cmd_logout(args) -> dict[str, Any]:
@@ -227,11 +233,23 @@ def cmd_convert(args) -> dict[str, Any]:
 
 def cmd_deploy(args) -> dict[str, Any]:
     from modelhaul import steps
+    from modelhaul.errors import DeployError
 
-    return steps.deploy(ref=args.ref, target=args.target, name=args.name, namespace=args.namespace,
-                        canary_percent=args.canary, stable_ref=args.stable_ref, render_dir=args.render,
-                        kubeconfig=args.kubeconfig, context=args.context, wait=not args.no_wait,
-                        timeout=args.timeout, **_registry_kwargs(args))
+    kube: dict[str, Any] = {}
+    cluster = None
+    if not args.render:
+        cluster = steps.which_cluster(kubeconfig=args.kubeconfig, context=args.context, in_cluster=args.in_cluster)
+        if cluster is None:
+            raise DeployError("no Kubernetes cluster configured: pass --render DIR to write the manifests, or "
+                              "set KUBECONFIG / create ~/.kube/config (or pass --kubeconfig, --context, --in-cluster)")
+        kube = {k: cluster[k] for k in ("kubeconfig", "context", "in_cluster")}
+    result = steps.deploy(ref=args.ref, target=args.target, name=args.name, namespace=args.namespace,
+                          canary_percent=args.canary, stable_ref=args.stable_ref, render_dir=args.render,
+                          registry_secret=args.registry_secret, wait=not args.no_wait, timeout=args.timeout,
+                          **kube, **_registry_kwargs(args))
+    if cluster is not None:
+        result["cluster"] = cluster["server"]
+    return result
 
 
 def cmd_promote(args) -> dict[str, Any]:
@@ -307,107 +325,151 @@ def cmd_verify(args) -> dict[str, Any]:
 # -- wiring ----------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelhaul")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples keep their line breaks; defaults are shown next to each option."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     common.add_argument("--plain-http", action="store_true", help="talk to the registry over plain HTTP")
-    common.add_argument("--insecure", action="store_true", help="skip TLS certificate verification")
-    common.add_argument("--ca-file", help="CA bundle to verify the registry's certificate")
+    common.add_argument("--insecure", action="store_true", help="skip TLS certificate verification (testing only)")
+    common.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify the registry's certificate")
 
-    p = argparse.ArgumentParser(prog="modelhaul", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="modelhaul", description=__doc__.splitlines()[0], formatter_class=_Formatter,
+                                epilog="Run `modelhaul COMMAND --help` for a command's options and an example.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+    def add(name: str, fn, help_: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help_, description=help_, formatter_class=_Formatter,
+                            epilog="example:\n  " + example)
         sp.set_defaults(fn=fn)
         return sp
 
-    sp = add("save", cmd_save, "pack a model directory into the local store (or an oci: layout)")
-    sp.add_argument("dir")
-    sp.add_argument("ref")
-    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack")
+    ref_help = "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG"
+    sp = add("save", cmd_save, "pack a model directory into the local store (or an oci: layout)",
+             "modelhaul save ./iris registry.example.com/models/iris:v1")
+    sp.add_argument("dir", help="model directory (ormbfile.yaml + model/, a bare, MLflow or Kitfile directory)")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
     sp.add_argument("--config", help="an ormbfile.yaml whose fields override the directory's")
-    sp = add("push", cmd_push, "upload a model from the local store to its registry")
-    sp.add_argument("ref")
-    sp = add("pull", cmd_pull, "download a model into the local store")
-    sp.add_argument("ref")
-    sp = add("export", cmd_export, "write a model out as DIR/ormbfile.yaml + DIR/model/")
-    sp.add_argument("ref")
-    sp.add_argument("dir")
-    sp = add("inspect", cmd_inspect, "show a model's manifest digest, config and layers")
-    sp.add_argument("ref")
+    sp = add("push", cmd_push, "upload a model from the local store to its registry",
+             "modelhaul push registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
+    sp = add("pull", cmd_pull, "download a model into the local store",
+             "modelhaul pull registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
+    sp = add("export", cmd_export, "write a model out as DIR/ormbfile.yaml + DIR/model/",
+             "modelhaul export registry.example.com/models/iris:v1 ./iris-v1")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("dir", help="new or empty directory to write the model into")
+    sp = add("inspect", cmd_inspect, "show a model's manifest digest, config and layers",
+             "modelhaul inspect registry.example.com/models/iris:v1 --json")
+    sp.add_argument("ref", help=ref_help)
     sp.add_argument("--local", action="store_true", help="look in the local store, not the registry")
-    sp = add("tag", cmd_tag, "point a tag at a model (no bytes move within one registry)")
-    sp.add_argument("src")
-    sp.add_argument("dst")
+    sp = add("tag", cmd_tag, "point a tag at a model (no bytes move within one registry)",
+             "modelhaul tag registry.example.com/models/iris:v1 registry.example.com/models/iris:staging")
+    sp.add_argument("src", help="the model to tag (" + ref_help + ")")
+    sp.add_argument("dst", help="the new reference")
     sp.add_argument("--local", action="store_true", help="tag within the local store")
-    sp = add("list", cmd_list, "list models in the local store, or the tags of REF's repository")
-    sp.add_argument("ref", nargs="?")
-    sp = add("rm", cmd_rm, "remove a model from the local store")
-    sp.add_argument("ref")
-    sp = add("login", cmd_login, "store registry credentials in the docker config")
-    sp.add_argument("host")
-    sp.add_argument("-u", "--username")
+    sp = add("list", cmd_list, "list models in the local store, or the tags of REF's repository",
+             "modelhaul list registry.example.com/models/iris")
+    sp.add_argument("ref", nargs="?", help="a repository to list the tags of (default: the local store)")
+    sp = add("rm", cmd_rm, "remove a model from the local store", "modelhaul rm registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
+    sp = add("login", cmd_login, "store registry credentials in the docker config",
+             "echo \"$TOKEN\" | modelhaul login registry.example.com -u robot --password-stdin")
+    sp.add_argument("host", help="registry host[:port]")
+    sp.add_argument("-u", "--username", help="user name (prompted for on a terminal when omitted)")
     sp.add_argument("-p", "--password", help=argparse.SUPPRESS)
-    sp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    sp = add("logout", cmd_logout, "remove stored registry credentials")
-    sp.add_argument("host")
+    sp.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input (else it is prompted for on a terminal)")
+    sp = add("logout", cmd_logout, "remove stored registry credentials", "modelhaul logout registry.example.com")
+    sp.add_argument("host", help="registry host[:port]")
 
-    sp = add("train", cmd_train, "run a training entry point under an MLflow run")
+    sp = add("train", cmd_train, "run a training entry point under an MLflow run",
+             "modelhaul train modelhaul.examples.iris:train --param n_estimators=50 --tracking-uri sqlite:///mlflow.db")
     sp.add_argument("entry_point", help="package.module:function, or an MLflow Project directory")
-    sp.add_argument("--param", action="append", help="KEY=VALUE (repeatable)")
-    sp.add_argument("--tracking-uri")
-    sp.add_argument("--experiment", default="modelhaul")
-    sp.add_argument("--registered-model")
-    sp.add_argument("--alias")
-    sp = add("import-mlflow", cmd_import_mlflow, "publish an MLflow model (runs:/ or models:/) with its run metadata")
-    sp.add_argument("uri")
-    sp.add_argument("ref")
-    sp.add_argument("--tracking-uri")
-    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack")
-    sp = add("parse", cmd_parse, "read the model's signature into its config and push the result")
-    sp.add_argument("ref")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="training parameter (repeatable)")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    sp.add_argument("--experiment", default="modelhaul", help="MLflow experiment name")
+    sp.add_argument("--registered-model", help="also register the model under this name")
+    sp.add_argument("--alias", help="alias to set on the registered version")
+    sp = add("import-mlflow", cmd_import_mlflow, "publish an MLflow model (runs:/ or models:/) with its run metadata",
+             "modelhaul import-mlflow models:/iris@champion registry.example.com/models/iris:v1 "
+             "--tracking-uri sqlite:///mlflow.db")
+    sp.add_argument("uri", help="runs:/RUN_ID/NAME, models:/NAME/VERSION, models:/NAME@ALIAS or models:/m-ID")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
+    sp = add("parse", cmd_parse, "read the model's signature into its config and push the result",
+             "modelhaul parse registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
     sp.add_argument("--dest", help="where to push the parsed artifact (default: the same tag)")
-    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files")
-    sp = add("convert", cmd_convert, "convert a model (ONNX, TorchScript) with a parity check")
-    sp.add_argument("ref")
-    sp.add_argument("dst")
-    sp.add_argument("--to", default="onnx", choices=["onnx", "torchscript"])
-    sp.add_argument("--tolerance", type=float)
-    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files")
-    sp = add("deploy", cmd_deploy, "serve a model on Seldon Core or KServe (or render the manifests)")
-    sp.add_argument("ref")
-    sp.add_argument("--target", choices=["seldon", "kserve"], default="seldon")
-    sp.add_argument("--name")
-    sp.add_argument("--namespace", default="default")
-    sp.add_argument("--canary", type=int, metavar="PERCENT")
-    sp.add_argument("--stable-ref")
+    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files (runs their code)")
+    sp = add("convert", cmd_convert, "convert a model (ONNX, TorchScript) with a parity check",
+             "modelhaul convert registry.example.com/models/iris:v1 registry.example.com/models/iris:v1-onnx")
+    sp.add_argument("ref", help="the model to convert (" + ref_help + ")")
+    sp.add_argument("dst", help="where to push the converted model")
+    sp.add_argument("--to", default="onnx", choices=["onnx", "torchscript"], help="target format")
+    sp.add_argument("--tolerance", type=float, help="largest output difference the parity check accepts")
+    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files (runs their code)")
+    sp = add("deploy", cmd_deploy, "serve a model on Seldon Core or KServe (or render the manifests with --render)",
+             "modelhaul deploy registry.example.com/models/iris@sha256:... --target kserve --namespace models\n"
+             "  modelhaul deploy registry.example.com/models/iris:v1 --render ./gitops/iris   # no cluster\n\n"
+             "The cluster is found like kubectl finds it: --kubeconfig, else $KUBECONFIG, else ~/.kube/config\n"
+             "(its current context unless --context), else the pod's service account (--in-cluster, or\n"
+             "automatically inside a pod). Manifests are written only with --render DIR.")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--target", choices=["seldon", "kserve"], default="seldon", help="serving platform")
+    sp.add_argument("--name", help="resource name (default: from the repository name)")
+    sp.add_argument("--namespace", default="default", help="namespace to deploy into")
+    sp.add_argument("--canary", type=int, metavar="PERCENT", help="serve as a canary with this share of traffic")
+    sp.add_argument("--stable-ref", help="the model the canary runs beside (default: the one serving now)")
     sp.add_argument("--render", metavar="DIR", help="write manifests to DIR instead of applying them")
-    sp.add_argument("--kubeconfig")
-    sp.add_argument("--context")
-    sp.add_argument("--no-wait", action="store_true")
-    sp.add_argument("--timeout", type=float, default=600.0)
-    sp = add("promote", cmd_promote, "move a stage tag to the model when its gate passes")
-    sp.add_argument("ref")
-    sp.add_argument("--stage", default="production")
+    sp.add_argument("--registry-secret", metavar="NAME",
+                    help="Secret with MODELHAUL_USERNAME/MODELHAUL_PASSWORD the model initializer reads")
+    sp.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    sp.add_argument("--context", help="kubeconfig context (default: its current context)")
+    sp.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    sp.add_argument("--no-wait", action="store_true", help="return once applied, without waiting for readiness")
+    sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for readiness")
+    sp = add("promote", cmd_promote, "move a stage tag to the model when its gate passes",
+             "modelhaul promote registry.example.com/models/iris@sha256:... --gate \"accuracy >= 0.9\" "
+             "--beats accuracy")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--stage", default="production", help="the stage tag to move")
     sp.add_argument("--gate", action="append", help='e.g. "accuracy >= 0.9" (repeatable)')
     sp.add_argument("--beats", help="metric that must beat the model at the stage (-metric: lower is better)")
-    sp.add_argument("--min-delta", type=float, default=0.0)
-    sp.add_argument("--tracking-uri")
+    sp.add_argument("--min-delta", type=float, default=0.0, help="by how much --beats must be beaten")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (to move the registered model's alias too)")
     sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
     sp.add_argument("--require-signature", metavar="PUB",
                     help="reject the candidate unless it is signed by this public key (PEM) and untampered")
-    sp = add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion")
-    sp.add_argument("ref")
-    sp.add_argument("--stage", default="production")
-    sp.add_argument("--tracking-uri")
+    sp = add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion",
+             "modelhaul rollback registry.example.com/models/iris:v1 --stage production")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--stage", default="production", help="the stage tag to restore")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (to move the registered model's alias too)")
     sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
-    sp = add("sign", cmd_sign, "sign a model (OpenSSF model signing) and attach its SLSA provenance")
-    sp.add_argument("ref")
+    sp = add("sign", cmd_sign, "sign a model (OpenSSF model signing) and attach its SLSA provenance",
+             "modelhaul sign registry.example.com/models/iris:v1 --key signing-key.pem")
+    sp.add_argument("ref", help=ref_help)
     sp.add_argument("--key", required=True, help="elliptic-curve private key, PEM")
     sp.add_argument("--key-password-stdin", action="store_true", help="read the key's password from standard input")
-    sp = add("verify", cmd_verify, "check a model's signature, files and provenance against a public key")
-    sp.add_argument("ref")
+    sp = add("verify", cmd_verify, "check a model's signature, files and provenance against a public key",
+             "modelhaul verify registry.example.com/models/iris:v1 --key signing-key.pub")
+    sp.add_argument("ref", help=ref_help)
     sp.add_argument("--key", required=True, help="the signer's public key, PEM")
     return p
 
@@ -419,6 +481,8 @@ def _human(result: dict[str, Any]) -> str:
         return "\n".join(result["tags"]) or "(no tags)"
     if "line" in result:
         return result["line"]
+    if "applied" in result and "target" in result:
+        return _human_deploy(result)
     for key in ("ref", "login", "logout", "removed"):
         if key in result:
             extra = ""
@@ -428,25 +492,72 @@ def _human(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2, default=str)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _human_deploy(result: dict[str, Any]) -> str:
+    what = f"{result['ref']} as {result.get('namespace')}/{result.get('name')} ({result.get('target')})"
+    if result.get("state") == "Rendered":
+        lines = [f"rendered {what} into {result.get('render_dir')}:", *(f"  {m}" for m in result["manifests"])]
+        if result.get("secret_hint"):
+            lines.append(f"the manifests read registry credentials from the Secret {result['registry_secret']}; "
+                         f"create it in the cluster with:\n  {result['secret_hint']}")
+        return "\n".join(lines)
+    where = "in-cluster service account" if result.get("in_cluster") else f"context {result.get('context')}"
+    lines = [f"deployed {what} to cluster {result.get('cluster')} ({where}): {result.get('state')}"]
+    if result.get("url"):
+        lines.append(f"url: {result['url']}")
+    if result.get("reason"):
+        lines.append(str(result["reason"]))
+    return "\n".join(lines)
+
+
+_BUSY = {"save": "packing", "export": "exporting", "import-mlflow": "importing from MLflow", "convert": "converting"}
+
+
+def _busy(args: argparse.Namespace):
+    """A spinner on a terminal for the long commands whose core reports no byte counts, else nothing."""
+    import contextlib
+
+    if args.command not in _BUSY or args.json or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(f"{_BUSY[args.command]} {getattr(args, 'ref', '') or ''}")
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
     try:
-        result = args.fn(args)
+        with _busy(args):
+            result = args.fn(args)
     except ModelhaulError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a one-line reason, never a traceback, for anything unexpected
-        print(f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a one-line reason, never a traceback; 2 stays argparse's usage error
+        text = redact(str(exc)).splitlines()[0] if str(exc).strip() else ""
+        print(f"error: {type(exc).__name__}: {text}", file=sys.stderr)
+        return 1
     if args.json or args.command == "inspect" and not sys.stdout.isatty():
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
         print(_human(result) if args.command != "inspect" else json.dumps(result, indent=2, default=str))
+    sys.stdout.flush()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script; output piped into ``head`` ends quietly, as other Unix tools do."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)  # Python flushes stdout at exit: let that go nowhere
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 if __name__ == "__main__":

@@ -563,14 +563,19 @@ def _default_tracking_uri() -> str | None:
 # -- talking to MLflow ---------------------------------------------------------------------------
 
 
+_SQL_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}
+
+
 def _client(tracking_uri: str | None) -> Any:
     """An MlflowClient for ``tracking_uri``, after checking that an HTTP server answers at all."""
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
         check_reachable(tracking_uri)
-    try:
-        from mlflow import MlflowClient
-    except ImportError:
-        raise MLflowError("mlflow is not installed; pip install 'modelhaul[mlflow]'") from None
+    from modelhaul.optional import require
+
+    MlflowClient = require("mlflow", "mlflow", "MLflow tracking").MlflowClient  # noqa: N806 - a class
+    if tracking_uri and tracking_uri.split(":", 1)[0].split("+", 1)[0] in _SQL_SCHEMES:
+        require("sqlalchemy", "mlflow", f"the {tracking_uri.split(':', 1)[0]} tracking store")
+        require("alembic", "mlflow", f"the {tracking_uri.split(':', 1)[0]} tracking store")
     try:
         return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     except Exception as exc:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from modelhaul.errors import ConfigError
+from modelhaul.flags import env_flag
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class RegistryOptions:
         if not username and not password:
             username, password = _env_credentials(env)
         return cls(
-            plain_http=bool(plain_http) or _truthy(env.get("MODELHAUL_PLAIN_HTTP")),
-            insecure=bool(insecure) or _truthy(env.get("MODELHAUL_INSECURE")),
+            plain_http=bool(plain_http) or env_flag("MODELHAUL_PLAIN_HTTP"),
+            insecure=bool(insecure) or env_flag("MODELHAUL_INSECURE"),
             username=username,
             password=password,
             ca_file=ca_file or env.get("MODELHAUL_CA_FILE") or None,
@@ -60,7 +61,3 @@ def _env_credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
             raise ConfigError(f"{prefix}_{have} is set but {prefix}_{missing} is not; set both "
                               "(or neither, to use the docker config or anonymous access)")
     return None, None
-
-
-def _truthy(v: str | None) -> bool:
-    return (v or "").strip().lower() in {"1", "true", "yes", "on"}

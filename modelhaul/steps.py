@@ -7,8 +7,9 @@ JSON dict back that names the artifact it produced or acted on by a digest-pinne
 
 Connection details come in as arguments or from the environment, never from hidden state:
 
-* registry: ``plain_http``, ``insecure``, ``username``/``password`` (else ``MODELHAUL_USERNAME`` /
-  ``MODELHAUL_PASSWORD``, else the docker config, else anonymous). ``oci:PATH:TAG`` references need
+* registry: ``plain_http``, ``insecure``, ``ca_file`` (else ``MODELHAUL_CA_FILE``),
+  ``username``/``password`` (else ``MODELHAUL_USERNAME`` / ``MODELHAUL_PASSWORD``, else the docker
+  config, else anonymous). ``oci:PATH:TAG`` references need
   none of them.
 * MLflow: ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``).
 * Kubernetes: ``kubeconfig`` / ``context`` (else in-cluster); with neither and no cluster, deploy
@@ -25,11 +26,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelhaul.optional import needs_extras
 from modelhaul.registry_options import RegistryOptions
 
 Result = dict[str, Any]
 
 
+@needs_extras("train")
 def train(
     *,
     entry_point: str,
@@ -59,6 +62,7 @@ def train(
     )
 
 
+@needs_extras("package")
 def package(
     *,
     source: str,
@@ -70,6 +74,7 @@ def package(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Publish a model to ``ref``: from an MLflow URI (``runs:/``, ``models:/``) or a local directory.
 
@@ -79,7 +84,7 @@ def package(
     from modelhaul import artifacts
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", source) and not source.startswith("file:"):  # runs:/ models:/
         from modelhaul.mlflow import import_model
 
@@ -90,6 +95,7 @@ def package(
     return artifacts.publish(path, ref, bundle_format=bundle_format, config=config, options=opts)
 
 
+@needs_extras("parse")
 def parse(
     *,
     ref: str,
@@ -99,6 +105,7 @@ def parse(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Read the model's signature and layers from its files and push them into its config.
 
@@ -110,7 +117,7 @@ def parse(
     from modelhaul.formats import parse_directory
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
         parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
         patch = parsed.config_patch()
@@ -126,6 +133,7 @@ def parse(
     return out
 
 
+@needs_extras("convert")
 def convert(
     *,
     ref: str,
@@ -138,6 +146,7 @@ def convert(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Convert the model (to ``onnx`` or ``torchscript``), prove parity, push a derived artifact.
 
@@ -149,7 +158,7 @@ def convert(
     from modelhaul.formats.convert import convert_directory
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), artifacts.scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)
@@ -160,6 +169,7 @@ def convert(
     return out
 
 
+@needs_extras("deploy")
 def deploy(
     *,
     ref: str,
@@ -180,6 +190,7 @@ def deploy(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Serve the model on Seldon Core v1 (``target="seldon"``) or KServe (``"kserve"``).
 
@@ -191,7 +202,7 @@ def deploy(
     from modelhaul.serving.deploy import deploy_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return deploy_model(
         ref=ref, target=target, name=name, namespace=namespace, canary_percent=canary_percent,
         stable_ref=stable_ref, render_dir=render_dir, kubeconfig=kubeconfig, context=context,
@@ -200,6 +211,7 @@ def deploy(
     )
 
 
+@needs_extras("promote")
 def promote(
     *,
     ref: str,
@@ -214,6 +226,7 @@ def promote(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Move the ``stage`` tag to the candidate ``ref`` when its gate passes.
 
@@ -229,12 +242,13 @@ def promote(
     from modelhaul.promote import promote_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts,
                          require_signature=require_signature or None)
 
 
+@needs_extras("rollback")
 def rollback(
     *,
     ref: str,
@@ -245,6 +259,7 @@ def rollback(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Restore the digest that was at ``stage`` before the last promotion (tag, alias, traffic).
 
@@ -254,11 +269,12 @@ def rollback(
     from modelhaul.promote import rollback_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
                           options=opts)
 
 
+@needs_extras("sign")
 def sign(
     *,
     ref: str,
@@ -268,6 +284,7 @@ def sign(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Sign the model (OpenSSF model signing) and attach its SLSA provenance, both as OCI referrers.
 
@@ -280,11 +297,12 @@ def sign(
     from modelhaul.signing import sign_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return sign_model(ref, key or os.environ.get("MODELHAUL_SIGNING_KEY", ""),
                       password=key_password or os.environ.get("MODELHAUL_SIGNING_KEY_PASSWORD"), options=opts)
 
 
+@needs_extras("verify")
 def verify(
     *,
     ref: str,
@@ -293,6 +311,7 @@ def verify(
     insecure: bool = False,
     username: str | None = None,
     password: str | None = None,
+    ca_file: str | None = None,
 ) -> Result:
     """Check the model's signature against the public ``key`` (a path or PEM text) and its files.
 
@@ -303,5 +322,41 @@ def verify(
     from modelhaul.signing import verify_model
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password)
+                                   password=password, ca_file=ca_file)
     return verify_model(ref, key, options=opts).to_dict()
+@needs_extras("deploy")
+def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
+                  in_cluster: bool = False) -> Result | None:
+    """The cluster ``deploy`` would reach, found like ``kubectl`` does (see
+    :func:`modelhaul.serving.kube.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
+    """
+    from dataclasses import asdict
+
+    from modelhaul.serving.kube import find_cluster
+
+    found = find_cluster(kubeconfig, context, in_cluster)
+    return asdict(found) if found else None
+
+
+def check_registry(*, host: str, plain_http: bool = False, insecure: bool = False, username: str | None = None,
+                   password: str | None = None, ca_file: str | None = None) -> str:
+    """Ping the registry's ``/v2/`` with these credentials; a one-line description, or an error."""
+    from modelhaul import checks
+
+    return checks.check_registry(host, RegistryOptions(plain_http=plain_http, insecure=insecure, username=username,
+                                                       password=password, ca_file=ca_file))
+
+
+def check_mlflow(*, tracking_uri: str | None) -> str:
+    """MLflow answers (``/health`` and an authenticated call); credentials from MLflow's environment."""
+    from modelhaul import checks
+
+    return checks.check_mlflow(tracking_uri)
+
+
+@needs_extras("checking a cluster")
+def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
+    """The Kubernetes API server's version, reached as a deploy would reach it."""
+    from modelhaul import checks
+
+    return checks.check_cluster(kubeconfig, context, in_cluster)

@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "RegistryHook": "hooks",
     "MLflowHook": "hooks",
+    "KubernetesClusterHook": "hooks",
     "KubeSettings": "hooks",
     "kube_settings": "hooks",
     "MLflowTrainOperator": "operators",

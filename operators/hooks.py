@@ -25,16 +25,15 @@ from modelhaul.operators._compat import AirflowNotFoundException, BaseHook
 
 REGISTRY_CONN_TYPE = "modelhaul_registry"
 MLFLOW_CONN_TYPE = "modelhaul_mlflow"
-KUBERNETES_CONN_TYPE = "kubernetes"
+KUBERNETES_CONN_TYPE = "kubernetes"  # the cncf.kubernetes provider's type: its extras are read too
+CLUSTER_CONN_TYPE = "modelhaul_kubernetes"
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
 
+def as_bool(value: Any, name: str = "connection extra") -> bool:
+    """Extras from a URI-form connection arrive as strings: ``"true"`` must mean True, ``"False"`` False."""
+    from modelhaul.flags import parse_bool
 
-def as_bool(value: Any) -> bool:
-    """Extras from a URI-form connection arrive as strings: ``"true"`` must mean True."""
-    if isinstance(value, str):
-        return value.strip().lower() in _TRUE
-    return bool(value)
+    return parse_bool(value, name)
 
 
 def extra_field(conn: Any, name: str, default: Any = None) -> Any:
@@ -73,7 +72,7 @@ class RegistrySettings:
     def step_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every registry-touching step accepts."""
         return {"plain_http": self.plain_http, "insecure": self.insecure, "username": self.username,
-                "password": self.password}
+                "password": self.password, "ca_file": self.ca_file}
 
 
 def _is_host(component: str) -> bool:
@@ -111,7 +110,7 @@ class RegistryHook(BaseHook):
         if conn is None:
             return RegistrySettings()
         host = conn.host or ""
-        plain_http = as_bool(extra_field(conn, "plain_http", False))
+        plain_http = as_bool(extra_field(conn, "plain_http", False), "plain_http")
         if "://" in host:
             parts = urlsplit(host)
             plain_http = plain_http or parts.scheme == "http"
@@ -123,7 +122,7 @@ class RegistryHook(BaseHook):
             username=conn.login or None,
             password=conn.password or None,
             plain_http=plain_http,
-            insecure=as_bool(extra_field(conn, "insecure", False)),
+            insecure=as_bool(extra_field(conn, "insecure", False), "insecure"),
             ca_file=extra_field(conn, "ca_file"),
             bundle_format=extra_field(conn, "bundle_format"),
         )
@@ -146,6 +145,19 @@ class RegistryHook(BaseHook):
             repo, sep, tag = ref.rpartition(":") if ":" in ref else (ref, "", "")
             return f"oci:{layout_root.rstrip('/')}/{repo}{sep}{tag}"
         return ref
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: ping ``/v2/`` with the connection's credentials."""
+        from modelhaul import steps
+
+        try:
+            s = self.get_conn()
+            if not s.host:
+                return False, "the connection names no registry host"
+            return True, steps.check_registry(host=s.host, plain_http=s.plain_http, insecure=s.insecure,
+                                              username=s.username, password=s.password, ca_file=s.ca_file)
+        except Exception as exc:
+            return False, _one_line(exc)
 
     def options(self, settings: RegistrySettings | None = None) -> Any:
         """:class:`modelhaul.registry_options.RegistryOptions` for calls into ``modelhaul.artifacts``."""
@@ -201,9 +213,26 @@ class MLflowHook(BaseHook):
             env["MLFLOW_TRACKING_PASSWORD"] = conn.password
         if token := extra_field(conn, "token"):
             env["MLFLOW_TRACKING_TOKEN"] = str(token)
-        if as_bool(extra_field(conn, "insecure", False)):
+        if as_bool(extra_field(conn, "insecure", False), "insecure"):
             env["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
         return uri or None, env
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: ``/health`` and an authenticated search (or one call to a DB store)."""
+        from modelhaul import steps
+
+        try:
+            uri, env = self.get_conn()
+            with scoped_env(env):
+                return True, steps.check_mlflow(tracking_uri=uri)
+        except Exception as exc:
+            return False, _one_line(exc)
+
+
+def _one_line(exc: Exception) -> str:
+    from modelhaul.errors import redact
+
+    return redact(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def resolve_tracking_uri(explicit: str | None, conn_uri: str | None, fallback: str | None) -> str | None:
@@ -228,19 +257,55 @@ def scoped_env(values: dict[str, str]) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class KubeSettings:
-    """Which cluster to talk to; ``configured`` is False when none is, and deploy then renders."""
+    """Which cluster to talk to; ``configured`` is False when none is, and deploy then renders.
+
+    A kubeconfig given inline in a connection (``inline``) is written to a private temp file only
+    where the work runs (:meth:`step_kwargs`); what travels to another process (the triggerer, the
+    promote task on another worker) is the connection id (:meth:`portable`), resolved again there,
+    as the cncf.kubernetes provider's triggers do.
+    """
 
     kubeconfig: str | None = None
     context: str | None = None
     in_cluster: bool = False
     namespace: str | None = None
+    conn_id: str | None = None
+    inline: Any = field(default=None, repr=False)
 
     @property
     def configured(self) -> bool:
-        return bool(self.kubeconfig or self.context or self.in_cluster)
+        return bool(self.kubeconfig or self.inline or self.context or self.in_cluster)
 
     def step_kwargs(self) -> dict[str, Any]:
-        return {"kubeconfig": self.kubeconfig, "context": self.context, "in_cluster": self.in_cluster}
+        """Arguments for a step run in this process (an inline kubeconfig becomes a 0600 temp file)."""
+        kubeconfig = self.kubeconfig
+        if kubeconfig is None and self.inline:
+            kubeconfig = _write_inline_kubeconfig(self.inline)
+        return {"kubeconfig": kubeconfig, "context": self.context, "in_cluster": self.in_cluster}
+
+    def portable(self) -> dict[str, Any]:
+        """How another process reaches the same cluster: never a path that only exists here."""
+        if self.kubeconfig is None and self.inline and self.conn_id:
+            return {"kube_conn_id": self.conn_id, "kubeconfig": None, "context": self.context,
+                    "in_cluster": self.in_cluster}
+        return {"kube_conn_id": None, **self.step_kwargs()}
+
+
+def kube_here(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{kubeconfig, context, in_cluster}`` for this process from :meth:`KubeSettings.portable` output
+    (or a deploy result that carries it): a ``kube_conn_id`` is resolved through its connection here."""
+    conn_id = settings.get("kube_conn_id")
+    if conn_id:
+        return kube_settings(conn_id, context=settings.get("context") or None).step_kwargs()
+    return {"kubeconfig": settings.get("kubeconfig"), "context": settings.get("context"),
+            "in_cluster": as_bool(settings.get("in_cluster"), "in_cluster")}
+
+
+def deployment_here(deployment: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deploy result (XCom) with its cluster resolved in this process, for promote and rollback."""
+    if not deployment or not deployment.get("kube_conn_id"):
+        return deployment
+    return {**deployment, **kube_here(deployment)}
 
 
 _INLINE_KUBECONFIGS: dict[str, str] = {}
@@ -278,18 +343,49 @@ def kube_settings(
     c_path = c_inline = c_ctx = c_ns = None
     c_in_cluster = False
     if conn is not None:
-        c_in_cluster = as_bool(extra_field(conn, "in_cluster", False))
+        c_in_cluster = as_bool(extra_field(conn, "in_cluster", False), "in_cluster")
         c_path = extra_field(conn, "kube_config_path")
         c_inline = extra_field(conn, "kube_config")
         c_ctx = extra_field(conn, "cluster_context")
         c_ns = extra_field(conn, "namespace")
     if kubeconfig is None and c_path:
         kubeconfig = os.path.expanduser(str(c_path))
-    if kubeconfig is None and c_inline:
-        kubeconfig = _write_inline_kubeconfig(c_inline)
     return KubeSettings(
         kubeconfig=kubeconfig,
         context=context or c_ctx,
-        in_cluster=bool(in_cluster) if in_cluster is not None else c_in_cluster,
+        in_cluster=as_bool(in_cluster, "in_cluster") if in_cluster not in (None, "") else c_in_cluster,
         namespace=c_ns,
+        conn_id=kube_conn_id if conn is not None else None,
+        inline=c_inline if kubeconfig is None else None,
     )
+
+
+class KubernetesClusterHook(BaseHook):
+    """A Kubernetes cluster for deploy, promote and the deployment sensor, without the cncf provider.
+
+    Connection type ``modelhaul_kubernetes`` (form fields below); a ``kubernetes`` connection made for
+    the cncf.kubernetes provider works as well. Extras, plain or ``extra__<type>__``-prefixed:
+    ``kube_config_path``, ``kube_config`` (inline YAML/JSON), ``cluster_context``, ``in_cluster``,
+    ``namespace``. With none of them the client's defaults apply (``KUBECONFIG``, ``~/.kube/config``).
+    """
+
+    conn_name_attr = "kube_conn_id"
+    default_conn_name = "kubernetes_default"
+    conn_type = CLUSTER_CONN_TYPE
+    hook_name = "Kubernetes cluster (modelhaul)"
+
+    def __init__(self, kube_conn_id: str | None = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kube_conn_id = kube_conn_id
+
+    def get_conn(self) -> KubeSettings:
+        return kube_settings(self.kube_conn_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: the API server's version, with the connection's credentials."""
+        from modelhaul import steps
+
+        try:
+            return True, steps.check_cluster(**self.get_conn().step_kwargs())
+        except Exception as exc:
+            return False, _one_line(exc)

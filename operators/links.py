@@ -2,7 +2,9 @@
 
 Airflow 3 computes a link in the worker when the task ends and stores it in XCom; the UI only reads
 that XCom. So each link here is a pure function of the operator and the task's XCom: the step result
-(``return_value``) and, for MLflow, the tracking server URL the train operator pushed beside it.
+(``return_value``), else what the task pushed at execute time (``modelhaul_artifact_ref``,
+``modelhaul_deployment_url``: a deferred task has no return value yet, and Airflow computes its links
+when it defers too) and, for MLflow, the tracking server URL the train operator pushed beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any
 from modelhaul.operators._compat import BaseOperatorLink, conf
 
 MLFLOW_URL_KEY = "mlflow_run_url"
+# pushed while the task runs (before it defers), so links work while it waits in the triggerer
+ARTIFACT_REF_KEY = "modelhaul_artifact_ref"
+DEPLOYMENT_URL_KEY = "modelhaul_deployment_url"
 DEFAULT_REGISTRY_LINK = "{scheme}://{registry}/v2/{repository}/manifests/{digest}"
 
 
@@ -70,8 +75,9 @@ class RegistryArtifactLink(BaseOperatorLink):
     name = "Model artifact"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        result = _xcom(ti_key) or {}
-        return registry_artifact_url(result.get("ref")) if isinstance(result, dict) else ""
+        result = _xcom(ti_key)
+        ref = result.get("ref") if isinstance(result, dict) else None
+        return registry_artifact_url(ref or _xcom(ti_key, ARTIFACT_REF_KEY))
 
 
 class DeploymentLink(BaseOperatorLink):
@@ -80,5 +86,17 @@ class DeploymentLink(BaseOperatorLink):
     name = "Deployment"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        result = _xcom(ti_key) or {}
-        return str(result.get("url") or "") if isinstance(result, dict) else ""
+        result = _xcom(ti_key)
+        url = result.get("url") if isinstance(result, dict) else None
+        return str(url or _xcom(ti_key, DEPLOYMENT_URL_KEY) or "")
+
+
+def persist_links(context: Any, result: dict[str, Any]) -> None:
+    """Push what the artifact and deployment links need now, not only as the final return value."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is None:
+        return
+    if result.get("ref"):
+        ti.xcom_push(key=ARTIFACT_REF_KEY, value=result["ref"])
+    if result.get("url"):
+        ti.xcom_push(key=DEPLOYMENT_URL_KEY, value=result["url"])

@@ -20,6 +20,8 @@ from modelhaul.operators.hooks import (
     MLflowHook,
     RegistryHook,
     RegistrySettings,
+    as_bool,
+    deployment_here,
     kube_settings,
     resolve_tracking_uri,
     scoped_env,
@@ -31,6 +33,7 @@ from modelhaul.operators.links import (
     MLflowRunLink,
     RegistryArtifactLink,
     mlflow_run_url,
+    persist_links,
 )
 
 _SECRET_ARGS = {"password", "key", "key_password"}  # a key may be given as its PEM text
@@ -210,7 +213,7 @@ class PackageModelOperator(MLflowMixin, RegistryStepOperator):
             config=_maybe_json(self.config), **reg.step_kwargs())
         self.emit_assets(context, result)
         run_id = self.source[len("runs:/"):].split("/", 1)[0] if self.source.startswith("runs:/") else None
-        self._set_lineage([mlflow_dataset(uri, run_id)], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([mlflow_dataset(uri, run_id)], [artifact_dataset(result.get("ref"))], result)
         return result
 
 
@@ -233,10 +236,10 @@ class ParseModelOperator(RegistryStepOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
         result = self.call_step(self.registry_env(reg), ref=self.qualify(self.ref, reg),
-                                dest_ref=self.qualify(self.dest_ref, reg), trust=bool(self.trust),
+                                dest_ref=self.qualify(self.dest_ref, reg), trust=as_bool(self.trust, "trust"),
                                 **reg.step_kwargs())
         self.emit_assets(context, result)
-        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result
 
 
@@ -266,10 +269,10 @@ class ConvertModelOperator(RegistryStepOperator):
             self.registry_env(reg), ref=self.qualify(self.ref, reg), to=self.to,
             dest_ref=self.qualify(self.dest_ref, reg),
             tolerance=None if self.tolerance in (None, "") else float(self.tolerance),
-            opset=None if self.opset in (None, "") else int(self.opset), trust=bool(self.trust),
+            opset=None if self.opset in (None, "") else int(self.opset), trust=as_bool(self.trust, "trust"),
             **reg.step_kwargs())
         self.emit_assets(context, result)
-        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result
 
 
@@ -324,23 +327,35 @@ class DeployModelOperator(RegistryStepOperator):
         _, reg = self.registry()
         kube = kube_settings(self.kube_conn_id, kubeconfig=self.kubeconfig or None,
                              context=self.kube_context or None, in_cluster=self.in_cluster)
-        render = self.render_only or not kube.configured
-        defer = self.deferrable and self.wait_for_ready and not render
+        wait_for_ready = as_bool(self.wait_for_ready, "wait_for_ready")
+        render = as_bool(self.render_only, "render_only") or not kube.configured
+        defer = as_bool(self.deferrable, "deferrable") and wait_for_ready and not render
         canary = None if self.canary_percent in (None, "") else int(self.canary_percent)
         ref = self.qualify(self.ref, reg)
+        env, reg_kwargs = self.registry_env(reg), reg.step_kwargs()
+        if render:  # the credentials only read the registry: a render directory never holds a secret
+            user, password = reg_kwargs.pop("username"), reg_kwargs.pop("password")
+            if user and password:
+                env = {**env, "MODELHAUL_USERNAME": user, "MODELHAUL_PASSWORD": password}
         result = self.call_step(
-            self.registry_env(reg), ref=ref, target=self.target, name=self.deployment_name or None,
+            env, ref=ref, target=self.target, name=self.deployment_name or None,
             namespace=self.namespace or kube.namespace or "default",
             canary_percent=canary, stable_ref=self.qualify(self.stable_ref, reg),
             render_dir=self.render_dir if render else None,
             **({} if render else kube.step_kwargs()),
-            wait=self.wait_for_ready and not defer and not render, timeout=float(self.timeout),
+            wait=wait_for_ready and not defer and not render, timeout=float(self.timeout),
             initializer_image=self.initializer_image, registry_secret=self.registry_secret,
-            **reg.step_kwargs())
+            **reg_kwargs)
+        if result.get("secret_hint"):
+            self.log.info("the manifests refer to the Secret %s; create it in the cluster with: %s",
+                          result.get("registry_secret"), result["secret_hint"])
         # the step result names how to reach the deployment again; promote/rollback should wait for
         # readiness even when this task handed its own wait to the triggerer
-        result["wait"] = bool(self.wait_for_ready)
-        self._set_lineage([artifact_dataset(result.get("ref"))], [])
+        result["wait"] = wait_for_ready
+        if not render:
+            result.update(kube.portable())  # a connection id, never a temp file of this worker
+        self._set_lineage([artifact_dataset(result.get("ref"))], [], result)
+        persist_links(context, result)
         if defer and result.get("applied"):
             from modelhaul.operators.triggers import DeploymentReadyTrigger, kind_of
 
@@ -348,7 +363,7 @@ class DeployModelOperator(RegistryStepOperator):
                 trigger=DeploymentReadyTrigger(
                     kind=kind_of(result.get("target") or self.target), name=result["name"],
                     namespace=result.get("namespace") or "default", poll_interval=float(self.poll_interval),
-                    carry=result, **kube.step_kwargs()),
+                    carry=result, **kube.portable()),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.timeout)),
             )
@@ -443,7 +458,7 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
         result = self.call_step(
             {**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
             gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
-            tracking_uri=uri, deployment=_maybe_json(self.deployment),
+            tracking_uri=uri, deployment=deployment_here(_maybe_json(self.deployment)),
             require_signature=self.require_signature or None, **reg.step_kwargs())
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
@@ -454,7 +469,8 @@ class PromoteModelOperator(MLflowMixin, RegistryStepOperator):
                 raise AirflowSkipException(f"promotion to {self.stage} rejected: {reason}")
             return result
         self.emit_assets(context, result)
-        self._set_lineage([artifact_dataset(result.get("candidate"))], [artifact_dataset(result.get("ref"))])
+        self._set_lineage([artifact_dataset(result.get("candidate"))], [artifact_dataset(result.get("ref"))],
+                          result)
         return result
 
 
@@ -491,7 +507,7 @@ class RollbackModelOperator(MLflowMixin, RegistryStepOperator):
             self._check_stage_digest(hook, reg, ref)
         uri, env = self.mlflow()
         result = self.call_step({**env, **self.registry_env(reg)}, ref=ref, stage=self.stage,
-                                tracking_uri=uri, deployment=_maybe_json(self.deployment),
+                                tracking_uri=uri, deployment=deployment_here(_maybe_json(self.deployment)),
                                 **reg.step_kwargs())
         self._set_lineage([], [artifact_dataset(result.get("ref"))])
         return result

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from modelhaul.operators._compat import AirflowException, BaseSensorOperator, PokeReturnValue
-from modelhaul.operators.hooks import RegistryHook, kube_settings, scoped_env
+from modelhaul.operators.hooks import KubeSettings, RegistryHook, kube_settings, scoped_env
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink
 from modelhaul.operators.operators import default_deferrable
 
@@ -75,9 +75,12 @@ class DeploymentReadySensor(BaseSensorOperator):
         self.in_cluster = in_cluster
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def _where(self) -> tuple[dict[str, Any], str]:
-        kube = kube_settings(self.kube_conn_id, kubeconfig=self.kubeconfig or None,
+    def _settings(self) -> KubeSettings:
+        return kube_settings(self.kube_conn_id, kubeconfig=self.kubeconfig or None,
                              context=self.kube_context or None, in_cluster=self.in_cluster)
+
+    def _where(self) -> tuple[dict[str, Any], str]:
+        kube = self._settings()
         return kube.step_kwargs(), self.namespace or kube.namespace or "default"
 
     def execute(self, context: Any) -> Any:
@@ -85,11 +88,14 @@ class DeploymentReadySensor(BaseSensorOperator):
             return super().execute(context)
         from modelhaul.operators.triggers import DeploymentReadyTrigger, kind_of
 
-        kube, namespace = self._where()
+        first = self.poke(context)  # already serving: no trip through the triggerer
+        if first.is_done:
+            return first.xcom_value
+        kube = self._settings()
         self.defer(
             trigger=DeploymentReadyTrigger(kind=kind_of(self.target), name=self.deployment_name,
-                                           namespace=namespace, poll_interval=float(self.poke_interval),
-                                           **kube),
+                                           namespace=self.namespace or kube.namespace or "default",
+                                           poll_interval=float(self.poke_interval), **kube.portable()),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )

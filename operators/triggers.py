@@ -37,7 +37,8 @@ class DeploymentReadyTrigger(BaseTrigger):
 
     Errors reading the status are retried; ``max_errors`` in a row end the wait with ``error``.
     ``carry`` (small JSON, no secrets) comes back in the event, so the resumed task needs no state
-    of its own: the deploy operator carries its step result through the wait this way.
+    of its own: the deploy operator carries its step result through the wait this way. With
+    ``kube_conn_id`` the cluster is read from that connection in the triggerer process.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class DeploymentReadyTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         max_errors: int = 5,
         carry: dict[str, Any] | None = None,
+        kube_conn_id: str | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -63,6 +65,7 @@ class DeploymentReadyTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.max_errors = max_errors
         self.carry = carry
+        self.kube_conn_id = kube_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -77,14 +80,18 @@ class DeploymentReadyTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "max_errors": self.max_errors,
                 "carry": self.carry,
+                "kube_conn_id": self.kube_conn_id,
             },
         )
 
     def _status(self) -> dict[str, Any]:
+        from modelhaul.operators.hooks import kube_here
         from modelhaul.serving.kube import get_status
 
-        return get_status(self.kind, self.name, self.namespace, kubeconfig=self.kubeconfig,
-                          context=self.context, in_cluster=self.in_cluster)
+        # a connection id is resolved here, in the triggerer: an inline kubeconfig has no file here yet
+        kube = kube_here({"kube_conn_id": self.kube_conn_id, "kubeconfig": self.kubeconfig,
+                          "context": self.context, "in_cluster": self.in_cluster})
+        return get_status(self.kind, self.name, self.namespace, **kube)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         errors = 0

@@ -88,6 +88,23 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {"host": "https://mlflow.example.com"},
                 },
             },
+            {
+                "connection-type": "modelhaul_kubernetes",
+                "hook-class-name": f"{_PKG}.hooks.KubernetesClusterHook",
+                "hook-name": "Kubernetes cluster (modelhaul)",
+                "conn-fields": {
+                    "kube_config_path": _str("Kubeconfig path", "A kubeconfig file on the workers."),
+                    "kube_config": _str("Kubeconfig (inline)", "The kubeconfig's YAML or JSON; it is written to a "
+                                        "private temp file only where a task runs.", secret=True),
+                    "cluster_context": _str("Context", "Kubeconfig context (default: its current context)."),
+                    "in_cluster": _bool("In cluster", "Use the pod's service account (workers run in the cluster)."),
+                    "namespace": _str("Namespace", "Default namespace for deployments."),
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
+                    "relabeling": {},
+                },
+            },
         ],
         "config": {
             "modelhaul": {

@@ -115,6 +115,9 @@ def test_kubernetes_connection_extras_without_the_cncf_provider(kube_emulator, m
     monkeypatch.setenv("AIRFLOW_CONN_KUBE_INLINE", json.dumps({"conn_type": "kubernetes", "extra": {
         "extra__kubernetes__kube_config": inline, "extra__kubernetes__in_cluster": "false"}}))
     s = kube_settings("kube_inline")
-    assert Path(s.kubeconfig).read_text() == inline and not s.in_cluster
-    assert stat.S_IMODE(os.stat(s.kubeconfig).st_mode) == 0o600
+    # changed (issue 12): the file is written only where a step runs; other processes get the conn id
+    path = s.step_kwargs()["kubeconfig"]
+    assert Path(path).read_text() == inline and not s.in_cluster and s.configured
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert s.portable()["kube_conn_id"] == "kube_inline" and s.portable()["kubeconfig"] is None
     assert kube_settings(None).configured is False  # nothing configured: deploy renders

@@ -87,8 +87,9 @@ def test_a_failing_rollout_fails_the_task_with_the_reason(model_ref, kube_conn, 
         op.execute_complete({}, event=event.payload)
 
 
-def test_the_sensor_defers_without_touching_the_cluster_and_waits_for_ready(model_ref, kube_conn,
-                                                                           kube_emulator):
+def test_the_sensor_pokes_once_then_defers_and_waits_for_ready(model_ref, kube_conn, kube_emulator):
+    """Changed (issue 12): the sensor used to defer without a first poke; now a deployment that already
+    serves never goes through the triggerer."""
     from airflow.sdk.exceptions import TaskDeferred
 
     from modelhaul.operators import DeploymentReadySensor
@@ -98,10 +99,12 @@ def test_the_sensor_defers_without_touching_the_cluster_and_waits_for_ready(mode
                                    deferrable=True, poke_interval=0.05, timeout=60)
     before = len(kube_emulator.requests)
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute({})
-    assert len(kube_emulator.requests) == before
+        sensor.execute({})  # the controller lags: the first poke sees a stale status
+    assert len(kube_emulator.requests) == before + 1
     event = run_trigger(deferred.value.trigger)
     assert sensor.execute_complete({}, event=event.payload)["state"] == "Available"
+    # now it serves: the first poke finishes the task, nothing is deferred
+    assert sensor.execute({})["state"] == "Available"
 
 
 def test_deferrable_defaults_from_airflow_config(monkeypatch, model_ref):

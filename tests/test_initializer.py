@@ -188,3 +188,14 @@ def test_dockerfile_runs_the_entrypoint():
     text = (Path(__file__).resolve().parents[1] / "Dockerfile.initializer").read_text()
     assert "FROM python:3.11-slim" in text
     assert 'ENTRYPOINT ["modelhaul-initializer"]' in text
+
+
+def test_ca_file_reaches_a_tls_registry(tls_registry, tmp_path):
+    pinned = _publish(tmp_path, "sklearn", tls_registry.ref(unique_repo("init-tls"), "v1"), tls_registry.options)
+    uri = build_uri(pinned, server="sklearn", name="iris")
+    assert "CERTIFICATE_VERIFY_FAILED" in one_line_error(run_initializer(uri, str(tmp_path / "no-ca")))
+    r = run_initializer(uri, str(tmp_path / "flag"), "--ca-file", tls_registry.ca_file)
+    assert r.returncode == 0, r.stderr
+    r = run_initializer(uri, str(tmp_path / "env"), env={"MODELHAUL_CA_FILE": tls_registry.ca_file})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "flag" / "model.joblib").is_file() and (tmp_path / "env" / "model.joblib").is_file()

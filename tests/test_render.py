@@ -8,7 +8,6 @@ Expected files live in ``tests/data/render/``; regenerate them with ``MODELHAUL_
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ def _render_cases(target: str, out: Path) -> list[str]:
                                     stable=served("onnx", STABLE_DIGEST, "v1"), canary_percent=10), out)
     if target == "seldon":
         paths += render(build_manifests(served("onnx"), target=target, name="iris-private", namespace="models",
-                                        username="robot", password="example-password",
+                                        registry_secret="modelhaul-registry",
                                         initializer_image="registry.example:5000/modelhaul/initializer:dev"),
                         out)
     return paths
@@ -57,14 +56,20 @@ def test_rendered_files_match_the_expected_files(target, tmp_path):
 
 
 def test_file_names_and_order_follow_apply_order(tmp_path):
-    paths = render(build_manifests(served("onnx"), target="kserve", name="iris", username="u", password="p"),
+    paths = render(build_manifests(served("onnx"), target="kserve", name="iris", registry_secret="pull-creds"),
                    tmp_path)
-    assert [Path(p).name for p in paths] == [
-        "secret-modelhaul-registry.yaml", "clusterstoragecontainer-modelhaul.yaml", "inferenceservice-iris.yaml"]
-    assert stat.S_IMODE(os.stat(paths[0]).st_mode) == 0o600  # the only file holding a credential
+    assert [Path(p).name for p in paths] == ["clusterstoragecontainer-modelhaul.yaml", "inferenceservice-iris.yaml"]
     docs = [yaml.safe_load(Path(p).read_text()) for p in paths]
-    assert [d["kind"] for d in docs] == ["Secret", "ClusterStorageContainer", "InferenceService"]
-    assert "p" not in str(docs[1:]).split("'")  # no credential outside the Secret
+    assert [d["kind"] for d in docs] == ["ClusterStorageContainer", "InferenceService"]
+
+
+def test_a_secret_with_values_is_never_rendered(tmp_path):
+    """Changed (issue 12): a render directory is committed, so a Secret with values is refused."""
+    manifests = build_manifests(served("onnx"), target="kserve", name="iris", username="u", password="example-pw")
+    with pytest.raises(DeployError, match=r"never written to a render directory.*kubectl create secret generic "
+                                          r"modelhaul-registry --namespace default"):
+        render(manifests, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 # -- the deploy step on a real OCI layout ---------------------------------------------------------
@@ -182,12 +187,27 @@ def test_with_a_cluster_the_manifests_are_applied_not_rendered(layout_models, ku
     assert res["state"] == "Rendered" and kube_emulator.applies() == applies
 
 
-def test_step_renders_the_secret_from_explicit_credentials_only(layout_models, tmp_path):
+def test_step_refuses_explicit_credentials_in_render_mode(layout_models, tmp_path):
+    """Changed (issue 12): render mode used to write the password into secret-modelhaul-registry.yaml."""
     v1, _ = layout_models
-    res = steps.deploy(ref=v1, render_dir=str(tmp_path / "out"), username="robot", password="example-pw")
-    secret_file = tmp_path / "out" / "secret-modelhaul-registry.yaml"
-    assert res["manifests"][0] == str(secret_file)
-    assert yaml.safe_load(secret_file.read_text())["stringData"]["MODELHAUL_PASSWORD"] == "example-pw"
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    assert "example-pw" not in (tmp_path / "out" / "seldondeployment-iris.yaml").read_text()
+    with pytest.raises(DeployError, match=r"not written into the render directory .*kubectl create secret generic "
+                                          r"modelhaul-registry .*<password>") as err:
+        steps.deploy(ref=v1, render_dir=str(tmp_path / "out"), username="robot", password="example-pw")
+    assert "example-pw" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_mode_names_the_secret_the_user_creates(layout_models, tmp_path, monkeypatch):
+    v1, _ = layout_models
+    monkeypatch.setenv("MODELHAUL_USERNAME", "robot")  # credentials to read the registry
+    monkeypatch.setenv("MODELHAUL_PASSWORD", "example-pw")
+    res = steps.deploy(ref=v1, target="kserve", namespace="models", render_dir=str(tmp_path / "out"))
+    assert res["registry_secret"] == "modelhaul-registry"
+    assert res["secret_hint"] == ("kubectl create secret generic modelhaul-registry --namespace models "
+                                  "--from-literal=MODELHAUL_USERNAME=<username> "
+                                  "--from-literal=MODELHAUL_PASSWORD=<password>")
+    files = list((tmp_path / "out").iterdir())
+    assert sorted(f.name for f in files) == ["clusterstoragecontainer-modelhaul.yaml", "inferenceservice-iris.yaml"]
+    for f in files:
+        assert "example-pw" not in f.read_text() and "robot" not in f.read_text(), f
     assert "example-pw" not in str(res)

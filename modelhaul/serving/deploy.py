@@ -14,9 +14,12 @@ Finding the stable model of a canary when ``stable_ref`` is not given, first mat
 Seldon needs one (its canary is a second predictor); KServe does not (it keeps the last rolled-out
 revision itself), so there the stable model is only recorded in an annotation.
 
-The registry-credentials Secret is rendered only from credentials given explicitly to this
-function (``username``/``password``), never from the environment; with ``registry_secret`` alone
-the manifests reference an existing Secret of that name.
+The registry-credentials Secret is created in a cluster only from credentials given explicitly to
+this function (``username``/``password``), never from the environment. A render directory is meant
+to be committed, so render mode never writes a secret value: explicit credentials are refused there,
+and the manifests reference a Secret the user creates (``registry_secret``, default
+``modelhaul-registry`` when the registry is reached with credentials); the result names it and
+carries the ``kubectl create secret`` line, with placeholders, as ``secret_hint``.
 """
 
 from __future__ import annotations
@@ -161,6 +164,12 @@ def registry_secret_manifest(name: str, namespace: str, username: str, password:
     }
 
 
+def create_secret_hint(name: str, namespace: str) -> str:
+    """The command that creates the registry Secret a rendered manifest refers to (placeholders only)."""
+    return (f"kubectl create secret generic {name} --namespace {namespace} "
+            "--from-literal=MODELHAUL_USERNAME=<username> --from-literal=MODELHAUL_PASSWORD=<password>")
+
+
 def build_manifests(
     model: ServedModel,
     *,
@@ -218,23 +227,23 @@ def render(manifests: list[dict[str, Any]], render_dir: str | Path) -> list[str]
     """Write one YAML file per manifest into ``render_dir``; return their paths in apply order.
 
     The text depends only on the manifests (fixed key order, no timestamps), so a re-render of the
-    same model is byte-identical. A Secret's file is readable by its owner only.
+    same model is byte-identical. A Secret with values is refused: the directory gets committed.
     """
     import yaml
 
+    for m in manifests:
+        if m.get("kind") == "Secret" and (m.get("data") or m.get("stringData")):
+            meta = m["metadata"]
+            hint = create_secret_hint(meta["name"], meta.get("namespace") or "default")
+            raise DeployError(f"Secret {meta['name']}: secret values are never written to a render directory; "
+                              f"create it with `{hint}`")
     d = Path(render_dir)
     d.mkdir(parents=True, exist_ok=True)
     paths = []
     for m in manifests:
         path = d / file_name(m)
         text = yaml.safe_dump(m, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
-        if m.get("kind") == "Secret":
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(path, 0o600)
-        else:
-            path.write_text(text, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
         paths.append(str(path))
     return paths
 
@@ -332,6 +341,14 @@ def deploy_model(
     cluster = bool(kubeconfig or context or in_cluster) and render_dir is None
     if not cluster:
         render_dir = render_dir or os.environ.get("MODELHAUL_RENDER_DIR") or DEFAULT_RENDER_DIR
+        if username or password:
+            raise DeployError(
+                f"registry credentials are not written into the render directory {render_dir} (it is meant to "
+                f"be committed): create the Secret yourself with `{create_secret_hint(DEFAULT_SECRET, namespace)}`"
+                f", pass registry_secret={DEFAULT_SECRET} (--registry-secret), and give the credentials to "
+                "read the registry through MODELHAUL_USERNAME/MODELHAUL_PASSWORD or `modelhaul login`")
+        if options.has_credentials and not registry_secret:
+            registry_secret = DEFAULT_SECRET  # the initializer in the cluster will need them too
 
     stable, skipped = None, None
     if canary_percent is not None:
@@ -375,7 +392,8 @@ def deploy_model(
     )
     if not cluster:
         paths = render(manifests, render_dir)
-        return {**result, "manifests": paths, "applied": [], "state": "Rendered", "url": None}
+        hint = {"secret_hint": create_secret_hint(registry_secret, namespace)} if registry_secret else {}
+        return {**result, "manifests": paths, "applied": [], "state": "Rendered", "url": None, **hint}
 
     from modelhaul.serving.kube import apply_and_wait
 

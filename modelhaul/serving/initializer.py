@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from modelhaul.config import ModelConfig
 from modelhaul.errors import DeployError, ModelhaulError, redact
+from modelhaul.flags import TRUE_WORDS, env_flag, parse_bool
 
 PREFIX = "modelhaul://"
 SERVERS = ("triton", "mlserver", "tfserving", "sklearn", "xgboost", "mlflow")
@@ -97,10 +98,6 @@ def parse_uri(uri: str) -> tuple[str, dict[str, str]]:
 # -- the entrypoint ------------------------------------------------------------------------------
 
 
-def _truthy(v: str | None) -> bool:
-    return (v or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modelhaul-initializer",
@@ -118,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", help="skip TLS verification (MODELHAUL_INSECURE)")
     p.add_argument("--verify-key", metavar="PUB",
                    help="refuse a model not signed by this public key (PEM path or text; MODELHAUL_VERIFY_KEY)")
+    p.add_argument("--ca-file", help="CA bundle to verify the registry's certificate (MODELHAUL_CA_FILE)")
     p.add_argument("--trust", action="store_true",
                    help="allow loading pickled models when the layout must re-save one (MODELHAUL_TRUST)")
     return p
@@ -125,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: str | None = None,
                allow_tag: bool = False, plain_http: bool = False, insecure: bool = False,
-               trust: bool = False, verify_key: str | None = None) -> dict[str, str]:
+               trust: bool = False, verify_key: str | None = None, ca_file: str | None = None) -> dict[str, str]:
     """Fetch the model named by ``uri`` and write the ``server`` layout into ``dest``.
 
     ``verify_key`` (a public key, path or PEM text; default ``MODELHAUL_VERIFY_KEY``): the model
@@ -149,8 +147,9 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
     if server and server not in SERVERS:
         raise DeployError(f"server {server!r}: expected one of {', '.join(SERVERS)}")
     name = name or os.environ.get("MODELHAUL_MODEL_NAME") or params.get("name") or r.repository.rsplit("/")[-1]
-    opts = RegistryOptions.resolve(plain_http=plain_http or _truthy(params.get("plain_http")),
-                                   insecure=insecure or _truthy(params.get("insecure")))
+    opts = RegistryOptions.resolve(plain_http=plain_http or parse_bool(params.get("plain_http"), "plain_http"),
+                                   insecure=insecure or parse_bool(params.get("insecure"), "insecure"),
+                                   ca_file=ca_file)
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise DeployError(f"{dest}: destination is not empty")
@@ -173,16 +172,17 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
 def main(argv: list[str] | None = None) -> int:
     """Console script ``modelhaul-initializer URI DEST``: exit 0, or non-zero with one line on stderr."""
     args = _parser().parse_args(argv)
+    debug = (os.environ.get("MODELHAUL_DEBUG") or "").strip().lower() in TRUE_WORDS
     try:
         out = initialize(
             args.uri, args.dest, server=args.server, name=args.name,
-            allow_tag=args.allow_tag or _truthy(os.environ.get("MODELHAUL_ALLOW_TAG")),
-            plain_http=args.plain_http, insecure=args.insecure,
-            trust=args.trust or _truthy(os.environ.get("MODELHAUL_TRUST")),
+            allow_tag=args.allow_tag or env_flag("MODELHAUL_ALLOW_TAG"),
+            plain_http=args.plain_http, insecure=args.insecure, ca_file=args.ca_file,
+            trust=args.trust or env_flag("MODELHAUL_TRUST"),
             verify_key=args.verify_key,
         )
     except Exception as exc:  # an init container's log should say in one line why the pod cannot start
-        if _truthy(os.environ.get("MODELHAUL_DEBUG")):
+        if debug:
             raise
         msg = " ".join(str(exc).split()) or type(exc).__name__
         if not isinstance(exc, ModelhaulError):

@@ -1,0 +1,50 @@
+"""Extra links work while a task is deferred; lineage carries the model's signature and digest."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelhaul.operators.lineage import model_facets
+from tests.test_airflow_deferrable import deploy_operator, kube_conn, model_ref  # noqa: F401 - fixtures
+
+
+class _PushedXCom:
+    """Records what a task pushes, as Airflow's task instance stores it."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+def test_links_are_persisted_before_the_deploy_defers(model_ref, kube_conn, kube_emulator):  # noqa: F811
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from modelhaul.operators.links import ARTIFACT_REF_KEY
+
+    ti = _PushedXCom()
+    with pytest.raises(TaskDeferred):
+        deploy_operator(model_ref, kube_conn, "iris").execute({"ti": ti})
+    assert ti.pushed[ARTIFACT_REF_KEY] == model_ref  # the "Model artifact" link has its ref while deferred
+
+
+def test_model_facets_from_a_parse_result():
+    result = {"ref": "registry.example.com/models/iris:v1@sha256:" + "a" * 64, "digest": "sha256:" + "a" * 64,
+              "format": "ONNX", "framework": "onnx",
+              "signature": {"inputs": [{"name": "float_input", "dType": "float32", "size": [-1, 4]}],
+                            "outputs": [{"name": "label", "dType": "int64", "size": [-1]}, {"dType": "float32"}]}}
+    assert model_facets(result) == {
+        "schema": {"fields": [
+            {"name": "float_input", "type": "float32[-1, 4]", "description": "inputs"},
+            {"name": "label", "type": "int64[-1]", "description": "outputs"},
+            {"name": "outputs_1", "type": "float32", "description": "outputs"},
+        ]},
+        "modelhaul": {"ref": result["ref"], "digest": result["digest"], "format": "ONNX", "framework": "onnx"},
+    }
+
+
+def test_model_facets_without_a_signature_keep_the_digest():
+    assert model_facets({"ref": "oci:x:v1@sha256:" + "b" * 64, "digest": "sha256:" + "b" * 64}) == {
+        "modelhaul": {"ref": "oci:x:v1@sha256:" + "b" * 64, "digest": "sha256:" + "b" * 64}}
+    assert model_facets(None) == {}
