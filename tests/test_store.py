@@ -1,14 +1,17 @@
-"""The local store: no weight bytes copied, and a changed source never trusted."""
+"""The local store: it owns its bytes, a changed source is never trusted, GC never races a writer."""
 
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from modelhaul import artifacts
-from modelhaul.errors import DigestMismatch
+from modelhaul import artifacts, transfer
+from modelhaul.reference import parse
 from modelhaul.store import LayoutTarget
 
 
@@ -24,14 +27,17 @@ def _rchar() -> int:
     raise AssertionError("no rchar")
 
 
-def test_saving_links_weights_instead_of_copying(tmp_path):
+def test_a_saved_blob_is_a_read_only_copy_not_the_users_inode(tmp_path):
+    # was: the blob *was* the source's inode (a hardlink); the store must own its bytes (issue 10)
     (tmp_path / "m").mkdir()
     weights = tmp_path / "m" / "model.onnx"
     weights.write_bytes(os.urandom(1 << 20))
     artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/l:v1")
     layout = LayoutTarget(tmp_path / "l")
-    layer = layout.get_manifest("v1").layers[0]
-    assert layout.path_for(layer["digest"]).stat().st_ino == weights.stat().st_ino
+    blob = layout.path_for(layout.get_manifest("v1").layers[0]["digest"])
+    assert blob.stat().st_ino != weights.stat().st_ino
+    assert blob.read_bytes() == weights.read_bytes()
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o444
 
 
 def test_republishing_an_unchanged_model_does_not_rehash_it(tmp_path):
@@ -44,20 +50,53 @@ def test_republishing_an_unchanged_model_does_not_rehash_it(tmp_path):
     assert _rchar() - before < 1 << 20  # a few stats and small files, not 8 MiB of weights
 
 
-def test_a_source_edited_in_place_after_save_is_detected(tmp_path):
+def test_a_source_rewritten_in_place_after_save_leaves_the_saved_version_intact(tmp_path, registry):
+    # was: the rewrite destroyed the saved version (a hardlink); now the store has its own copy (issue 10)
     (tmp_path / "m").mkdir()
     weights = tmp_path / "m" / "model.onnx"
     weights.write_bytes(b"a" * 1000)
-    res = artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/l:v1")
-    with open(weights, "r+b") as f:  # in place: the store's hardlink sees it too
+    saved = artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/l:v1")
+    with open(weights, "r+b") as f:  # in place: same inode, same size
         f.write(b"b" * 10)
-    with pytest.raises(DigestMismatch, match="changed since it was stored"):
-        artifacts.fetch(res["ref"], tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    # saving again repairs the store
-    res2 = artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/l:v2")
-    artifacts.fetch(res2["ref"], tmp_path / "out2")
-    assert (tmp_path / "out2/model/model.onnx").read_bytes().startswith(b"b" * 10)
+    artifacts.fetch(saved["ref"], tmp_path / "out")
+    assert (tmp_path / "out/model/model.onnx").read_bytes() == b"a" * 1000
+    remote = artifacts.open_target(parse(registry.ref("store/inplace", "v1")), registry.options)
+    assert transfer.copy(LayoutTarget(tmp_path / "l"), "v1", remote, "v1") == saved["digest"]
+    artifacts.fetch(registry.ref("store/inplace", "v1"), tmp_path / "pulled", options=registry.options)
+    assert (tmp_path / "pulled/model/model.onnx").read_bytes() == b"a" * 1000
+
+
+def test_saved_pushed_and_exported_through_the_cli_nothing_shares_an_inode(tmp_path, registry):
+    (tmp_path / "m").mkdir()
+    weights = tmp_path / "m" / "model.onnx"
+    weights.write_bytes(os.urandom(1 << 16))
+    original = weights.read_bytes()
+    ref = registry.ref("store/own", "v1")
+    env = {**os.environ, "MODELHAUL_HOME": str(tmp_path / "home")}
+    for args in (["save", str(tmp_path / "m"), ref], ["push", ref, "--plain-http"],
+                 ["export", ref, str(tmp_path / "out")]):
+        done = _cli(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    with open(weights, "r+b") as f:
+        f.write(b"source edit")
+    exported = tmp_path / "out/model/model.onnx"
+    with open(exported, "r+b") as f:  # the user's export is theirs to edit
+        f.write(b"export edit")
+    store_blobs = list((tmp_path / "home/store/blobs/sha256").iterdir())
+    inodes = {p.stat().st_ino for p in store_blobs}
+    assert weights.stat().st_ino not in inodes and exported.stat().st_ino not in inodes
+    assert weights.read_bytes().startswith(b"source edit")  # the export edit did not reach the source
+    assert _cli("export", ref, str(tmp_path / "again"), env=env).returncode == 0
+    assert (tmp_path / "again/model/model.onnx").read_bytes() == original
+    assert _cli("rm", ref, env=env).returncode == 0
+    assert _cli("pull", ref, "--plain-http", env=env).returncode == 0
+    assert _cli("export", ref, str(tmp_path / "pulled"), env=env).returncode == 0
+    assert (tmp_path / "pulled/model/model.onnx").read_bytes() == original
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelhaul.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_a_changed_file_is_never_pushed_under_its_old_digest(tmp_path, registry):

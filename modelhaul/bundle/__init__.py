@@ -186,13 +186,70 @@ def _safe_relpath(relpath: str) -> PurePosixPath:
     return p
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hardlink (no bytes written) where the filesystem allows; copy otherwise."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def _open_dir_inside(root: Path, parts: tuple[str, ...]) -> int:
+    """An fd of ``root/parts...``, created as needed, never following a symlink on the way."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open(root, flags)
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+        for part in parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except OSError:  # ELOOP / ENOTDIR: a symlink or a file an earlier layer put there
+                raise UnsafeArchive(
+                    f"layer path component {part!r} is a symlink or a file, not a directory; refusing the artifact"
+                ) from None
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_layer_file(blob: Path, root: Path, relpath: str) -> None:
+    """Copy a raw layer's blob to ``root/relpath``, refusing to follow any symlink an earlier layer made."""
+    from modelhaul import fscopy
+
+    parts = _safe_relpath(relpath).parts
+    dir_fd = _open_dir_inside(root, parts[:-1])
+    try:
+        try:
+            out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            raise UnsafeArchive(f"layer file path {relpath!r} is written twice by the artifact; refusing") from None
+        try:
+            with open(blob, "rb") as src:
+                fscopy.copy_fd(src.fileno(), out)
+            os.fchmod(out, fscopy.default_mode())
+        finally:
+            os.close(out)
+    finally:
+        os.close(dir_fd)
+
+
+def extract_layer(blob: Path, root: Path, *, base: str | None = None, strip: str | None = None) -> None:
+    """Extract a tar layer into ``root/base`` (``base`` made without following symlinks)."""
+    target = root
+    if base:
+        parts = _safe_relpath(base).parts
+        os.close(_open_dir_inside(root, parts))
+        target = root.joinpath(*parts)
+    extract_tar(blob, target, strip=strip)
+
+
+def _move_into_place(work: Path, dest: Path) -> None:
+    """Rename the finished ``work`` directory to ``dest``; an existing (empty) ``dest`` is kept as it is."""
+    from modelhaul import fscopy
+
+    if dest.is_dir() and not dest.is_symlink():
+        for child in work.iterdir():
+            os.rename(child, dest / child.name)
+        work.rmdir()
+        return
+    os.chmod(work, 0o777 & ~fscopy.UMASK)  # mkdtemp made it 0700
+    os.rename(work, dest)
 
 
 def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
@@ -217,26 +274,23 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
             ann = layer.get("annotations") or {}
             if kind == "ormb":
                 if mt == oci.ORMB_LAYER:
-                    extract_tar(blob, model, strip="model")
+                    extract_layer(blob, model, strip="model")
             elif mt.endswith(".raw") or (kind == "modelpack" and not mt.endswith((".tar", ".tar+gzip"))):
                 rel = ann.get(oci.ANNOTATION_FILEPATH) or ann.get(oci.ANNOTATION_TITLE)
                 if not rel:
                     raise BundleError(f"layer {layer['digest']} has no {oci.ANNOTATION_FILEPATH} annotation")
-                _link_or_copy(blob, model.joinpath(*_safe_relpath(rel).parts))
+                write_layer_file(blob, model, rel)
             elif mt.endswith((".tar", ".tar+gzip", ".tar+zstd")) or mt.startswith(oci.KITOPS_LAYER_PREFIX):
                 base = ann.get(oci.ANNOTATION_FILEPATH)
-                target_dir = model
-                if base and kind == "modelpack" and not mt.endswith((".tar", ".tar+gzip")):
-                    target_dir = model.joinpath(*_safe_relpath(base).parts)
-                extract_tar(blob, target_dir)
+                if not (base and kind == "modelpack" and not mt.endswith((".tar", ".tar+gzip"))):
+                    base = None
+                extract_layer(blob, model, base=base)
             elif mt == "image/png":
                 continue
             else:
                 raise BundleError(f"layer {layer['digest']}: unsupported media type {mt!r}")
         config_mod.dump(cfg, work / config_mod.ORMBFILE)
-        if dest.exists():
-            dest.rmdir()  # empty (checked by the caller)
-        os.rename(work, dest)
+        _move_into_place(work, dest)  # dest is absent or empty (checked by the caller)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
