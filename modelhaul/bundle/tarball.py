@@ -185,6 +185,8 @@ def extract_tar(path: Path, dest: Path, *, strip: str | None = None) -> list[str
             tar.extractall(dest, filter=_model_filter(dest, strip, written))
     except tarfile.FilterError as exc:
         raise _refusal(exc) from None
+    except KeyError as exc:  # a hardlink to an entry the archive does not have
+        raise UnsafeArchive(f"archive hardlink to nothing ({exc.args[0]}); refusing the artifact") from None
     except tarfile.TarError as exc:
         raise BundleError(f"{path.name}: not a readable tar archive ({exc}); refusing the artifact") from None
     return written
