@@ -205,3 +205,25 @@ def test_the_initializer_refuses(tmp_path, env, hostile_in_registry):
                 "--plain-http", env=env)
     _assert_refused(done, tmp_path, before)
     assert list((tmp_path / "mnt").iterdir()) == []
+
+
+@pytest.mark.parametrize(("how", "name"), [
+    ("uri", "../../X"), ("uri", "/abs"), ("uri", "."), ("uri", ""), ("env", "../up"), ("env", ""),
+    ("env", "a/b"), ("flag", ".."),
+])
+def test_the_initializer_refuses_a_model_name_that_is_not_one_path_component(tmp_path, env, how, name):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"onnx")
+    pinned = artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/ok:v1")["ref"]
+    uri = f"modelhaul://{pinned}?server=triton" + (f"&name={name}" if how == "uri" else "")
+    extra = ["--name", name] if how == "flag" else []
+    if how == "env":
+        env = {**env, "MODELHAUL_MODEL_NAME": name}
+    dest = tmp_path / "mnt" / "models"
+    dest.mkdir(parents=True)
+    before = _snapshot(tmp_path)
+    done = _run("modelhaul.serving.initializer", uri, str(dest), *extra, env=env)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "must be one path component" in done.stderr
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "X").exists() and not Path("/abs").exists()

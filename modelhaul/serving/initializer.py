@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -94,6 +95,22 @@ def parse_uri(uri: str) -> tuple[str, dict[str, str]]:
     return ref, params
 
 
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}")
+
+
+def check_model_name(name: str) -> None:
+    """A model name becomes a directory under the destination: one safe path component only.
+
+    Letters, digits, ``_``, ``-`` and ``.`` (not first), at most 253 characters — what Triton and
+    Kubernetes accept — so ``../x``, ``/abs``, ``.`` and an empty name are refused.
+    """
+    if not _MODEL_NAME.fullmatch(name or ""):
+        raise DeployError(
+            f"model name {name!r} (URI name=, --name or MODELHAUL_MODEL_NAME) must be one path component: "
+            "letters, digits, '_', '-', '.' (not first), at most 253 characters"
+        )
+
+
 # -- the entrypoint ------------------------------------------------------------------------------
 
 
@@ -143,7 +160,10 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
     server = server or os.environ.get("MODELHAUL_SERVER") or params.get("server")
     if server and server not in SERVERS:
         raise DeployError(f"server {server!r}: expected one of {', '.join(SERVERS)}")
-    name = name or os.environ.get("MODELHAUL_MODEL_NAME") or params.get("name") or r.repository.rsplit("/")[-1]
+    # the first one given wins; one given but empty is refused (a templating mistake), not skipped
+    given = [n for n in (name, os.environ.get("MODELHAUL_MODEL_NAME"), params.get("name")) if n is not None]
+    name = given[0] if given else r.repository.rsplit("/")[-1]
+    check_model_name(name)
     opts = RegistryOptions.resolve(plain_http=plain_http or _truthy(params.get("plain_http")),
                                    insecure=insecure or _truthy(params.get("insecure")))
     dest = Path(dest)
