@@ -134,3 +134,42 @@ def test_one_changed_file_of_ten_uploads_only_that_file(tmp_path, registry):
     artifacts.publish(tmp_path / "m", registry.ref("store/ten", "v2"), options=registry.options)
     added = {p.name for p in blobs.glob("*/*")} - before
     assert len(added) == 3  # the changed file, the config blob, the manifest
+
+
+def test_an_oci_layout_is_readable_by_other_users(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"onnx")
+    old = os.umask(0o022)
+    try:
+        artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/l:v1")
+    finally:
+        os.umask(old)
+    layout = LayoutTarget(tmp_path / "l")
+    manifest = layout.get_manifest("v1")
+    for p in [tmp_path / "l/index.json", tmp_path / "l/oci-layout", layout.path_for(manifest.digest),
+              layout.path_for(manifest.config["digest"])]:
+        assert stat.S_IMODE(p.stat().st_mode) & 0o044 == 0o044, p  # was 0600 from mkstemp (issue 10)
+    for d in [tmp_path / "l", tmp_path / "l/blobs", tmp_path / "l/blobs/sha256"]:
+        assert stat.S_IMODE(d.stat().st_mode) & 0o055 == 0o055, d
+
+
+def test_export_into_an_existing_empty_directory_keeps_that_directory(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"onnx")
+    ref = artifacts.publish(tmp_path / "m", f"oci:{tmp_path}/l:v1")["ref"]
+    dest = tmp_path / "out"
+    dest.mkdir(mode=0o750)
+    os.chmod(dest, 0o750)
+    inode = dest.stat().st_ino
+    artifacts.fetch(ref, dest)
+    assert dest.stat().st_ino == inode and stat.S_IMODE(dest.stat().st_mode) == 0o750
+    assert (dest / "model/model.onnx").read_bytes() == b"onnx"
+    artifacts.fetch(ref, tmp_path / "new")  # a directory export creates is not mkdtemp's 0700
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o777 & ~_umask()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
