@@ -361,9 +361,15 @@ def _human(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from modelhaul.interrupt import Terminated, exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
     args = build_parser().parse_args(argv)
     try:
         result = args.fn(args)
+    except Terminated as exc:  # cleanups have run on the way up
+        print("error: terminated by SIGTERM", file=sys.stderr)
+        return int(exc.code or 143)
     except ModelhaulError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,30 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_sigterm_during_an_ormb_save_leaves_no_temp_pack_behind(tmp_path):
+    (tmp_path / "m").mkdir()
+    with open(tmp_path / "m" / "model.onnx", "wb") as f:  # sparse: big to pack, cheap to make
+        f.truncate(4 << 30)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "MODELHAUL_HOME": str(tmp_path / "home"), "MODELHAUL_TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-m", "modelhaul.cli", "save", str(tmp_path / "m"),
+                             "localhost:5000/big/model:v1", "--format", "ormb"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > (16 << 20) for p in scratch.glob("modelhaul-pack-*/*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pack never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip() == "error: terminated by SIGTERM"
+    assert list(scratch.iterdir()) == []
+    blobs = tmp_path / "home/store/blobs/sha256"
+    assert not blobs.exists() or [p.name for p in blobs.iterdir() if p.name.startswith(".")] == []

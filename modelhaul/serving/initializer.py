@@ -182,6 +182,9 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``modelhaul-initializer URI DEST``: exit 0, or non-zero with one line on stderr."""
+    from modelhaul.interrupt import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()  # a pod being deleted: clean up the partial pull, exit 143
     args = _parser().parse_args(argv)
     try:
         out = initialize(
