@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from modelhaul import artifacts, transfer
+from modelhaul import artifacts, oci, transfer
+from modelhaul.errors import RegistryError
 from modelhaul.reference import parse
 from modelhaul.store import LayoutTarget
 
@@ -202,3 +204,59 @@ def test_sigterm_during_an_ormb_save_leaves_no_temp_pack_behind(tmp_path):
     assert list(scratch.iterdir()) == []
     blobs = tmp_path / "home/store/blobs/sha256"
     assert not blobs.exists() or [p.name for p in blobs.iterdir() if p.name.startswith(".")] == []
+
+
+_PAUSED_SAVE = """
+import sys
+from pathlib import Path
+from modelhaul.bundle import pack
+from modelhaul.store import user_store
+from modelhaul.transfer import push_packed
+
+def pause_after_first_blob(digest, size, state={"paused": False}):
+    if not state["paused"]:
+        state["paused"] = True
+        print("first blob stored", flush=True)
+        sys.stdin.readline()  # the test runs garbage collection now
+
+with pack(Path(sys.argv[1])) as packed:
+    print(push_packed(packed, user_store("localhost:5000/gc/new"), "v1", progress=pause_after_first_blob))
+"""
+
+
+def test_garbage_collection_waits_for_a_save_running_in_another_process(tmp_path):
+    env = {**os.environ, "MODELHAUL_HOME": str(tmp_path / "home")}
+    for name, size in (("old", 1000), ("new", 2000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.onnx").write_bytes(os.urandom(size))
+        (tmp_path / name / "weights.bin").write_bytes(os.urandom(size))
+    assert _cli("save", str(tmp_path / "old"), "localhost:5000/gc/old:v1", env=env).returncode == 0
+    writer = subprocess.Popen([sys.executable, "-c", _PAUSED_SAVE, str(tmp_path / "new")], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == "first blob stored", writer.stderr.read()
+        gc = subprocess.Popen([sys.executable, "-m", "modelhaul.cli", "rm", "localhost:5000/gc/old:v1"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            gc.wait(timeout=5)  # without a shared lock GC is done by now, the new blob collected
+        out, err = writer.communicate("go\n", timeout=60)
+        assert writer.returncode == 0, err
+        assert gc.wait(timeout=60) == 0, gc.stderr.read()
+    finally:
+        writer.kill()
+    done = _cli("export", "localhost:5000/gc/new:v1", str(tmp_path / "out"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out/model/weights.bin").read_bytes() == (tmp_path / "new/weights.bin").read_bytes()
+    assert "localhost:5000/gc/old" not in _cli("list", env=env).stdout
+
+
+def test_a_manifest_whose_blobs_are_missing_is_never_tagged(tmp_path):
+    layout = LayoutTarget(tmp_path / "l")
+    cfg = oci.Blob.from_bytes(oci.MODELPACK_CONFIG, b"{}")
+    layout.put_blob(cfg)
+    absent = oci.Blob.from_bytes("application/vnd.cncf.model.weight.v1.raw", b"never stored")
+    manifest = oci.canonical_json({"schemaVersion": 2, "mediaType": oci.MANIFEST_V1, "config": cfg.descriptor(),
+                                   "layers": [absent.descriptor()]})
+    with pytest.raises(RegistryError, match="missing"):
+        layout.put_manifest(manifest, oci.MANIFEST_V1, "v1")
+    assert layout.list_tags() == []
