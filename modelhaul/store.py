@@ -183,12 +183,17 @@ class LayoutTarget:
             return
         if blob.path is None:
             raise RegistryError(f"blob {blob.digest} has neither bytes nor a file")
+        changed = DigestMismatch(f"{blob.path} changed after it was hashed (expected {blob.digest}); "
+                                 "save the model again")
+        before = os.stat(blob.path)
         if not digestcache.verify(blob.path, blob.digest):
-            raise DigestMismatch(
-                f"{blob.path} changed after it was hashed (expected {blob.digest}); save the model again"
-            )
+            raise changed
         store_copy(blob.path, dst)
-        digestcache.remember(dst, blob.digest)  # copied from verified bytes: no second read to trust it
+        after = os.stat(blob.path)
+        if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            dst.unlink()  # the source was written to while we copied it: the copy is not that digest
+            raise changed
+        digestcache.remember(dst, blob.digest)  # copied from verified, unchanged bytes: trusted without a re-read
 
     def fetch_blob(self, digest: str, size: int, dest: Path) -> None:
         from modelhaul import fscopy
