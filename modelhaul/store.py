@@ -59,8 +59,6 @@ BLOB_MODE = 0o444  # stored blobs are read-only: nothing edits a version in plac
 
 def store_copy(src: Path, dst: Path) -> str:
     """Copy ``src`` into the store at ``dst`` (reflink or kernel copy, read-only). See :mod:`modelhaul.fscopy`."""
-    from modelhaul import fscopy
-
     return fscopy.copy_file(src, dst, mode=BLOB_MODE)
 
 

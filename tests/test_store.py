@@ -260,3 +260,28 @@ def test_a_manifest_whose_blobs_are_missing_is_never_tagged(tmp_path):
     with pytest.raises(RegistryError, match="missing"):
         layout.put_manifest(manifest, oci.MANIFEST_V1, "v1")
     assert layout.list_tags() == []
+
+
+def test_sigterm_during_an_export_leaves_no_partial_directory(tmp_path):
+    (tmp_path / "m").mkdir()
+    with open(tmp_path / "m" / "model.onnx", "wb") as f:
+        f.truncate(3 << 30)
+    env = {**os.environ, "MODELHAUL_HOME": str(tmp_path / "home")}
+    ref = "localhost:5000/big/export:v1"
+    assert _cli("save", str(tmp_path / "m"), ref, env=env).returncode == 0
+    out = tmp_path / "exports" / "out"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "modelhaul.cli", "export", ref, str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > (16 << 20) for p in out.parent.glob(".out.partial-*/model/*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the export never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert list(out.parent.iterdir()) == []
