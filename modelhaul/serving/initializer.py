@@ -72,6 +72,7 @@ def build_uri(pinned: str, *, server: str, name: str, plain_http: bool = False,
     r = parse(pinned)
     if not r.digest:
         raise DeployError(f"{pinned}: a serving manifest needs a digest-pinned reference")
+    check_model_name(name)  # refused when rendering, not in the serving pod
     params = {"server": server, "name": name}
     if plain_http:
         params["plain_http"] = "true"
