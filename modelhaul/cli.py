@@ -524,10 +524,16 @@ def _busy(args: argparse.Namespace):
 
 
 def _run(argv: list[str] | None) -> int:
+    from modelhaul.interrupt import Terminated, exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
     args = build_parser().parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         with _busy(args):
             result = args.fn(args)
+    except Terminated as exc:  # cleanups have run on the way up
+        print("error: terminated by SIGTERM", file=sys.stderr)
+        return int(exc.code or 143)
     except ModelhaulError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1

@@ -120,7 +120,7 @@ class Target(Protocol):
         """Write a blob to ``dest``, verified against ``digest`` (temp file + rename)."""
 
     def blob_path(self, digest: str) -> Path | None:
-        """A local file holding the blob, when the target is local (lets copies hardlink)."""
+        """A local file holding the blob, when the target is local (lets a copy read it directly)."""
 
     def get_manifest(self, reference: str) -> Manifest: ...
 

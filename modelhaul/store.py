@@ -6,10 +6,15 @@ so those tools read what modelhaul writes. The user's cache (``modelhaul save``/
 layout under ``MODELHAUL_HOME`` whose tag names are full references (``host/repo:tag``), as ormb's
 cache does.
 
-Blobs are put in place by hardlink (or reflink) when the source is on the same filesystem, so
-saving a multi-GB model writes no weight bytes. A hardlinked blob shares its inode with the user's
-file: before a blob is trusted as a source, its size and mtime are checked against the digest
-cache, and it is re-hashed on any doubt (see :mod:`modelhaul.digestcache`).
+The store owns its bytes: a blob is a reflink or a kernel copy of the user's file, never a
+hardlink, and is read-only (0444), so rewriting a source in place or editing an exported file
+cannot change a saved version (see :mod:`modelhaul.fscopy`). Layout files other users' tools read
+(``index.json``, ``oci-layout``) get the umask's usual 0644.
+
+Garbage collection (``rm``) and writers share one lock: a ``save``/``pull`` holds it shared for
+its whole run (:meth:`LayoutTarget.writing`), GC takes it exclusively, so GC never removes a blob
+of a version still being written; ``put_manifest`` also refuses to tag a manifest whose blobs are
+missing.
 """
 
 from __future__ import annotations
@@ -18,12 +23,11 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from modelhaul import oci
+from modelhaul import fscopy, oci
 from modelhaul.errors import DigestMismatch, NotFound, RegistryError
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
@@ -50,36 +54,12 @@ def _blob_rel(digest: str) -> Path:
     return Path("blobs") / algo / hexd
 
 
-def link_or_copy(src: Path, dst: Path) -> str:
-    """Put ``src`` at ``dst`` without writing bytes where possible: hardlink, reflink, else copy.
-
-    Returns how it was done (``link``, ``reflink``, ``copy``). ``dst`` appears atomically.
-    """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    how = "link"
-    try:
-        os.link(src, tmp)
-    except OSError:
-        how = "reflink" if _reflink(src, tmp) else "copy"
-        if how == "copy":
-            shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    return how
+BLOB_MODE = 0o444  # stored blobs are read-only: nothing edits a version in place
 
 
-def _reflink(src: Path, dst: Path) -> bool:
-    ficlone = 0x40049409
-    try:
-        with open(src, "rb") as s, open(dst, "wb") as d:
-            fcntl.ioctl(d.fileno(), ficlone, s.fileno())
-        return True
-    except OSError:
-        with contextlib.suppress(FileNotFoundError):
-            dst.unlink()
-        return False
+def store_copy(src: Path, dst: Path) -> str:
+    """Copy ``src`` into the store at ``dst`` (reflink or kernel copy, read-only). See :mod:`modelhaul.fscopy`."""
+    return fscopy.copy_file(src, dst, mode=BLOB_MODE)
 
 
 class LayoutTarget:
@@ -115,10 +95,43 @@ class LayoutTarget:
             raise RegistryError(f"{self.root}/index.json is not valid JSON; the layout is damaged") from None
 
     def _write_index(self, index: dict) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".index.", dir=self.root)
-        with os.fdopen(fd, "w") as f:
-            json.dump(index, f, indent=2)
-        os.replace(tmp, self.root / "index.json")
+        self._write_file(self.root / "index.json", json.dumps(index, indent=2).encode(), fscopy.default_mode())
+
+    @staticmethod
+    def _write_file(dst: Path, data: bytes, mode: int) -> None:
+        """``data`` at ``dst`` with ``mode`` (not mkstemp's 0600), via temp file + rename."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                os.fchmod(f.fileno(), mode)
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held (shared) for a whole save or pull, so garbage collection waits for it to finish."""
+        self._init()
+        with open(self.root / ".gc.lock", "a+") as lk:
+            fcntl.flock(lk, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lk, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _collecting(self) -> Iterator[None]:
+        """Exclusive against every :meth:`writing` (in any process), for garbage collection."""
+        self._init()
+        with open(self.root / ".gc.lock", "a+") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lk, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,7 +152,7 @@ class LayoutTarget:
         return self.path_for(digest).is_file()
 
     def blob_path(self, digest: str) -> Path | None:
-        """The blob's file after checking it still holds its digest (a hardlinked source may change)."""
+        """The blob's file; a stat against the digest cache (no re-read) says it is still the stored one."""
         from modelhaul import digestcache
 
         p = self.path_for(digest)
@@ -148,8 +161,8 @@ class LayoutTarget:
         if not digestcache.verify(p, digest):
             p.unlink()
             raise DigestMismatch(
-                f"blob {digest} in {self.root} changed since it was stored (a hardlinked source file was "
-                "edited in place); it has been removed: save or pull the model again"
+                f"blob {digest} in {self.root} changed since it was stored; it has been removed: "
+                "save or pull the model again"
             )
         return p
 
@@ -163,24 +176,30 @@ class LayoutTarget:
         if blob.data is not None:
             if oci.sha256_bytes(blob.data) != blob.digest:
                 raise DigestMismatch(f"blob bytes do not match {blob.digest}")
-            fd, tmp = tempfile.mkstemp(prefix=".blob.", dir=dst.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob.data)
-            os.replace(tmp, dst)
+            self._write_file(dst, blob.data, BLOB_MODE)
+            digestcache.remember(dst, blob.digest)
             return
         if blob.path is None:
             raise RegistryError(f"blob {blob.digest} has neither bytes nor a file")
+        changed = DigestMismatch(f"{blob.path} changed after it was hashed (expected {blob.digest}); "
+                                 "save the model again")
+        before = os.stat(blob.path)
         if not digestcache.verify(blob.path, blob.digest):
-            raise DigestMismatch(
-                f"{blob.path} changed after it was hashed (expected {blob.digest}); save the model again"
-            )
-        link_or_copy(blob.path, dst)
+            raise changed
+        store_copy(blob.path, dst)
+        after = os.stat(blob.path)
+        if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            dst.unlink()  # the source was written to while we copied it: the copy is not that digest
+            raise changed
+        digestcache.remember(dst, blob.digest)  # copied from verified, unchanged bytes: trusted without a re-read
 
     def fetch_blob(self, digest: str, size: int, dest: Path) -> None:
+        from modelhaul import fscopy
+
         src = self.blob_path(digest)
         if src is None:
             raise NotFound(f"blob {digest} is not in {self.root}")
-        link_or_copy(src, Path(dest))
+        fscopy.copy_file(src, Path(dest))
 
     def ingest(self, source: oci.Target, digest: str, size: int) -> None:
         """Bring a blob from another target straight into this layout (verified, temp + rename)."""
@@ -191,6 +210,7 @@ class LayoutTarget:
             return
         dst = self.path_for(digest)
         source.fetch_blob(digest, size, dst)
+        os.chmod(dst, BLOB_MODE)
         digestcache.remember(dst, digest)
 
     # -- manifests and tags -------------------------------------------------------------------------
@@ -222,6 +242,12 @@ class LayoutTarget:
     def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
         digest = oci.sha256_bytes(data)
         with self._locked():
+            missing = [d for d in _blobs_named(data) if not self.has_blob(d)]
+            if missing:
+                raise RegistryError(
+                    f"manifest {digest} names {len(missing)} blob(s) missing from {self.root} (first: {missing[0]}); "
+                    "not tagging it: save or pull again"
+                )
             self.put_blob(oci.Blob(media_type, digest, len(data), data=data))
             index = self._read_index()
             entries = index.get("manifests", [])
@@ -258,7 +284,7 @@ class LayoutTarget:
 
     def delete(self, reference: str) -> None:
         """Remove a tag (or every tag of a digest); blobs no manifest uses any more are removed too."""
-        with self._locked():
+        with self._collecting(), self._locked():
             index = self._read_index()
             entries = index.get("manifests", [])
             if reference.startswith("sha256:"):
@@ -284,6 +310,14 @@ class LayoutTarget:
         for p in (self.root / "blobs" / "sha256").glob("*"):
             if p.is_file() and f"sha256:{p.name}" not in live and not p.name.startswith("."):
                 p.unlink()
+
+
+def _blobs_named(manifest: bytes) -> list[str]:
+    """Digests of the config and layers a manifest names (an index names manifests: not checked here)."""
+    with contextlib.suppress(json.JSONDecodeError, AttributeError, TypeError):
+        m = json.loads(manifest)
+        return [d["digest"] for d in [m.get("config") or {}, *(m.get("layers") or [])] if d.get("digest")]
+    return []
 
 
 def user_store(ref_name: str) -> LayoutTarget:

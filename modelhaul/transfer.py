@@ -49,8 +49,14 @@ def push_packed(packed: Packed, target: oci.Target, tag: str | None, progress: P
         if progress:
             progress(blob.digest, blob.size)
 
-    _run_all(put, blobs, _parallelism(target))
-    return target.put_manifest(packed.manifest, packed.manifest_media_type, tag)
+    with _writing(target):
+        _run_all(put, blobs, _parallelism(target))
+        return target.put_manifest(packed.manifest, packed.manifest_media_type, tag)
+
+
+def _writing(target: oci.Target) -> contextlib.AbstractContextManager[None]:
+    """A local layout's writer lock (garbage collection waits for it); nothing for a registry."""
+    return target.writing() if isinstance(target, LayoutTarget) else contextlib.nullcontext()
 
 
 STREAM_HASH_MIN = 32 << 20  # below this, hashing first costs little and lets HEAD skip the upload
@@ -94,6 +100,12 @@ def copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None,
     registry, blobs are mounted from the source repository. Across targets the manifest's
     referrers (signatures, attestations) come along. Returns the manifest digest.
     """
+    with _writing(dst):
+        return _copy(src, reference, dst, tag, progress, with_referrers)
+
+
+def _copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None, progress: Progress | None,
+          with_referrers: bool) -> str:
     manifest = src.get_manifest(reference)
     if src is not dst:
         mount_from = getattr(src, "repository", None) if _same_registry(src, dst) else None
@@ -147,8 +159,9 @@ def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None =
         from modelhaul.store import default_store_path
 
         cache = LayoutTarget(default_store_path(), prefix=f"{src.host}/{src.repository}:")  # type: ignore[attr-defined]
-    manifest = src.get_manifest(reference)
-    for desc in manifest.blobs():
-        cache.ingest(src, desc["digest"], int(desc.get("size", 0)))
-    cache.put_manifest(manifest.data, manifest.media_type, None)
-    yield cache, manifest
+    with cache.writing():
+        manifest = src.get_manifest(reference)
+        for desc in manifest.blobs():
+            cache.ingest(src, desc["digest"], int(desc.get("size", 0)))
+        cache.put_manifest(manifest.data, manifest.media_type, None)
+        yield cache, manifest

@@ -51,7 +51,7 @@ def _io(cfg_pb):
     return [t(i) for i in cfg_pb.input], [t(o) for o in cfg_pb.output]
 
 
-def test_triton_onnx_with_external_data_is_hardlinked(tmp_path):
+def test_triton_onnx_with_external_data_is_copied_as_is(tmp_path):
     src = make_onnx(tmp_path / "src" / "model.onnx", external=True)
     root = write_layout(src.parent, _cfg(src.parent), tmp_path / "repo", "triton", name="iris")
     assert root == tmp_path / "repo" / "iris"
@@ -61,7 +61,9 @@ def test_triton_onnx_with_external_data_is_hardlinked(tmp_path):
     assert pb.HasField("dynamic_batching")
     data = root / "1" / "model.onnx.data"
     assert (root / "1" / "model.onnx").is_file()
-    assert os.stat(data).st_ino == os.stat(src.parent / "model.onnx.data").st_ino  # linked, not copied
+    # was "linked, not copied": a layout owns its bytes (issue 10), so a byte-identical copy, never the inode
+    assert data.read_bytes() == (src.parent / "model.onnx.data").read_bytes()
+    assert os.stat(data).st_ino != os.stat(src.parent / "model.onnx.data").st_ino
     parse_directory(root / "1")  # the graph still finds its weights
 
 
@@ -126,7 +128,9 @@ def test_sklearn_server_joblib(tmp_path):
     est = make_sklearn("forest")
     src = save_joblib(est, tmp_path / "j" / "model.pkl")
     out = write_layout(src.parent, _cfg(src.parent), tmp_path / "s1", "sklearn")
-    assert os.stat(out / "model.joblib").st_ino == os.stat(src).st_ino  # linked: no re-save, no loading
+    # copied as is (issue 10: no shared inode): no re-save, no loading
+    assert (out / "model.joblib").read_bytes() == src.read_bytes()
+    assert os.stat(out / "model.joblib").st_ino != os.stat(src).st_ino
     # a skops archive must be re-saved, which loads it: trees need explicit trust
     sk = save_skops(est, tmp_path / "k" / "model.skops")
     with pytest.raises(DeployError, match="trust=True"):

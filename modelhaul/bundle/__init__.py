@@ -218,13 +218,60 @@ def _safe_relpath(relpath: str) -> PurePosixPath:
     return p
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hardlink (no bytes written) where the filesystem allows; copy otherwise."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def _open_dir_inside(root: Path, parts: tuple[str, ...]) -> int:
+    """An fd of ``root/parts...``, created as needed, never following a symlink on the way."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open(root, flags)
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+        for part in parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except OSError:  # ELOOP / ENOTDIR: a symlink or a file an earlier layer put there
+                raise UnsafeArchive(
+                    f"layer path component {part!r} is a symlink or a file, not a directory; refusing the artifact"
+                ) from None
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_layer_file(blob: Path, root: Path, relpath: str) -> None:
+    """Copy a raw layer's blob to ``root/relpath``, refusing to follow any symlink an earlier layer made."""
+    from modelhaul import fscopy
+
+    parts = _safe_relpath(relpath).parts
+    dir_fd = _open_dir_inside(root, parts[:-1])
+    try:
+        try:
+            out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            raise UnsafeArchive(f"layer file path {relpath!r} is written twice by the artifact; refusing") from None
+        try:
+            with open(blob, "rb") as src:
+                fscopy.copy_fd(src.fileno(), out)
+            os.fchmod(out, fscopy.default_mode())
+        finally:
+            os.close(out)
+    finally:
+        os.close(dir_fd)
+
+
+def _move_into_place(work: Path, dest: Path) -> None:
+    """Rename the finished ``work`` directory to ``dest``; an existing (empty) ``dest`` is kept as it is."""
+    from modelhaul import fscopy
+
+    if dest.is_dir() and not dest.is_symlink():
+        for child in work.iterdir():
+            os.rename(child, dest / child.name)
+        work.rmdir()
+        return
+    os.chmod(work, 0o777 & ~fscopy.UMASK)  # mkdtemp made it 0700
+    os.rename(work, dest)
 
 
 def _extract_layer(layer: dict[str, Any], blob: Path, how: layers_mod.LayerPlan, model: Path, work: Path) -> None:
@@ -265,7 +312,7 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
             if blob is None:
                 raise BundleError(f"blob {layer['digest']} is missing from the local store; pull again")
             if how.how == "file":
-                _link_or_copy(blob, model.joinpath(*_safe_relpath(how.path or "").parts))
+                write_layer_file(blob, model, how.path or "")
             else:
                 _extract_layer(layer, blob, how, model, work)
         if oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}) and (
@@ -275,9 +322,7 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
             cfg = seen if kind == "oras" else cfg.model_copy(
                 update={"format": seen.format, "framework": cfg.framework or seen.framework})
         config_mod.dump(cfg, work / config_mod.ORMBFILE)
-        if dest.exists():
-            dest.rmdir()  # empty (checked by the caller)
-        os.rename(work, dest)
+        _move_into_place(work, dest)  # dest is absent or empty (checked by the caller)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

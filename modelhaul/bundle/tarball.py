@@ -4,8 +4,9 @@ Reproducible: sorted entries, zeroed times, uid/gid 0, no user/group names, mode
 0644/0755 — the same directory always gives the same bytes, hence the same digest. Gzip streams
 carry no name and mtime 0 for the same reason.
 
-Safe: entries with ``..`` or absolute paths, links that point outside the destination, and
-device files are refused before anything is written.
+Safe: extraction goes through tarfile's ``data`` filter (Python 3.11.4+), which resolves every
+entry against what is already on disk; entries with ``..`` or absolute paths, links that point
+outside the destination, writes through a symlink and device files are refused.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -89,71 +89,106 @@ def write_tar(
     return digest, outer.size, inner_id
 
 
-def _check_member(m: tarfile.TarInfo, dest: Path, strip: str | None) -> PurePosixPath | None:
-    name = m.name
-    p = PurePosixPath(name)
-    if p.is_absolute() or name.startswith("/") or ".." in p.parts:
-        raise UnsafeArchive(f"archive entry {name!r} would be written outside the destination; refusing")
-    if m.isdev() or m.ischr() or m.isblk() or m.isfifo():
-        raise UnsafeArchive(f"archive entry {name!r} is a device or fifo; refusing")
-    if m.issym() or m.islnk():
-        target = PurePosixPath(m.linkname)
-        base = p.parent if m.issym() else PurePosixPath()
-        resolved = os.path.normpath(str(base / target)) if not target.is_absolute() else "/"
-        if target.is_absolute() or resolved.startswith("..") or resolved == "..":
-            raise UnsafeArchive(
-                f"archive entry {name!r} links to {m.linkname!r}, outside the destination; refusing"
-            )
-    parts = p.parts
+_REFUSALS: dict[type[tarfile.FilterError], str] = {
+    tarfile.AbsolutePathError: "would be written outside the destination",
+    tarfile.OutsideDestinationError: "would be written outside the destination",
+    tarfile.AbsoluteLinkError: "links to an absolute path, outside the destination",
+    tarfile.LinkOutsideDestinationError: "links outside the destination",
+    tarfile.SpecialFileError: "is a device or fifo",
+}
+
+
+def _refusal(exc: tarfile.FilterError) -> UnsafeArchive:
+    """One line naming the entry and why, from tarfile's filter error."""
+    why = next((text for cls, text in _REFUSALS.items() if isinstance(exc, cls)), "is not allowed in a model archive")
+    name = exc.tarinfo.name
+    if exc.tarinfo.issym() or exc.tarinfo.islnk():
+        name = f"{name} -> {exc.tarinfo.linkname}"
+    return UnsafeArchive(f"archive entry {name!r} {why}; refusing the artifact")
+
+
+def _through_symlink(dest: Path, rel: PurePosixPath) -> str | None:
+    """The first existing parent of ``dest/rel`` that is a symlink (an entry must not write through one)."""
+    here = dest
+    for part in rel.parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            return str(PurePosixPath(*here.relative_to(dest).parts))
+        if not here.exists():
+            return None
+    return None
+
+
+def _stripped(name: str, strip: str | None) -> str | None:
+    parts = PurePosixPath(name).parts
     if strip:
         if not parts or parts[0] != strip:
             return None
         parts = parts[1:]
     if not parts or parts == (".",):
         return None
-    return PurePosixPath(*parts)
+    return PurePosixPath(*parts).as_posix()
 
 
-def check_tar(path: Path, *, strip: str | None = None) -> None:
-    """Refuse an unsafe archive before anything is extracted from it."""
-    with tarfile.open(path, mode="r:*") as tar:
-        for m in tar:
-            _check_member(m, Path("."), strip)
+def _model_filter(dest: Path, strip: str | None, written: list[str]):
+    """tarfile's ``data`` filter, after dropping the ``strip`` directory, plus: nothing through a symlink.
+
+    The ``data`` filter resolves each entry against what is already on disk (so a chain of links
+    extracted earlier cannot climb out), refuses absolute and escaping links, hardlinks to outside
+    and device files. Writing *through* a symlink an earlier entry made is refused outright: a model
+    archive has no reason to, and it keeps the check independent of ``realpath`` corner cases.
+    """
+
+    def accept(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        raw = PurePosixPath(member.name)
+        if member.name.startswith("/") or raw.is_absolute() or ".." in raw.parts:
+            raise UnsafeArchive(f"archive entry {member.name!r} would be written outside the destination; refusing")
+        name = _stripped(member.name, strip)
+        if name is None:
+            return None
+        changes: dict[str, str] = {"name": name}
+        if member.islnk():  # a hardlink names its target from the archive root
+            target = _stripped(member.linkname, strip)
+            if target is None:
+                raise UnsafeArchive(f"archive entry {member.name!r} links to {member.linkname!r}, "
+                                    "outside the destination; refusing")
+            changes["linkname"] = target
+        member = member.replace(**changes, deep=False)
+        try:
+            member = tarfile.data_filter(member, path)
+        except tarfile.FilterError as exc:
+            raise _refusal(exc) from None
+        via = _through_symlink(dest, PurePosixPath(member.name))
+        if via is not None:
+            raise UnsafeArchive(f"archive entry {member.name!r} would be written through the symlink {via!r}; "
+                                "refusing the artifact")
+        if member.isfile():
+            member = member.replace(mode=0o755 if member.mode & 0o111 else 0o644, deep=False)
+            written.append(member.name)
+        return member
+
+    return accept
 
 
 def extract_tar(path: Path, dest: Path, *, strip: str | None = None) -> list[str]:
-    """Extract ``path`` into ``dest`` (checked first); ``strip`` drops a leading directory name.
+    """Extract ``path`` into ``dest`` with tarfile's ``data`` filter; ``strip`` drops a leading directory.
 
-    Returns the relative paths of the regular files written.
+    Returns the relative paths of the regular files written. Unsafe entries raise
+    :class:`UnsafeArchive` naming the entry (the caller extracts into a temp directory and removes
+    it on failure, so nothing half-written is left).
     """
-    check_tar(path, strip=strip)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
-    with tarfile.open(path, mode="r:*") as tar:
-        for m in tar:
-            rel = _check_member(m, dest, strip)
-            if rel is None:
-                continue
-            out = dest.joinpath(*rel.parts)
-            if m.isdir():
-                out.mkdir(parents=True, exist_ok=True)
-            elif m.isfile():
-                out.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(m)
-                assert src is not None
-                with open(out, "wb") as f:
-                    while chunk := src.read(CHUNK):
-                        f.write(chunk)
-                os.chmod(out, 0o755 if m.mode & 0o111 else 0o644)
-                written.append(str(rel))
-            elif m.issym():
-                out.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(m.linkname, out)
-            elif m.islnk():
-                link_rel = _check_member(tarfile.TarInfo(m.linkname), dest, strip)
-                if link_rel is None:
-                    raise UnsafeArchive(f"archive entry {m.name!r} links outside the model; refusing")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                os.link(dest.joinpath(*link_rel.parts), out)
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            tar.extractall(dest, filter=_model_filter(dest, strip, written))
+    except tarfile.FilterError as exc:
+        raise _refusal(exc) from None
+    except KeyError as exc:  # a hardlink to an entry the archive does not have
+        raise UnsafeArchive(f"archive hardlink to nothing ({exc.args[0]}); refusing the artifact") from None
+    except tarfile.TarError as exc:
+        raise BundleError(f"{path.name}: not a readable tar archive ({exc}); refusing the artifact") from None
     return written
 
 

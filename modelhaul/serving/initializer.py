@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -72,6 +73,7 @@ def build_uri(pinned: str, *, server: str, name: str, plain_http: bool = False,
     r = parse(pinned)
     if not r.digest:
         raise DeployError(f"{pinned}: a serving manifest needs a digest-pinned reference")
+    check_model_name(name)  # refused when rendering, not in the serving pod
     params = {"server": server, "name": name}
     if plain_http:
         params["plain_http"] = "true"
@@ -93,6 +95,22 @@ def parse_uri(uri: str) -> tuple[str, dict[str, str]]:
     if unknown:
         raise DeployError(f"{redact(uri)}: unknown URI parameter(s) {', '.join(unknown)}")
     return ref, params
+
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}")
+
+
+def check_model_name(name: str) -> None:
+    """A model name becomes a directory under the destination: one safe path component only.
+
+    Letters, digits, ``_``, ``-`` and ``.`` (not first), at most 253 characters — what Triton and
+    Kubernetes accept — so ``../x``, ``/abs``, ``.`` and an empty name are refused.
+    """
+    if not _MODEL_NAME.fullmatch(name or ""):
+        raise DeployError(
+            f"model name {name!r} (URI name=, --name or MODELHAUL_MODEL_NAME) must be one path component: "
+            "letters, digits, '_', '-', '.' (not first), at most 253 characters"
+        )
 
 
 # -- the entrypoint ------------------------------------------------------------------------------
@@ -146,7 +164,10 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
     server = server or os.environ.get("MODELHAUL_SERVER") or params.get("server")
     if server and server not in SERVERS:
         raise DeployError(f"server {server!r}: expected one of {', '.join(SERVERS)}")
-    name = name or os.environ.get("MODELHAUL_MODEL_NAME") or params.get("name") or r.repository.rsplit("/")[-1]
+    # the first one given wins; one given but empty is refused (a templating mistake), not skipped
+    given = [n for n in (name, os.environ.get("MODELHAUL_MODEL_NAME"), params.get("name")) if n is not None]
+    name = given[0] if given else r.repository.rsplit("/")[-1]
+    check_model_name(name)
     opts = RegistryOptions.resolve(plain_http=plain_http or parse_bool(params.get("plain_http"), "plain_http"),
                                    insecure=insecure or parse_bool(params.get("insecure"), "insecure"),
                                    ca_file=ca_file)
@@ -171,6 +192,9 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``modelhaul-initializer URI DEST``: exit 0, or non-zero with one line on stderr."""
+    from modelhaul.interrupt import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()  # a pod being deleted: clean up the partial pull, exit 143
     args = _parser().parse_args(argv)
     debug = (os.environ.get("MODELHAUL_DEBUG") or "").strip().lower() in TRUE_WORDS
     try:

@@ -11,18 +11,17 @@ xgboost       ``model.bst`` (Seldon XGBOOST_SERVER; XGBoost reads JSON/UBJ conte
 mlflow        the MLflow model directory as it is (``MLmodel`` at ``dest``)
 ============  ==========================================================================
 
-Files are hardlinked from the checked-out model where the filesystem allows (a copy otherwise), so
-a large model is not written twice. Only the ``sklearn`` and ``xgboost`` layouts may need to *re-save*
-a model (a skops archive has to become a joblib pickle); that loads the model, which needs trust
+Files are copied from the checked-out model with :func:`modelhaul.fscopy.copy_file` (a reflink
+where the filesystem has one, else a kernel copy), so the layout owns its bytes.
+Only the ``sklearn`` and ``xgboost`` layouts may need to *re-save* a model (a skops archive has to
+become a joblib pickle); that loads the model, which needs trust
 (see :func:`modelhaul.formats.sklearn.load`).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +67,15 @@ def write_layout(model_dir: str | Path, config: ModelConfig, dest: str | Path, s
     return writer(model_dir, config, dest, name, trust)
 
 
-# -- linking -----------------------------------------------------------------------------------
+# -- copying -----------------------------------------------------------------------------------
 
 def link_file(src: Path, dst: Path) -> None:
-    """Hardlink ``src`` to ``dst`` (copy when links are impossible, e.g. across filesystems)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
+    """Copy ``src`` to ``dst`` so the layout owns its bytes (reflink or kernel copy, never a hardlink)."""
+    from modelhaul import fscopy
+
+    if dst.is_symlink():
         dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
-            raise
-        shutil.copy2(src, dst)
+    fscopy.copy_file(src, dst)
 
 
 def link_tree(src: Path, dst: Path, *, skip: set[str] | None = None) -> None:
