@@ -12,6 +12,12 @@ modelhaul's own, because oras-py's fall short for models:
 * its retry sleeps 3**n seconds on any error, even a 404; here only transient failures (5xx,
   resets, 429 with ``Retry-After``) are retried, and an upload restarts its session.
 
+Every read is bounded, so a hostile or broken registry cannot exhaust time, disk or memory: a
+response body read whole (a manifest, a tag page, an error) is at most 4 MiB (containerd's manifest
+limit), a blob stream is cut as soon as it exceeds its descriptor's size, tag pagination stops on
+a repeated link or after :attr:`RegistryTarget.max_tag_pages` pages, and the connect timeout, read
+timeout and total retry budget come from :class:`~modelhaul.registry_options.RegistryOptions`.
+
 Thread safety: each thread gets its own ``requests.Session``; the auth state is shared under a lock,
 so ``put_blob``/``fetch_blob`` may be called from a thread pool (see :meth:`RegistryTarget.put_blobs`).
 """
@@ -43,6 +49,7 @@ from modelhaul.registry_options import RegistryOptions
 
 MiB = 1 << 20
 PIECE = MiB  # read/send/write granularity
+BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 MANIFEST_ACCEPT = ", ".join([
     oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -184,6 +191,7 @@ class RegistryTarget:
     attempts = 6  # tries per request or upload session before giving up
     backoff = 0.25  # first retry delay in seconds; doubles each time (capped at 8 s)
     parallel = 4
+    max_tag_pages = 1000  # a tag list longer than this many pages is refused, not followed forever
 
     def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
                  *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
@@ -249,6 +257,7 @@ class RegistryTarget:
               stream: bool = False, what: str = "") -> requests.Response:
         """One request, answering auth challenges; transport failures, 5xx and 429 raise _Transient."""
         what = what or self.name
+        timeout = (self.options.connect_timeout, self.options.read_timeout)
         for _round in range(3):
             h = dict(headers or {})
             sent = self._auth.header
@@ -256,8 +265,10 @@ class RegistryTarget:
                 h["Authorization"] = sent
             try:
                 # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
-                resp = self._session().request(method, url, headers=h, data=body, stream=stream,
-                                               timeout=(30, 300), verify=self.verify)
+                resp = self._session().request(method, url, headers=h, data=body, stream=True,
+                                               timeout=timeout, verify=self.verify)
+                if not stream and resp.status_code not in TRANSIENT_STATUS:
+                    _read_bounded(resp, what)
             except requests.exceptions.SSLError as e:
                 raise RegistryError(self._tls_message(e)) from None
             except (requests.ConnectionError, requests.Timeout,
@@ -279,17 +290,27 @@ class RegistryTarget:
         raise self._auth_error(resp, what)
 
     def _retrying(self, op: Callable[[], Any], what: str) -> Any:
-        """Run ``op`` until it stops raising :class:`_Transient`, with exponential backoff and jitter."""
+        """Run ``op`` until it stops raising :class:`_Transient`, with exponential backoff and jitter.
+
+        Gives up after :attr:`attempts` tries, or when the next try would start more than the
+        options' ``retry_budget`` seconds after the first failure.
+        """
+        first_failure: float | None = None
         for attempt in range(self.attempts):
             try:
                 return op()
             except _Transient as e:
-                if attempt == self.attempts - 1:
-                    raise RegistryError(
-                        f"{what}: the registry kept failing ({e}) after {self.attempts} attempts; "
-                        "check that it is up and retry") from None
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
                 delay = e.retry_after if e.retry_after is not None else self.backoff * 2 ** attempt
-                time.sleep(min(delay, 60.0 if e.retry_after is not None else 8.0) * random.uniform(1, 1.2))
+                delay = min(delay, 60.0 if e.retry_after is not None else 8.0) * random.uniform(1, 1.2)
+                if attempt == self.attempts - 1 or now + delay - first_failure > self.options.retry_budget:
+                    raise RegistryError(
+                        f"{what}: the registry kept failing ({e}) after {attempt + 1} attempts "
+                        f"in {now - first_failure:.0f}s of retry budget "
+                        f"{self.options.retry_budget:g}s (MODELHAUL_RETRY_BUDGET); "
+                        "check that it is up and retry") from None
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
     def _request(self, method: str, url: str, *, what: str, **kw: Any) -> requests.Response:
@@ -567,17 +588,12 @@ class RegistryTarget:
                     part.reset()
                     raise _Transient("unexpected Content-Range", 0)
             elif resp.status_code != 200:
+                _read_bounded(resp, what)
                 raise self._error(resp, what)
+            self._check_length(resp, part, what)
             writer = _Writer(part) if part.size > PIECE else None
             try:
-                if writer:
-                    self._receive_overlapped(resp, writer)
-                else:
-                    buf = bytearray(PIECE)
-                    while n := resp.raw.readinto(buf):
-                        part.append(memoryview(buf)[:n])
-                        if self.progress:
-                            self.progress(n)
+                self._receive(resp, part, writer, what)
             except (requests.RequestException, OSError, ValueError) as e:
                 raise _Transient(f"download interrupted ({type(e).__name__})") from None
             except Exception as e:  # urllib3's ProtocolError/ReadTimeoutError when the peer hangs up
@@ -590,20 +606,48 @@ class RegistryTarget:
             raise DigestMismatch(f"{what}: the registry sent {part.offset} bytes, expected {part.size}")
         return part.digest()
 
-    def _receive_overlapped(self, resp: requests.Response, writer: _Writer) -> None:
-        """Receive on this thread while ``writer`` writes and hashes on another (both release the GIL)."""
+    @staticmethod
+    def _check_length(resp: requests.Response, part: _Partial, what: str) -> None:
+        """Refuse a body announced longer than the descriptor's size before writing any of it."""
+        length = resp.headers.get("Content-Length", "")
+        if part.size >= 0 and length.isdigit() and part.offset + int(length) > part.size:
+            raise DigestMismatch(f"{what}: the registry announces {part.offset + int(length)} bytes, the "
+                                 f"descriptor says {part.size}; refusing the blob (nothing was kept)")
+
+    def _receive(self, resp: requests.Response, part: _Partial, writer: _Writer | None, what: str) -> None:
+        """Receive the body into ``part``, with ``writer`` writing and hashing on another thread if given.
+
+        Reads never go past the descriptor's size: at the size, one more byte is asked for, and a
+        registry that still has some is refused, so a lying registry cannot fill the disk.
+        """
+        received = part.offset
+        own = bytearray(PIECE) if writer is None else None
         try:
-            while writer.error is None:
-                buf = writer.free.get()
-                n = resp.raw.readinto(buf)
-                if not n:
-                    writer.free.put(buf)
+            while writer is None or writer.error is None:
+                buf = own if writer is None else writer.free.get()
+                want = len(buf) if part.size < 0 else min(len(buf), part.size - received)
+                if want == 0:
+                    if writer is not None:
+                        writer.free.put(buf)
+                    if resp.raw.read(1):
+                        raise DigestMismatch(f"{what}: the registry sent more than the descriptor's "
+                                             f"{part.size} bytes; refusing the blob (nothing was kept)")
                     break
-                writer.work.put((buf, n))
+                n = resp.raw.readinto(memoryview(buf)[:want])
+                if not n:
+                    if writer is not None:
+                        writer.free.put(buf)
+                    break
+                received += n
+                if writer is None:
+                    part.append(memoryview(buf)[:n])
+                else:
+                    writer.work.put((buf, n))
                 if self.progress:
                     self.progress(n)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     # -- manifests and tags -------------------------------------------------------------------
 
@@ -649,7 +693,15 @@ class RegistryTarget:
     def list_tags(self) -> list[str]:
         tags: list[str] = []
         url: str | None = f"{self.base}/tags/list?n=1000"
+        seen: set[str] = set()
         while url:
+            if url in seen:
+                raise RegistryError(f"{self.name}: the registry's tag list links back to a page it already "
+                                    "sent (a looping Link header); stopped listing")
+            if len(seen) >= self.max_tag_pages:
+                raise RegistryError(f"{self.name}: the tag list goes on past {self.max_tag_pages} pages; "
+                                    "stopped listing (is the registry's Link header looping?)")
+            seen.add(url)
             resp = self._request("GET", url, what=self.name)
             if resp.status_code == 404:
                 raise NotFound(f"{self.name}: repository not found in the registry")
@@ -762,6 +814,29 @@ class _Partial:
     def digest(self) -> str:
         self.f.flush()
         return f"{self.algo}:{self.h.hexdigest()}"
+
+
+def _read_bounded(resp: requests.Response, what: str) -> None:
+    """Read a streamed response's body into ``resp.content``, refusing one above :data:`BODY_LIMIT`.
+
+    A Content-Length above the limit is refused before any byte is read; a body without one (chunked)
+    is counted as it arrives and cut one piece past the limit, so memory stays bounded either way.
+    """
+    def refuse(size: str) -> RegistryError:
+        resp.close()
+        return RegistryError(f"{what}: the registry answered with {size} bytes; modelhaul reads at most "
+                             f"{BODY_LIMIT // MiB} MiB for a manifest, a tag page or an error (containerd's "
+                             "manifest limit); check the registry")
+
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > BODY_LIMIT:
+        raise refuse(length)
+    body = bytearray()
+    for piece in resp.iter_content(64 * 1024):
+        body += piece
+        if len(body) > BODY_LIMIT:
+            raise refuse("more than that")
+    resp._content = bytes(body)  # what requests' own .content would hold, read under a limit
 
 
 def _describe(e: Exception) -> str:
