@@ -10,7 +10,7 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +130,13 @@ def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
     }
 
 
-def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None) -> dict[str, Any]:
+def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,
+          include: Sequence[str] | None = None) -> dict[str, Any]:
     """Pull ``ref`` and write it out as ``dest/ormbfile.yaml`` + ``dest/model/...`` (ormb's layout).
 
-    ``dest`` must not exist or be empty; on any failure nothing is left behind there.
-    Returns ``{ref, digest, path, model_dir, format, framework}``.
+    ``dest`` must not exist or be empty; on any failure nothing is left behind there. ``include``
+    (globs over ``model/<path>``, see :mod:`modelhaul.selection`) fetches and writes only the chosen
+    files of a ModelPack artifact. Returns ``{ref, digest, path, model_dir, format, framework}``.
     """
     from modelhaul.bundle import unpack
     from modelhaul.transfer import pull_to_layout
@@ -144,8 +146,8 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None)
     if dest.exists() and any(dest.iterdir()):
         raise ConfigError(f"{dest}: destination is not empty; choose a new directory")
     src = open_target(r, options)
-    with pull_to_layout(src, r.reference) as (layout, manifest):
-        cfg = unpack(manifest, layout, dest)
+    with pull_to_layout(src, r.reference, include=include) as (layout, manifest):
+        cfg = unpack(manifest, layout, dest, include=include)
     return {
         "ref": str(r.with_digest(manifest.digest)),
         "digest": manifest.digest,

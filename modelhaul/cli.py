@@ -103,6 +103,14 @@ def cmd_pull(args) -> dict[str, Any]:
     from modelhaul.artifacts import open_target
 
     store, r = _store_for(args.ref)
+    if args.include:  # chosen files only: their blobs come into the store, no tag is recorded
+        from modelhaul.transfer import ingest_chosen
+
+        src = open_target(r, _options(args))
+        manifest = src.get_manifest(r.reference)
+        layers = ingest_chosen(src, manifest, store, args.include)
+        return {"ref": str(r.with_digest(manifest.digest)), "digest": manifest.digest,
+                "size": sum(int(d.get("size", 0)) for d in layers), "files": len(layers)}
     digest, size = _copy_with_progress(args, open_target(r, _options(args)), r.reference, store, r.tag,
                                        f"pull {r.name}")
     return {"ref": str(r.with_digest(digest)), "digest": digest, "size": size}
@@ -118,14 +126,14 @@ def cmd_export(args) -> dict[str, Any]:
         try:
             manifest = store.get_manifest(r.reference)
         except NotFound:
-            return artifacts.fetch(args.ref, args.dir, options=_options(args))
+            return artifacts.fetch(args.ref, args.dir, options=_options(args), include=args.include)
         dest = Path(args.dir)
         if dest.exists() and any(dest.iterdir()):
             raise ModelhaulError(f"{dest}: destination is not empty; choose a new directory")
-        cfg = unpack(manifest, store, dest)
+        cfg = unpack(manifest, store, dest, include=args.include)
         return {"ref": str(r.with_digest(manifest.digest)), "digest": manifest.digest, "path": str(dest),
                 "format": cfg.format}
-    return artifacts.fetch(args.ref, args.dir, options=_options(args))
+    return artifacts.fetch(args.ref, args.dir, options=_options(args), include=args.include)
 
 
 def cmd_inspect(args) -> dict[str, Any]:
@@ -272,11 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", help="an ormbfile.yaml whose fields override the directory's")
     sp = add("push", cmd_push, "upload a model from the local store to its registry")
     sp.add_argument("ref")
+    include_help = ("fetch only the files whose path matches this glob (repeatable; over model/<path> "
+                    "or <path>, '*' crosses '/': '*.onnx', 'model/tokenizer/*'); ModelPack artifacts only")
     sp = add("pull", cmd_pull, "download a model into the local store")
     sp.add_argument("ref")
+    sp.add_argument("--include", action="append", metavar="GLOB", help=include_help)
     sp = add("export", cmd_export, "write a model out as DIR/ormbfile.yaml + DIR/model/")
     sp.add_argument("ref")
     sp.add_argument("dir")
+    sp.add_argument("--include", action="append", metavar="GLOB", help=include_help)
     sp = add("inspect", cmd_inspect, "show a model's manifest digest, config and layers")
     sp.add_argument("ref")
     sp.add_argument("--local", action="store_true", help="look in the local store, not the registry")

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,6 +25,7 @@ from modelhaul.bundle.source import open_source
 from modelhaul.bundle.tarball import extract_tar, write_tar
 from modelhaul.config import ModelConfig
 from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
+from modelhaul.selection import chosen_layers
 
 BUNDLE_FORMATS = ("modelpack", "ormb")
 # ormb's single layer must be gzip, but weights barely compress and deflate runs at ~45 MB/s:
@@ -195,8 +196,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
+def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[str] | None = None) -> ModelConfig:
     """Write ``dest/ormbfile.yaml`` + ``dest/model/...`` from an artifact whose blobs are in ``layout``.
+
+    ``include`` (globs, see :mod:`modelhaul.selection`) writes only the chosen files.
 
     Everything is written to a sibling temp directory first and renamed into place at the end, so
     a refused entry or a corrupt blob leaves nothing at ``dest``.
@@ -209,7 +212,7 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
     try:
         model = work / "model"
         model.mkdir()
-        for layer in manifest.layers:
+        for layer in chosen_layers(manifest, include):
             mt = layer.get("mediaType", "")
             blob = layout.blob_path(layer["digest"])
             if blob is None:
