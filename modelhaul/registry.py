@@ -68,6 +68,10 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+class _NoRanges(Exception):
+    """The registry answered a ranged GET with the whole blob: download it in one stream."""
+
+
 class _ChunksRejected(Exception):
     """The registry refused a PATCH chunk: fall back to one streamed PUT."""
 
@@ -194,6 +198,8 @@ class RegistryTarget:
     backoff = 0.25  # first retry delay in seconds; doubles each time (capped at 8 s)
     parallel = 4
     max_tag_pages = 1000  # a tag list longer than this many pages is refused, not followed forever
+    range_threshold = 512 * MiB  # blobs at least this big come down in parallel ranged GETs
+    range_parts = 4  # how many ranges (connections) such a blob is split into
 
     def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
                  *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
@@ -218,6 +224,7 @@ class RegistryTarget:
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
         self._chunks_ok = True
+        self._ranges_ok = True
         self._present: set[str] = set()  # digests known to be in the repository
 
     def __repr__(self) -> str:
@@ -554,7 +561,14 @@ class RegistryTarget:
                 part = _Partial(f, algo, size)
                 try:
                     resumed = part.offset > 0
-                    got = self._retrying(functools.partial(self._download, part, digest, what), what)
+                    got = None
+                    if not resumed and self._ranges_ok and self.range_parts > 1 and size >= self.range_threshold:
+                        try:
+                            got = self._download_ranged(part, digest, what)
+                        except _NoRanges:
+                            self._ranges_ok = False
+                    if got is None:
+                        got = self._retrying(functools.partial(self._download, part, digest, what), what)
                     if got != digest and resumed:  # a stale partial from elsewhere: start again once
                         part.reset()
                         got = self._retrying(functools.partial(self._download, part, digest, what), what)
@@ -596,17 +610,132 @@ class RegistryTarget:
             writer = _Writer(part) if part.size > PIECE else None
             try:
                 self._receive(resp, part, writer, what)
-            except (requests.RequestException, OSError, ValueError, http.client.HTTPException) as e:
-                raise _Transient(f"download interrupted ({type(e).__name__})") from None
-            except Exception as e:  # urllib3's ProtocolError/ReadTimeoutError when the peer hangs up
-                if e.__class__.__module__.startswith("urllib3"):
-                    raise _Transient(f"download interrupted ({type(e).__name__})") from None
-                raise
+            except Exception as e:
+                raise _interrupted(e) from None
         if part.size >= 0 and part.offset < part.size:
             raise _Transient(f"connection closed at {part.offset} of {part.size} bytes")
         if part.size >= 0 and part.offset > part.size:
             raise DigestMismatch(f"{what}: the registry sent {part.offset} bytes, expected {part.size}")
         return part.digest()
+
+    def _download_ranged(self, part: _Partial, digest: str, what: str) -> str:
+        """Download a large blob as :attr:`range_parts` ranged GETs at once; returns the digest.
+
+        Each range is written in place (``pwrite``) by its own thread and retried on its own; this
+        thread hashes the file in order, following the ranges as they fill (the bytes are still in
+        the page cache), so verification overlaps the transfer. The first range goes alone: a
+        registry that ignores ``Range`` (answers 200) raises :class:`_NoRanges` before any other
+        request. Any failure leaves the partial file empty, never with holes.
+        """
+        size, url = part.size, f"{self.base}/blobs/{digest}"
+        step = -(-size // self.range_parts)
+        spans = [(start, min(start + step, size)) for start in range(0, size, step)]
+        done = [start for start, _ in spans]  # bytes written so far, per range (a frontier)
+        cond = threading.Condition()
+        accepted = threading.Event()  # the registry answered the first range with 206
+        failed: list[BaseException] = []
+        fd = os.open(part.f.name, os.O_RDWR)
+
+        def fetch(i: int) -> None:
+            start, end = spans[i]
+            if i:
+                accepted.wait()  # the first range tells whether the registry serves ranges at all
+            if failed:
+                return
+
+            def attempt() -> None:
+                pos = done[i]
+                if pos >= end:
+                    return
+                resp = self._send("GET", url, what=what, stream=True,
+                                  headers={"Accept-Encoding": "identity", "Range": f"bytes={pos}-{end - 1}"})
+                with contextlib.closing(resp):
+                    if resp.status_code == 404:
+                        raise NotFound(f"{what}: blob not found in the registry")
+                    if resp.status_code == 200 and i == 0:
+                        raise _NoRanges()
+                    if resp.status_code != 206:
+                        _read_bounded(resp, what)
+                        raise self._error(resp, what)
+                    got = resp.headers.get("Content-Range", "")
+                    if got != f"bytes {pos}-{end - 1}/{size}":
+                        raise DigestMismatch(f"{what}: asked for bytes {pos}-{end - 1} of {size}, the "
+                                             f"registry sent {got or 'no Content-Range'}; refusing the blob")
+                    accepted.set()
+                    try:
+                        self._receive_range(resp, fd, i, end, done, cond, failed, what)
+                    except (DigestMismatch, _Transient):
+                        raise
+                    except Exception as e:
+                        raise _interrupted(e) from None
+
+            try:
+                self._retrying(attempt, what)
+            except BaseException as e:
+                with cond:
+                    failed.append(e)
+                    cond.notify_all()
+                accepted.set()  # release the waiting ranges: they see ``failed`` and stop
+
+        try:
+            os.ftruncate(fd, size)
+            with ThreadPoolExecutor(len(spans), thread_name_prefix="modelhaul-range") as pool:
+                futures = [pool.submit(fetch, i) for i in range(len(spans))]
+                h = self._hash_following(fd, part.algo, spans, done, cond, failed)
+                for fut in futures:
+                    fut.result()
+            if failed:
+                raise failed[0]
+        except BaseException:
+            part.reset()
+            raise
+        finally:
+            os.close(fd)
+        part.h, part.offset = h, size  # type: ignore[possibly-undefined]
+        return f"{part.algo}:{h.hexdigest()}"
+
+    def _receive_range(self, resp: requests.Response, fd: int, i: int, end: int, done: list[int],
+                       cond: threading.Condition, failed: list[BaseException], what: str) -> None:
+        """Write one range's body at its place in the file, advancing its frontier ``done[i]``."""
+        readinto = _body_reader(resp)
+        buf = bytearray(RECV_PIECE)
+        view = memoryview(buf)
+        while done[i] < end and not failed:
+            n = readinto(view[: min(len(buf), end - done[i])])
+            if not n:
+                raise _Transient(f"connection closed at {done[i]} of range ending {end}")
+            written = 0
+            while written < n:
+                written += os.pwrite(fd, view[written:n], done[i] + written)
+            with cond:
+                done[i] += n
+                cond.notify_all()
+            if self.progress:
+                self.progress(n)
+        if not failed and readinto(memoryview(bytearray(1))):
+            raise DigestMismatch(f"{what}: the registry sent more than the range asked for; refusing the blob")
+
+    @staticmethod
+    def _hash_following(fd: int, algo: str, spans: list[tuple[int, int]], done: list[int],
+                        cond: threading.Condition, failed: list[BaseException]) -> Any:
+        """Hash the file from its start, waiting at each range's frontier until the range is written."""
+        h = hashlib.new(algo)
+        buf = bytearray(RECV_PIECE)
+        view = memoryview(buf)
+        for i, (start, end) in enumerate(spans):
+            pos = start
+            while pos < end:
+                with cond:
+                    while done[i] <= pos and not failed:
+                        cond.wait()
+                    if failed:
+                        return h
+                    ready = done[i]
+                while pos < ready:
+                    n = os.preadv(fd, [view[: min(len(buf), ready - pos)]], pos)
+                    h.update(view[:n])
+                    pos += n
+        return h
 
     @staticmethod
     def _check_length(resp: requests.Response, part: _Partial, what: str) -> None:
@@ -879,6 +1008,14 @@ def _body_reader(resp: requests.Response) -> Callable[[memoryview], int]:
     if fp is None or encoded or not hasattr(fp, "readinto"):
         return resp.raw.readinto
     return fp.readinto
+
+
+def _interrupted(e: Exception) -> Exception:
+    """What a failure while receiving a body becomes: a retry (the transport broke) or itself."""
+    transport = (requests.RequestException, OSError, ValueError, http.client.HTTPException)
+    if isinstance(e, transport) or e.__class__.__module__.startswith("urllib3"):  # urllib3's ProtocolError
+        return _Transient(f"download interrupted ({type(e).__name__})")
+    return e
 
 
 def _describe(e: Exception) -> str:

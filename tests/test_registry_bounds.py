@@ -9,62 +9,19 @@ with nothing left on disk and only a bounded number of bytes taken from the sock
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from modelhaul.errors import ConfigError, DigestMismatch, RegistryError
 from modelhaul.registry import RegistryTarget
 from modelhaul.registry_options import RegistryOptions
+from tests.fixtures.hostile import Hostile, Route, hostile_registry
 
 MiB = 1 << 20
 PIECE = b"\0" * (256 * 1024)
-
-
-class Hostile:
-    """What the server did: requests seen and body bytes it managed to send."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.sent = 0
-        self.release = threading.Event()
-
-
-Route = Callable[[BaseHTTPRequestHandler, Hostile], None]
-
-
-@contextmanager
-def hostile_registry(route: Route) -> Iterator[tuple[str, Hostile]]:
-    """Serve ``route`` for every request on 127.0.0.1 (HTTP/1.0: a body without a length ends at close)."""
-    state = Hostile()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            state.paths.append(self.path)
-            try:
-                route(self, state)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client hung up: that is what the bounds are for
-
-        do_HEAD = do_GET  # noqa: N815
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
 
 
 def stream(handler: BaseHTTPRequestHandler, state: Hostile, total: int, content_type: str) -> None:
