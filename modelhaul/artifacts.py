@@ -52,7 +52,7 @@ def publish(
     r = parse(ref)
     target = open_target(r, options)
     with pack(Path(src), bundle_format=bundle_format, config=config, name=r.repository.rsplit("/", 1)[-1],
-              digester=upload_digester(target)) as p:
+              digester=upload_digester(target), stream_layer=getattr(target, "upload_stream", None)) as p:
         digest = push_packed(p, target, tag=r.tag or ("latest" if not r.digest else None))
         return _result(r, digest, p.manifest_media_type, p.config, p.size, bundle_format)
 

@@ -484,6 +484,66 @@ class RegistryTarget:
         self.put_blob(blob)
         return blob
 
+    def upload_stream(self, produce: Callable[[Any], tuple[str, int]], what: str = "") -> tuple[str, int] | None:
+        """Upload bytes while ``produce`` writes them (a tar+gzip being built); returns ``(digest, size)``.
+
+        ``produce(sink)`` writes the blob to ``sink`` and returns its digest and size, known only at
+        the end: they go on the closing PUT of a chunked-transfer PATCH, so no temp file is written
+        and each byte is produced, hashed and sent once. A transient failure produces the bytes
+        again (``produce`` must be repeatable: modelhaul's tars are reproducible). Returns None when
+        the registry refuses streamed PATCHes: the caller then writes a file and uploads that.
+        """
+        what = what or f"{self.name} <- stream"
+        if not self._chunks_ok:
+            return None
+        try:
+            digest, size = self._retrying(lambda: self._upload_streaming(produce, what), what)
+        except _ChunksRejected:
+            self._chunks_ok = False
+            return None
+        self._present.add(digest)
+        return digest, size
+
+    def _upload_streaming(self, produce: Callable[[Any], tuple[str, int]], what: str) -> tuple[str, int]:
+        resp = self._send("POST", f"{self.base}/blobs/uploads/", what=what, headers={"Content-Length": "0"})
+        location = self._location(resp, what)
+        sink = _StreamSink(self.progress)
+        result: list[tuple[str, int]] = []
+
+        def run() -> None:
+            try:
+                result.append(produce(sink))
+                sink.close()
+            except BaseException as e:  # reported on the sending thread
+                sink.fail(e)
+
+        producer = threading.Thread(target=run, name="modelhaul-produce", daemon=True)
+        producer.start()
+        try:
+            resp = self._send("PATCH", location, what=what, body=sink.pieces(),
+                              headers={"Content-Type": "application/octet-stream"})
+        finally:
+            sink.abort()
+            producer.join()
+        if sink.error is not None and not isinstance(sink.error, _SinkAborted):
+            raise sink.error
+        if resp.status_code in (400, 413, 416):
+            with contextlib.suppress(_Transient, RegistryError):
+                self._send("DELETE", location, what=what).close()
+            raise _ChunksRejected()
+        location = self._location(resp, what)
+        if not result:
+            raise _Transient("the stream ended early")
+        digest, size = result[0]
+        sep = "&" if "?" in location else "?"
+        resp = self._send("PUT", f"{location}{sep}digest={digest}", body=b"", what=what,
+                          headers={"Content-Type": "application/octet-stream"})
+        if resp.status_code not in (201, 204):
+            if resp.status_code == 400 and "DIGEST_INVALID" in _error_codes(resp):
+                raise DigestMismatch(f"{what}: the registry computed another digest for the streamed bytes")
+            raise self._error(resp, what)
+        return digest, size
+
     def _upload_hashing(self, path: Path, size: int, what: str) -> str:
         resp = self._send("POST", f"{self.base}/blobs/uploads/", what=what, headers={"Content-Length": "0"})
         location = self._location(resp, what)
@@ -927,6 +987,71 @@ class _Writer:
             t.join()
         if self.error is not None:
             self.part.resync()
+            raise self.error
+
+
+class _SinkAborted(Exception):
+    """The upload stopped (the request failed): the producer stops writing."""
+
+
+class _StreamSink:
+    """A writable file object whose bytes become a request body, in MiB pieces, as they are written.
+
+    The producer thread writes; the sending thread iterates :meth:`pieces`. A bounded queue keeps
+    memory at a few pieces and makes the faster side wait for the slower.
+    """
+
+    def __init__(self, progress: Callable[[int], None] | None, piece: int = 4 * MiB, depth: int = 4):
+        self.piece, self.progress = piece, progress
+        self.buf = bytearray()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.aborted = threading.Event()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        if self.aborted.is_set():
+            raise _SinkAborted()
+        self.buf += b
+        while len(self.buf) >= self.piece:
+            self._put(bytes(self.buf[: self.piece]))
+            del self.buf[: self.piece]
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+    def _put(self, item: bytes | None) -> None:
+        while not self.aborted.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _SinkAborted()
+
+    def close(self) -> None:
+        if self.buf:
+            self._put(bytes(self.buf))
+            self.buf.clear()
+        self._put(None)
+
+    def fail(self, e: BaseException) -> None:
+        self.error = e
+        with contextlib.suppress(_SinkAborted):
+            self._put(None)
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+    def pieces(self) -> Iterator[bytes]:
+        while (item := self.queue.get()) is not None:
+            if self.progress:
+                self.progress(len(item))
+            yield item
+        if self.error is not None:  # the producer failed: cut the body short (the request fails)
             raise self.error
 
 

@@ -54,6 +54,8 @@ class Packed:
 
 
 Digester = Callable[[Path], str]
+# uploads what a producer writes to a stream, returning (digest, size), or None when it cannot
+LayerStreamer = Callable[[Callable[[Any], tuple[str, int]]], "tuple[str, int] | None"]
 
 
 def _hash_files(paths: list[Path], digester: Digester | None = None) -> list[str]:
@@ -93,8 +95,13 @@ def pack(
     config: ModelConfig | dict[str, Any] | None = None,
     name: str | None = None,
     digester: Digester | None = None,
+    stream_layer: LayerStreamer | None = None,
 ) -> Iterator[Packed]:
-    """Pack a model directory; the result is valid inside the ``with`` block (temp files for ormb)."""
+    """Pack a model directory; the result is valid inside the ``with`` block (temp files for ormb).
+
+    ``stream_layer`` (a registry's ``upload_stream``) sends ormb's tar+gzip layer while it is
+    built, in one pass and without a temp file; the layer blob is then already in the registry.
+    """
     if bundle_format not in BUNDLE_FORMATS:
         raise ConfigError(f"unknown bundle format {bundle_format!r}; use one of {', '.join(BUNDLE_FORMATS)}")
     source = open_source(Path(src), config)
@@ -114,9 +121,16 @@ def pack(
             f"model/{PurePosixPath(*PurePosixPath(f.relpath).parts[:i]).as_posix()}/"
             for f in source.files for i in range(1, len(PurePosixPath(f.relpath).parts))
         })
-        digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), tar_path,
-                                    gzip_level=ORMB_GZIP_LEVEL, dirs=dirs)
-        layer = oci.Blob(oci.ORMB_LAYER, digest, size, path=tar_path)
+        def tar_to(out: Path | Any) -> tuple[str, int]:
+            digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), out,
+                                        gzip_level=ORMB_GZIP_LEVEL, dirs=dirs)
+            return digest, size
+
+        streamed = stream_layer(tar_to) if stream_layer is not None else None
+        if streamed is not None:
+            layer = oci.Blob(oci.ORMB_LAYER, *streamed)
+        else:
+            layer = oci.Blob(oci.ORMB_LAYER, *tar_to(tar_path), path=tar_path)
         cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, json.dumps(cfg.to_ormb_dict(), sort_keys=True).encode())
         manifest = _manifest(cfg_blob, [layer], cfg, bundle_format, None)
         yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, layer], bundle_format, tmp)
