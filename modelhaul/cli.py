@@ -86,6 +86,11 @@ def _config_arg(args) -> dict[str, Any] | None:
 
 
 def cmd_push(args) -> dict[str, Any]:
+    if args.dir:  # straight from a directory: each new file read once, uploaded while hashed, no store copy
+        from modelhaul import artifacts
+
+        return artifacts.publish(args.dir, args.ref, bundle_format=args.format, config=_config_arg(args),
+                                 options=_options(args))
     from modelhaul.artifacts import open_target
 
     store, r = _store_for(args.ref)
@@ -278,8 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref")
     sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack")
     sp.add_argument("--config", help="an ormbfile.yaml whose fields override the directory's")
-    sp = add("push", cmd_push, "upload a model from the local store to its registry")
+    sp = add("push", cmd_push, "upload a model from the local store (or straight from DIR) to its registry")
+    sp.add_argument("dir", nargs="?", help="a model directory to publish directly, without `save` first")
     sp.add_argument("ref")
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="with DIR")
+    sp.add_argument("--config", help="with DIR: an ormbfile.yaml whose fields override the directory's")
     include_help = ("fetch only the files whose path matches this glob (repeatable; over model/<path> "
                     "or <path>, '*' crosses '/': '*.onnx', 'model/tokenizer/*'); ModelPack artifacts only")
     sp = add("pull", cmd_pull, "download a model into the local store")
