@@ -160,3 +160,16 @@ def test_time_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MODELHAUL_TIMEOUT", "soon")
     with pytest.raises(ConfigError, match=r"MODELHAUL_TIMEOUT='soon': expected a number of seconds"):
         RegistryOptions.resolve()
+
+
+def test_a_head_of_a_blob_above_the_body_limit_is_not_a_body(registry, tmp_path):
+    """HEAD answers carry the blob's Content-Length (here 5 MiB) and no body: not refused."""
+    from modelhaul import oci
+    from tests.fixtures.registry import unique_repo
+
+    src = tmp_path / "big.bin"
+    src.write_bytes(b"\1" * (5 * MiB))
+    blob = oci.Blob("application/octet-stream", oci.sha256_file(src), 5 * MiB, path=src)
+    t = RegistryTarget(registry.host, unique_repo(), registry.options)
+    t.put_blob(blob)
+    assert RegistryTarget(registry.host, t.repository, registry.options).has_blob(blob.digest)
