@@ -50,7 +50,7 @@ from modelhaul.registry_options import RegistryOptions
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
-RECV_PIECE = 8 * MiB  # read/hash/write granularity of large downloads (fewer, larger syscalls)
+RECV_PIECE = 4 * MiB  # read/hash/write granularity of large downloads (fewer, larger syscalls)
 BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 MANIFEST_ACCEPT = ", ".join([
     oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
@@ -944,12 +944,13 @@ class RegistryTarget:
 class _Writer:
     """Writes, then hashes, received pieces on two more threads, so both overlap the network.
 
-    A fixed pool of 8 MiB buffers (32 MiB) bounds memory: the receiver waits when the pipeline
-    falls behind. Received bytes land in these buffers once; the write thread writes a buffer
-    while the hash thread hashes the one before (file writes and hashlib release the GIL).
+    A fixed pool of three 4 MiB buffers (one per stage) bounds memory, also with four blobs
+    downloading at once: the receiver waits when the pipeline falls behind. Received bytes land in
+    these buffers once; the write thread writes a buffer while the hash thread hashes the one
+    before (file writes and hashlib release the GIL).
     """
 
-    def __init__(self, part: _Partial, buffers: int = 4):
+    def __init__(self, part: _Partial, buffers: int = 3):
         self.part = part
         self.error: BaseException | None = None
         self.free: queue.Queue[bytearray] = queue.Queue()
@@ -1001,7 +1002,7 @@ class _StreamSink:
     memory at a few pieces and makes the faster side wait for the slower.
     """
 
-    def __init__(self, progress: Callable[[int], None] | None, piece: int = 4 * MiB, depth: int = 4):
+    def __init__(self, progress: Callable[[int], None] | None, piece: int = 2 * MiB, depth: int = 3):
         self.piece, self.progress = piece, progress
         self.buf = bytearray()
         self.queue: queue.Queue[bytes | None] = queue.Queue(depth)
