@@ -50,7 +50,7 @@ from modelhaul.registry_options import RegistryOptions
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
-RECV_PIECE = 4 * MiB  # read/hash/write granularity of large downloads (fewer, larger syscalls)
+RECV_PIECE = 2 * MiB  # read/hash/write granularity of large downloads (x3 buffers x 4 parallel blobs)
 BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 MANIFEST_ACCEPT = ", ".join([
     oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
@@ -944,7 +944,7 @@ class RegistryTarget:
 class _Writer:
     """Writes, then hashes, received pieces on two more threads, so both overlap the network.
 
-    A fixed pool of three 4 MiB buffers (one per stage) bounds memory, also with four blobs
+    A fixed pool of three 2 MiB buffers (one per stage) bounds memory, also with four blobs
     downloading at once: the receiver waits when the pipeline falls behind. Received bytes land in
     these buffers once; the write thread writes a buffer while the hash thread hashes the one
     before (file writes and hashlib release the GIL).
