@@ -741,7 +741,13 @@ class RegistryTarget:
             os.ftruncate(fd, size)
             with ThreadPoolExecutor(len(spans), thread_name_prefix="modelhaul-range") as pool:
                 futures = [pool.submit(fetch, i) for i in range(len(spans))]
-                h = self._hash_following(fd, part.algo, spans, done, cond, failed)
+                try:
+                    h = self._hash_following(fd, part.algo, spans, done, cond, failed)
+                except BaseException as e:  # stop the ranges before the pool waits for them
+                    with cond:
+                        failed.append(e)
+                        cond.notify_all()
+                    accepted.set()
                 for fut in futures:
                     fut.result()
             if failed:
