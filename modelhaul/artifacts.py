@@ -10,7 +10,7 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def publish(
     r = parse_destination(ref, "publishing")
     target = open_target(r, options)
     with pack(Path(src), bundle_format=bundle_format, config=config, name=r.repository.rsplit("/", 1)[-1],
-              digester=upload_digester(target)) as p:
+              digester=upload_digester(target), stream_layer=getattr(target, "upload_stream", None)) as p:
         digest = push_packed(p, target, tag=r.tag or "latest")
         return _result(r, digest, p.manifest_media_type, p.config, p.size, bundle_format)
 
@@ -135,11 +135,13 @@ def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
     }
 
 
-def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None) -> dict[str, Any]:
+def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,
+          include: Sequence[str] | None = None) -> dict[str, Any]:
     """Pull ``ref`` and write it out as ``dest/ormbfile.yaml`` + ``dest/model/...`` (ormb's layout).
 
-    ``dest`` must not exist or be empty; on any failure nothing is left behind there.
-    Returns ``{ref, digest, path, model_dir, format, framework}``.
+    ``dest`` must not exist or be empty; on any failure nothing is left behind there. ``include``
+    (globs over ``model/<path>``, see :mod:`modelhaul.selection`) fetches and writes only the chosen
+    files of a ModelPack artifact. Returns ``{ref, digest, path, model_dir, format, framework}``.
     """
     from modelhaul.bundle import unpack
     from modelhaul.transfer import pull_to_layout
@@ -147,8 +149,8 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None)
     r = parse(ref)
     dest = check_export_destination(dest)
     src = open_target(r, options)
-    with pull_to_layout(src, r.reference) as (layout, manifest):
-        cfg = unpack(manifest, layout, dest)
+    with pull_to_layout(src, r.reference, include=include) as (layout, manifest):
+        cfg = unpack(manifest, layout, dest, include=include)
     return {
         "ref": str(r.with_digest(manifest.digest)),
         "digest": manifest.digest,

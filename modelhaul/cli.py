@@ -86,6 +86,11 @@ def _config_arg(args) -> dict[str, Any] | None:
 
 
 def cmd_push(args) -> dict[str, Any]:
+    if args.dir:  # straight from a directory: each new file read once, uploaded while hashed, no store copy
+        from modelhaul import artifacts
+
+        return artifacts.publish(args.dir, args.ref, bundle_format=args.format, config=_config_arg(args),
+                                 options=_options(args))
     from modelhaul.artifacts import open_target
 
     store, r = _store_for(args.ref)
@@ -103,6 +108,14 @@ def cmd_pull(args) -> dict[str, Any]:
     from modelhaul.artifacts import open_target
 
     store, r = _store_for(args.ref)
+    if args.include:  # chosen files only: their blobs come into the store, no tag is recorded
+        from modelhaul.transfer import ingest_chosen
+
+        src = open_target(r, _options(args))
+        manifest = src.get_manifest(r.reference)
+        layers = ingest_chosen(src, manifest, store, args.include)
+        return {"ref": str(r.with_digest(manifest.digest)), "digest": manifest.digest,
+                "size": sum(int(d.get("size", 0)) for d in layers), "files": len(layers)}
     digest, size = _copy_with_progress(args, open_target(r, _options(args)), r.reference, store, r.tag,
                                        f"pull {r.name}")
     return {"ref": str(r.with_digest(digest)), "digest": digest, "size": size}
@@ -118,12 +131,12 @@ def cmd_export(args) -> dict[str, Any]:
         try:
             manifest = store.get_manifest(r.reference)
         except NotFound:
-            return artifacts.fetch(args.ref, args.dir, options=_options(args))
+            return artifacts.fetch(args.ref, args.dir, options=_options(args), include=args.include)
         dest = artifacts.check_export_destination(args.dir)
-        cfg = unpack(manifest, store, dest)
+        cfg = unpack(manifest, store, dest, include=args.include)
         return {"ref": str(r.with_digest(manifest.digest)), "digest": manifest.digest, "path": str(dest),
                 "format": cfg.format}
-    return artifacts.fetch(args.ref, args.dir, options=_options(args))
+    return artifacts.fetch(args.ref, args.dir, options=_options(args), include=args.include)
 
 
 def cmd_inspect(args) -> dict[str, Any]:
@@ -363,16 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref", help=ref_help)
     sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
     sp.add_argument("--config", help="an ormbfile.yaml whose fields override the directory's")
-    sp = add("push", cmd_push, "upload a model from the local store to its registry",
-             "modelhaul push registry.example.com/models/iris:v1")
+    sp = add("push", cmd_push, "upload a model from the local store (or straight from DIR) to its registry",
+             "modelhaul push registry.example.com/models/iris:v1\n"
+             "  modelhaul push ./iris registry.example.com/models/iris:v1   # publish a directory directly")
+    sp.add_argument("dir", nargs="?", help="a model directory to publish directly, without `save` first")
     sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack",
+                    help="artifact format to write (with DIR)")
+    sp.add_argument("--config", help="with DIR: an ormbfile.yaml whose fields override the directory's")
+    include_help = ("fetch only the files whose path matches this glob (repeatable; over model/<path> "
+                    "or <path>, '*' crosses '/': '*.onnx', 'model/tokenizer/*'); ModelPack artifacts only")
     sp = add("pull", cmd_pull, "download a model into the local store",
              "modelhaul pull registry.example.com/models/iris:v1")
     sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--include", action="append", metavar="GLOB", help=include_help)
     sp = add("export", cmd_export, "write a model out as DIR/ormbfile.yaml + DIR/model/",
-             "modelhaul export registry.example.com/models/iris:v1 ./iris-v1")
+             "modelhaul export registry.example.com/models/iris:v1 ./iris-v1\n"
+             "  modelhaul export registry.example.com/models/iris:v1-onnx ./onnx-only --include '*.onnx'")
     sp.add_argument("ref", help=ref_help)
     sp.add_argument("dir", help="new or empty directory to write the model into")
+    sp.add_argument("--include", action="append", metavar="GLOB", help=include_help)
     sp = add("inspect", cmd_inspect, "show a model's manifest digest, config and layers",
              "modelhaul inspect registry.example.com/models/iris:v1 --json")
     sp.add_argument("ref", help=ref_help)

@@ -12,6 +12,12 @@ modelhaul's own, because oras-py's fall short for models:
 * its retry sleeps 3**n seconds on any error, even a 404; here only transient failures (5xx,
   resets, 429 with ``Retry-After``) are retried, and an upload restarts its session.
 
+Every read is bounded, so a hostile or broken registry cannot exhaust time, disk or memory: a
+response body read whole (a manifest, a tag page, an error) is at most 4 MiB (containerd's manifest
+limit), a blob stream is cut as soon as it exceeds its descriptor's size, tag pagination stops on
+a repeated link or after :attr:`RegistryTarget.max_tag_pages` pages, and the connect timeout, read
+timeout and total retry budget come from :class:`~modelhaul.registry_options.RegistryOptions`.
+
 Thread safety: each thread gets its own ``requests.Session``; the auth state is shared under a lock,
 so ``put_blob``/``fetch_blob`` may be called from a thread pool (see :meth:`RegistryTarget.put_blobs`).
 """
@@ -23,6 +29,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import http.client
 import os
 import queue
 import random
@@ -42,7 +49,9 @@ from modelhaul.errors import AuthError, DigestMismatch, NotFound, RegistryError,
 from modelhaul.registry_options import RegistryOptions
 
 MiB = 1 << 20
-PIECE = MiB  # read/send/write granularity
+PIECE = MiB  # send granularity, and the read size of small downloads
+RECV_PIECE = 2 * MiB  # read/hash/write granularity of large downloads (x3 buffers x 4 parallel blobs)
+BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 MANIFEST_ACCEPT = ", ".join([
     oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -57,6 +66,10 @@ class _Transient(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class _NoRanges(Exception):
+    """The registry answered a ranged GET with the whole blob: download it in one stream."""
 
 
 class _ChunksRejected(Exception):
@@ -184,6 +197,9 @@ class RegistryTarget:
     attempts = 6  # tries per request or upload session before giving up
     backoff = 0.25  # first retry delay in seconds; doubles each time (capped at 8 s)
     parallel = 4
+    max_tag_pages = 1000  # a tag list longer than this many pages is refused, not followed forever
+    range_threshold = 512 * MiB  # blobs at least this big come down in parallel ranged GETs
+    range_parts = 4  # how many ranges (connections) such a blob is split into
 
     def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
                  *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
@@ -208,6 +224,7 @@ class RegistryTarget:
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
         self._chunks_ok = True
+        self._ranges_ok = True
         self._present: set[str] = set()  # digests known to be in the repository
 
     def __repr__(self) -> str:
@@ -249,6 +266,7 @@ class RegistryTarget:
               stream: bool = False, what: str = "") -> requests.Response:
         """One request, answering auth challenges; transport failures, 5xx and 429 raise _Transient."""
         what = what or self.name
+        timeout = (self.options.connect_timeout, self.options.read_timeout)
         for _round in range(3):
             h = dict(headers or {})
             sent = self._auth.header
@@ -256,8 +274,10 @@ class RegistryTarget:
                 h["Authorization"] = sent
             try:
                 # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
-                resp = self._session().request(method, url, headers=h, data=body, stream=stream,
-                                               timeout=(30, 300), verify=self.verify)
+                resp = self._session().request(method, url, headers=h, data=body, stream=True,
+                                               timeout=timeout, verify=self.verify)
+                if not stream and method != "HEAD" and resp.status_code not in TRANSIENT_STATUS:
+                    _read_bounded(resp, what)  # a HEAD's Content-Length is the blob's, with no body
             except requests.exceptions.SSLError as e:
                 raise RegistryError(self._tls_message(e)) from None
             except (requests.ConnectionError, requests.Timeout,
@@ -279,17 +299,27 @@ class RegistryTarget:
         raise self._auth_error(resp, what)
 
     def _retrying(self, op: Callable[[], Any], what: str) -> Any:
-        """Run ``op`` until it stops raising :class:`_Transient`, with exponential backoff and jitter."""
+        """Run ``op`` until it stops raising :class:`_Transient`, with exponential backoff and jitter.
+
+        Gives up after :attr:`attempts` tries, or when the next try would start more than the
+        options' ``retry_budget`` seconds after the first failure.
+        """
+        first_failure: float | None = None
         for attempt in range(self.attempts):
             try:
                 return op()
             except _Transient as e:
-                if attempt == self.attempts - 1:
-                    raise RegistryError(
-                        f"{what}: the registry kept failing ({e}) after {self.attempts} attempts; "
-                        "check that it is up and retry") from None
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
                 delay = e.retry_after if e.retry_after is not None else self.backoff * 2 ** attempt
-                time.sleep(min(delay, 60.0 if e.retry_after is not None else 8.0) * random.uniform(1, 1.2))
+                delay = min(delay, 60.0 if e.retry_after is not None else 8.0) * random.uniform(1, 1.2)
+                if attempt == self.attempts - 1 or now + delay - first_failure > self.options.retry_budget:
+                    raise RegistryError(
+                        f"{what}: the registry kept failing ({e}) after {attempt + 1} attempts "
+                        f"in {now - first_failure:.0f}s of retry budget "
+                        f"{self.options.retry_budget:g}s (MODELHAUL_RETRY_BUDGET); "
+                        "check that it is up and retry") from None
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
     def _request(self, method: str, url: str, *, what: str, **kw: Any) -> requests.Response:
@@ -454,6 +484,66 @@ class RegistryTarget:
         self.put_blob(blob)
         return blob
 
+    def upload_stream(self, produce: Callable[[Any], tuple[str, int]], what: str = "") -> tuple[str, int] | None:
+        """Upload bytes while ``produce`` writes them (a tar+gzip being built); returns ``(digest, size)``.
+
+        ``produce(sink)`` writes the blob to ``sink`` and returns its digest and size, known only at
+        the end: they go on the closing PUT of a chunked-transfer PATCH, so no temp file is written
+        and each byte is produced, hashed and sent once. A transient failure produces the bytes
+        again (``produce`` must be repeatable: modelhaul's tars are reproducible). Returns None when
+        the registry refuses streamed PATCHes: the caller then writes a file and uploads that.
+        """
+        what = what or f"{self.name} <- stream"
+        if not self._chunks_ok:
+            return None
+        try:
+            digest, size = self._retrying(lambda: self._upload_streaming(produce, what), what)
+        except _ChunksRejected:
+            self._chunks_ok = False
+            return None
+        self._present.add(digest)
+        return digest, size
+
+    def _upload_streaming(self, produce: Callable[[Any], tuple[str, int]], what: str) -> tuple[str, int]:
+        resp = self._send("POST", f"{self.base}/blobs/uploads/", what=what, headers={"Content-Length": "0"})
+        location = self._location(resp, what)
+        sink = _StreamSink(self.progress)
+        result: list[tuple[str, int]] = []
+
+        def run() -> None:
+            try:
+                result.append(produce(sink))
+                sink.close()
+            except BaseException as e:  # reported on the sending thread
+                sink.fail(e)
+
+        producer = threading.Thread(target=run, name="modelhaul-produce", daemon=True)
+        producer.start()
+        try:
+            resp = self._send("PATCH", location, what=what, body=sink.pieces(),
+                              headers={"Content-Type": "application/octet-stream"})
+        finally:
+            sink.abort()
+            producer.join()
+        if sink.error is not None and not isinstance(sink.error, _SinkAborted):
+            raise sink.error
+        if resp.status_code in (400, 413, 416):
+            with contextlib.suppress(_Transient, RegistryError):
+                self._send("DELETE", location, what=what).close()
+            raise _ChunksRejected()
+        location = self._location(resp, what)
+        if not result:
+            raise _Transient("the stream ended early")
+        digest, size = result[0]
+        sep = "&" if "?" in location else "?"
+        resp = self._send("PUT", f"{location}{sep}digest={digest}", body=b"", what=what,
+                          headers={"Content-Type": "application/octet-stream"})
+        if resp.status_code not in (201, 204):
+            if resp.status_code == 400 and "DIGEST_INVALID" in _error_codes(resp):
+                raise DigestMismatch(f"{what}: the registry computed another digest for the streamed bytes")
+            raise self._error(resp, what)
+        return digest, size
+
     def _upload_hashing(self, path: Path, size: int, what: str) -> str:
         resp = self._send("POST", f"{self.base}/blobs/uploads/", what=what, headers={"Content-Length": "0"})
         location = self._location(resp, what)
@@ -531,7 +621,14 @@ class RegistryTarget:
                 part = _Partial(f, algo, size)
                 try:
                     resumed = part.offset > 0
-                    got = self._retrying(functools.partial(self._download, part, digest, what), what)
+                    got = None
+                    if not resumed and self._ranges_ok and self.range_parts > 1 and size >= self.range_threshold:
+                        try:
+                            got = self._download_ranged(part, digest, what)
+                        except _NoRanges:
+                            self._ranges_ok = False
+                    if got is None:
+                        got = self._retrying(functools.partial(self._download, part, digest, what), what)
                     if got != digest and resumed:  # a stale partial from elsewhere: start again once
                         part.reset()
                         got = self._retrying(functools.partial(self._download, part, digest, what), what)
@@ -567,43 +664,188 @@ class RegistryTarget:
                     part.reset()
                     raise _Transient("unexpected Content-Range", 0)
             elif resp.status_code != 200:
+                _read_bounded(resp, what)
                 raise self._error(resp, what)
+            self._check_length(resp, part, what)
             writer = _Writer(part) if part.size > PIECE else None
             try:
-                if writer:
-                    self._receive_overlapped(resp, writer)
-                else:
-                    buf = bytearray(PIECE)
-                    while n := resp.raw.readinto(buf):
-                        part.append(memoryview(buf)[:n])
-                        if self.progress:
-                            self.progress(n)
-            except (requests.RequestException, OSError, ValueError) as e:
-                raise _Transient(f"download interrupted ({type(e).__name__})") from None
-            except Exception as e:  # urllib3's ProtocolError/ReadTimeoutError when the peer hangs up
-                if e.__class__.__module__.startswith("urllib3"):
-                    raise _Transient(f"download interrupted ({type(e).__name__})") from None
-                raise
+                self._receive(resp, part, writer, what)
+            except Exception as e:
+                raise _interrupted(e) from None
         if part.size >= 0 and part.offset < part.size:
             raise _Transient(f"connection closed at {part.offset} of {part.size} bytes")
         if part.size >= 0 and part.offset > part.size:
             raise DigestMismatch(f"{what}: the registry sent {part.offset} bytes, expected {part.size}")
         return part.digest()
 
-    def _receive_overlapped(self, resp: requests.Response, writer: _Writer) -> None:
-        """Receive on this thread while ``writer`` writes and hashes on another (both release the GIL)."""
+    def _download_ranged(self, part: _Partial, digest: str, what: str) -> str:
+        """Download a large blob as :attr:`range_parts` ranged GETs at once; returns the digest.
+
+        Each range is written in place (``pwrite``) by its own thread and retried on its own; this
+        thread hashes the file in order, following the ranges as they fill (the bytes are still in
+        the page cache), so verification overlaps the transfer. The first range goes alone: a
+        registry that ignores ``Range`` (answers 200) raises :class:`_NoRanges` before any other
+        request. Any failure leaves the partial file empty, never with holes.
+        """
+        size, url = part.size, f"{self.base}/blobs/{digest}"
+        step = -(-size // self.range_parts)
+        spans = [(start, min(start + step, size)) for start in range(0, size, step)]
+        done = [start for start, _ in spans]  # bytes written so far, per range (a frontier)
+        cond = threading.Condition()
+        accepted = threading.Event()  # the registry answered the first range with 206
+        failed: list[BaseException] = []
+        fd = os.open(part.f.name, os.O_RDWR)
+
+        def fetch(i: int) -> None:
+            start, end = spans[i]
+            if i:
+                accepted.wait()  # the first range tells whether the registry serves ranges at all
+            if failed:
+                return
+
+            def attempt() -> None:
+                pos = done[i]
+                if pos >= end:
+                    return
+                resp = self._send("GET", url, what=what, stream=True,
+                                  headers={"Accept-Encoding": "identity", "Range": f"bytes={pos}-{end - 1}"})
+                with contextlib.closing(resp):
+                    if resp.status_code == 404:
+                        raise NotFound(f"{what}: blob not found in the registry")
+                    if resp.status_code == 200 and i == 0:
+                        raise _NoRanges()
+                    if resp.status_code != 206:
+                        _read_bounded(resp, what)
+                        raise self._error(resp, what)
+                    got = resp.headers.get("Content-Range", "")
+                    if got != f"bytes {pos}-{end - 1}/{size}":
+                        raise DigestMismatch(f"{what}: asked for bytes {pos}-{end - 1} of {size}, the "
+                                             f"registry sent {got or 'no Content-Range'}; refusing the blob")
+                    accepted.set()
+                    try:
+                        self._receive_range(resp, fd, i, end, done, cond, failed, what)
+                    except (DigestMismatch, _Transient):
+                        raise
+                    except Exception as e:
+                        raise _interrupted(e) from None
+
+            try:
+                self._retrying(attempt, what)
+            except BaseException as e:
+                with cond:
+                    failed.append(e)
+                    cond.notify_all()
+                accepted.set()  # release the waiting ranges: they see ``failed`` and stop
+
         try:
-            while writer.error is None:
-                buf = writer.free.get()
-                n = resp.raw.readinto(buf)
-                if not n:
-                    writer.free.put(buf)
+            os.ftruncate(fd, size)
+            with ThreadPoolExecutor(len(spans), thread_name_prefix="modelhaul-range") as pool:
+                futures = [pool.submit(fetch, i) for i in range(len(spans))]
+                try:
+                    h = self._hash_following(fd, part.algo, spans, done, cond, failed)
+                except BaseException as e:  # stop the ranges before the pool waits for them
+                    with cond:
+                        failed.append(e)
+                        cond.notify_all()
+                    accepted.set()
+                for fut in futures:
+                    fut.result()
+            if failed:
+                raise failed[0]
+        except BaseException:
+            part.reset()
+            raise
+        finally:
+            os.close(fd)
+        part.h, part.offset = h, size  # type: ignore[possibly-undefined]
+        return f"{part.algo}:{h.hexdigest()}"
+
+    def _receive_range(self, resp: requests.Response, fd: int, i: int, end: int, done: list[int],
+                       cond: threading.Condition, failed: list[BaseException], what: str) -> None:
+        """Write one range's body at its place in the file, advancing its frontier ``done[i]``."""
+        readinto = _body_reader(resp)
+        buf = bytearray(RECV_PIECE)
+        view = memoryview(buf)
+        while done[i] < end and not failed:
+            n = readinto(view[: min(len(buf), end - done[i])])
+            if not n:
+                raise _Transient(f"connection closed at {done[i]} of range ending {end}")
+            written = 0
+            while written < n:
+                written += os.pwrite(fd, view[written:n], done[i] + written)
+            with cond:
+                done[i] += n
+                cond.notify_all()
+            if self.progress:
+                self.progress(n)
+        if not failed and readinto(memoryview(bytearray(1))):
+            raise DigestMismatch(f"{what}: the registry sent more than the range asked for; refusing the blob")
+
+    @staticmethod
+    def _hash_following(fd: int, algo: str, spans: list[tuple[int, int]], done: list[int],
+                        cond: threading.Condition, failed: list[BaseException]) -> Any:
+        """Hash the file from its start, waiting at each range's frontier until the range is written."""
+        h = hashlib.new(algo)
+        buf = bytearray(RECV_PIECE)
+        view = memoryview(buf)
+        for i, (start, end) in enumerate(spans):
+            pos = start
+            while pos < end:
+                with cond:
+                    while done[i] <= pos and not failed:
+                        cond.wait()
+                    if failed:
+                        return h
+                    ready = done[i]
+                while pos < ready:
+                    n = os.preadv(fd, [view[: min(len(buf), ready - pos)]], pos)
+                    h.update(view[:n])
+                    pos += n
+        return h
+
+    @staticmethod
+    def _check_length(resp: requests.Response, part: _Partial, what: str) -> None:
+        """Refuse a body announced longer than the descriptor's size before writing any of it."""
+        length = resp.headers.get("Content-Length", "")
+        if part.size >= 0 and length.isdigit() and part.offset + int(length) > part.size:
+            raise DigestMismatch(f"{what}: the registry announces {part.offset + int(length)} bytes, the "
+                                 f"descriptor says {part.size}; refusing the blob (nothing was kept)")
+
+    def _receive(self, resp: requests.Response, part: _Partial, writer: _Writer | None, what: str) -> None:
+        """Receive the body into ``part``, with ``writer`` writing and hashing on another thread if given.
+
+        Reads never go past the descriptor's size: at the size, one more byte is asked for, and a
+        registry that still has some is refused, so a lying registry cannot fill the disk.
+        """
+        received = part.offset
+        own = bytearray(PIECE) if writer is None else None
+        readinto = _body_reader(resp)
+        try:
+            while writer is None or writer.error is None:
+                buf = own if writer is None else writer.free.get()
+                want = len(buf) if part.size < 0 else min(len(buf), part.size - received)
+                if want == 0:
+                    if writer is not None:
+                        writer.free.put(buf)
+                    if readinto(memoryview(bytearray(1))):
+                        raise DigestMismatch(f"{what}: the registry sent more than the descriptor's "
+                                             f"{part.size} bytes; refusing the blob (nothing was kept)")
                     break
-                writer.work.put((buf, n))
+                n = readinto(memoryview(buf)[:want])
+                if not n:
+                    if writer is not None:
+                        writer.free.put(buf)
+                    break
+                received += n
+                if writer is None:
+                    part.append(memoryview(buf)[:n])
+                else:
+                    writer.work.put((buf, n))
                 if self.progress:
                     self.progress(n)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     # -- manifests and tags -------------------------------------------------------------------
 
@@ -649,7 +891,15 @@ class RegistryTarget:
     def list_tags(self) -> list[str]:
         tags: list[str] = []
         url: str | None = f"{self.base}/tags/list?n=1000"
+        seen: set[str] = set()
         while url:
+            if url in seen:
+                raise RegistryError(f"{self.name}: the registry's tag list links back to a page it already "
+                                    "sent (a looping Link header); stopped listing")
+            if len(seen) >= self.max_tag_pages:
+                raise RegistryError(f"{self.name}: the tag list goes on past {self.max_tag_pages} pages; "
+                                    "stopped listing (is the registry's Link header looping?)")
+            seen.add(url)
             resp = self._request("GET", url, what=self.name)
             if resp.status_code == 404:
                 raise NotFound(f"{self.name}: repository not found in the registry")
@@ -714,36 +964,117 @@ class RegistryTarget:
 
 
 class _Writer:
-    """Writes and hashes received pieces on a second thread, so hashing overlaps the network.
+    """Writes, then hashes, received pieces on two more threads, so both overlap the network.
 
-    A fixed pool of MiB buffers bounds memory: the receiver waits when the writer falls behind.
+    A fixed pool of three 2 MiB buffers (one per stage) bounds memory, also with four blobs
+    downloading at once: the receiver waits when the pipeline falls behind. Received bytes land in
+    these buffers once; the write thread writes a buffer while the hash thread hashes the one
+    before (file writes and hashlib release the GIL).
     """
 
-    def __init__(self, part: _Partial, buffers: int = 8):
+    def __init__(self, part: _Partial, buffers: int = 3):
         self.part = part
         self.error: BaseException | None = None
         self.free: queue.Queue[bytearray] = queue.Queue()
         self.work: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self.written: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
         for _ in range(buffers):
-            self.free.put(bytearray(PIECE))
-        self.thread = threading.Thread(target=self._run, name="modelhaul-write", daemon=True)
-        self.thread.start()
+            self.free.put(bytearray(RECV_PIECE))
+        self.threads = [threading.Thread(target=self._write, name="modelhaul-write", daemon=True),
+                        threading.Thread(target=self._hash, name="modelhaul-hash", daemon=True)]
+        for t in self.threads:
+            t.start()
 
-    def _run(self) -> None:
+    def _write(self) -> None:
         while (item := self.work.get()) is not None:
             buf, n = item
             if self.error is None:
                 try:
-                    self.part.append(memoryview(buf)[:n])
+                    self.part.write(memoryview(buf)[:n])
                 except BaseException as e:  # reported by close() on the receiving thread
                     self.error = e
+            self.written.put(item)
+        self.written.put(None)
+
+    def _hash(self) -> None:
+        while (item := self.written.get()) is not None:
+            buf, n = item
+            if self.error is None:
+                self.part.h.update(memoryview(buf)[:n])
             self.free.put(buf)
 
     def close(self) -> None:
-        """Wait until every received piece is written; re-raise a write error."""
+        """Wait until every received piece is written and hashed; re-raise a write error."""
         self.work.put(None)
-        self.thread.join()
+        for t in self.threads:
+            t.join()
         if self.error is not None:
+            self.part.resync()
+            raise self.error
+
+
+class _SinkAborted(Exception):
+    """The upload stopped (the request failed): the producer stops writing."""
+
+
+class _StreamSink:
+    """A writable file object whose bytes become a request body, in MiB pieces, as they are written.
+
+    The producer thread writes; the sending thread iterates :meth:`pieces`. A bounded queue keeps
+    memory at a few pieces and makes the faster side wait for the slower.
+    """
+
+    def __init__(self, progress: Callable[[int], None] | None, piece: int = 2 * MiB, depth: int = 3):
+        self.piece, self.progress = piece, progress
+        self.buf = bytearray()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.aborted = threading.Event()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        if self.aborted.is_set():
+            raise _SinkAborted()
+        self.buf += b
+        while len(self.buf) >= self.piece:
+            self._put(bytes(self.buf[: self.piece]))
+            del self.buf[: self.piece]
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+    def _put(self, item: bytes | None) -> None:
+        while not self.aborted.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _SinkAborted()
+
+    def close(self) -> None:
+        if self.buf:
+            self._put(bytes(self.buf))
+            self.buf.clear()
+        self._put(None)
+
+    def fail(self, e: BaseException) -> None:
+        self.error = e
+        with contextlib.suppress(_SinkAborted):
+            self._put(None)
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+    def pieces(self) -> Iterator[bytes]:
+        while (item := self.queue.get()) is not None:
+            if self.progress:
+                self.progress(len(item))
+            yield item
+        if self.error is not None:  # the producer failed: cut the body short (the request fails)
             raise self.error
 
 
@@ -757,12 +1088,18 @@ class _Partial:
         if self.size >= 0 and end > self.size:
             self.reset()
             return
-        f.seek(0)  # re-hash what an earlier attempt wrote (cheaper than downloading it again)
+        self.resync()
+
+    def resync(self) -> None:
+        """Re-hash what the file holds (what an earlier attempt wrote: cheaper than downloading it again)."""
+        self.f.flush()
+        self.f.seek(0)
+        self.h = hashlib.new(self.algo)
         buf = bytearray(4 * MiB)
         view = memoryview(buf)
-        while n := f.readinto(buf):
+        while n := self.f.readinto(buf):
             self.h.update(view[:n])
-        self.offset = f.seek(0, os.SEEK_END)
+        self.offset = self.f.seek(0, os.SEEK_END)
 
     def reset(self) -> None:
         self.f.seek(0)
@@ -771,13 +1108,62 @@ class _Partial:
         self.offset = 0
 
     def append(self, data: memoryview) -> None:
-        self.f.write(data)
+        self.write(data)
         self.h.update(data)
+
+    def write(self, data: memoryview) -> None:
+        """Write without hashing (the caller hashes, in order)."""
+        self.f.write(data)
         self.offset += len(data)
 
     def digest(self) -> str:
         self.f.flush()
         return f"{self.algo}:{self.h.hexdigest()}"
+
+
+def _read_bounded(resp: requests.Response, what: str) -> None:
+    """Read a streamed response's body into ``resp.content``, refusing one above :data:`BODY_LIMIT`.
+
+    A Content-Length above the limit is refused before any byte is read; a body without one (chunked)
+    is counted as it arrives and cut one piece past the limit, so memory stays bounded either way.
+    """
+    def refuse(size: str) -> RegistryError:
+        resp.close()
+        return RegistryError(f"{what}: the registry answered with {size} bytes; modelhaul reads at most "
+                             f"{BODY_LIMIT // MiB} MiB for a manifest, a tag page or an error (containerd's "
+                             "manifest limit); check the registry")
+
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > BODY_LIMIT:
+        raise refuse(length)
+    body = bytearray()
+    for piece in resp.iter_content(64 * 1024):
+        body += piece
+        if len(body) > BODY_LIMIT:
+            raise refuse("more than that")
+    resp._content = bytes(body)  # what requests' own .content would hold, read under a limit
+
+
+def _body_reader(resp: requests.Response) -> Callable[[memoryview], int]:
+    """The zero-copy ``readinto`` of an identity-encoded body: http.client's, under urllib3's.
+
+    urllib3's own ``readinto`` reads into a temporary bytes object and copies it; a verified pull
+    of 1 GiB then moves every byte through memory twice more than needed. http.client fills the
+    buffer straight from the socket (and still honours Content-Length or chunked framing).
+    """
+    fp = getattr(resp.raw, "_fp", None)
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if fp is None or encoded or not hasattr(fp, "readinto"):
+        return resp.raw.readinto
+    return fp.readinto
+
+
+def _interrupted(e: Exception) -> Exception:
+    """What a failure while receiving a body becomes: a retry (the transport broke) or itself."""
+    transport = (requests.RequestException, OSError, ValueError, http.client.HTTPException)
+    if isinstance(e, transport) or e.__class__.__module__.startswith("urllib3"):  # urllib3's ProtocolError
+        return _Transient(f"download interrupted ({type(e).__name__})")
+    return e
 
 
 def _describe(e: Exception) -> str:

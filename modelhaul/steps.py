@@ -95,6 +95,31 @@ def package(
     return artifacts.publish(path, ref, bundle_format=bundle_format, config=config, options=opts)
 
 
+@needs_extras("fetch")
+def fetch(
+    *,
+    ref: str,
+    dest: str,
+    include: list[str] | None = None,
+    plain_http: bool = False,
+    insecure: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> Result:
+    """Write the model at ``ref`` out as ``dest/ormbfile.yaml`` + ``dest/model/...``, digests verified.
+
+    ``include`` (globs over ``model/<path>``, e.g. ``["*.onnx"]``) fetches only the chosen files of a
+    ModelPack artifact: the other layers never leave the registry. Returns ``{ref, digest, path,
+    model_dir, format, framework}``.
+    """
+    from modelhaul import artifacts
+
+    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
+                                   password=password, ca_file=ca_file)
+    return artifacts.fetch(ref, dest, options=opts, include=include)
+
+
 @needs_extras("parse")
 def parse(
     *,

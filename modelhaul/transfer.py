@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -147,11 +147,27 @@ def _temp_blob(src: oci.Target, digest: str, size: int) -> Iterator[Path]:
         yield p
 
 
+def ingest_chosen(src: oci.Target, manifest: oci.Manifest, cache: LayoutTarget,
+                  include: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Bring the config and the layers ``include`` chooses (all without it) into ``cache``.
+
+    The manifest itself is recorded in ``cache`` only when every blob is there, so a partial pull
+    never leaves a tag in the store that names blobs it lacks. Returns the chosen layers.
+    """
+    from modelhaul.selection import chosen_layers
+
+    layers = chosen_layers(manifest, include, getattr(src, "name", ""))
+    blobs = [manifest.config, *layers] if manifest.config else layers
+    _run_all(lambda d: cache.ingest(src, d["digest"], int(d.get("size", 0))), blobs, _parallelism(src))
+    return layers
+
+
 @contextlib.contextmanager
-def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None = None
-                   ) -> Iterator[tuple[LayoutTarget, oci.Manifest]]:
+def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None = None,
+                   include: Sequence[str] | None = None) -> Iterator[tuple[LayoutTarget, oci.Manifest]]:
     """Make the artifact's blobs available in a local layout: ``src`` itself when it is one, else
-    the user's store (the cache that makes a second pull free)."""
+    the user's store (the cache that makes a second pull free). With ``include`` (globs, see
+    :mod:`modelhaul.selection`) only the chosen layers of a ModelPack artifact are fetched."""
     if isinstance(src, LayoutTarget):
         yield src, src.get_manifest(reference)
         return
@@ -161,7 +177,7 @@ def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None =
         cache = LayoutTarget(default_store_path(), prefix=f"{src.host}/{src.repository}:")  # type: ignore[attr-defined]
     with cache.writing():
         manifest = src.get_manifest(reference)
-        for desc in manifest.blobs():
-            cache.ingest(src, desc["digest"], int(desc.get("size", 0)))
-        cache.put_manifest(manifest.data, manifest.media_type, None)
+        ingest_chosen(src, manifest, cache, include)
+        if not include:
+            cache.put_manifest(manifest.data, manifest.media_type, None)
         yield cache, manifest

@@ -13,7 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -27,6 +27,7 @@ from modelhaul.bundle.source import ModelFile, infer_format, list_files, open_so
 from modelhaul.bundle.tarball import decompress_zstd, extract_tar, write_tar
 from modelhaul.config import ModelConfig
 from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
+from modelhaul.selection import chosen_layers
 
 BUNDLE_FORMATS = ("modelpack", "ormb")
 # ormb's single layer must be gzip, but weights barely compress and deflate runs at ~45 MB/s:
@@ -60,6 +61,8 @@ class Packed:
 
 
 Digester = Callable[[Path], str]
+# uploads what a producer writes to a stream, returning (digest, size), or None when it cannot
+LayerStreamer = Callable[[Callable[[Any], tuple[str, int]]], "tuple[str, int] | None"]
 
 
 def _hash_files(paths: list[Path], digester: Digester | None = None) -> list[str]:
@@ -104,8 +107,13 @@ def pack(
     config: ModelConfig | dict[str, Any] | None = None,
     name: str | None = None,
     digester: Digester | None = None,
+    stream_layer: LayerStreamer | None = None,
 ) -> Iterator[Packed]:
-    """Pack a model directory; the result is valid inside the ``with`` block (temp files for ormb)."""
+    """Pack a model directory; the result is valid inside the ``with`` block (temp files for ormb).
+
+    ``stream_layer`` (a registry's ``upload_stream``) sends ormb's tar+gzip layer while it is
+    built, in one pass and without a temp file; the layer blob is then already in the registry.
+    """
     if bundle_format not in BUNDLE_FORMATS:
         raise ConfigError(f"unknown bundle format {bundle_format!r}; use one of {', '.join(BUNDLE_FORMATS)}")
     source = open_source(Path(src), config)
@@ -125,9 +133,16 @@ def pack(
             f"model/{PurePosixPath(*PurePosixPath(f.relpath).parts[:i]).as_posix()}/"
             for f in source.files for i in range(1, len(PurePosixPath(f.relpath).parts))
         })
-        digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), tar_path,
-                                    gzip_level=ormb_gzip_level(), dirs=dirs)
-        layer = oci.Blob(oci.ORMB_LAYER, digest, size, path=tar_path)
+        def tar_to(out: Path | Any) -> tuple[str, int]:
+            digest, size, _ = write_tar(((f"model/{f.relpath}", f.path) for f in source.files), out,
+                                        gzip_level=ormb_gzip_level(), dirs=dirs)
+            return digest, size
+
+        streamed = stream_layer(tar_to) if stream_layer is not None else None
+        if streamed is not None:
+            layer = oci.Blob(oci.ORMB_LAYER, *streamed)
+        else:
+            layer = oci.Blob(oci.ORMB_LAYER, *tar_to(tar_path), path=tar_path)
         cfg_blob = oci.Blob.from_bytes(oci.ORMB_CONFIG, ormb_config_bytes(cfg))
         manifest = _manifest(cfg_blob, [layer], cfg, bundle_format, None)
         yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, layer], bundle_format, tmp)
@@ -289,8 +304,10 @@ def _extract_layer(layer: dict[str, Any], blob: Path, how: layers_mod.LayerPlan,
             plain.unlink(missing_ok=True)
 
 
-def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
+def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[str] | None = None) -> ModelConfig:
     """Write ``dest/ormbfile.yaml`` + ``dest/model/...`` from an artifact whose blobs are in ``layout``.
+
+    ``include`` (globs, see :mod:`modelhaul.selection`) writes only the chosen files.
 
     Everything is written to a sibling temp directory first and renamed into place at the end, so
     a refused entry or a corrupt blob leaves nothing at ``dest``.
@@ -304,7 +321,7 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path) -> ModelConfig:
         model = work / "model"
         model.mkdir()
         only_layer = len(manifest.layers) == 1
-        for layer in manifest.layers:
+        for layer in chosen_layers(manifest, include):
             how = layers_mod.plan(kind, layer, only_layer=only_layer)
             if how.how == "skip":
                 continue

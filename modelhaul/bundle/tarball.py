@@ -11,9 +11,11 @@ outside the destination, writes through a symlink and device files are refused.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -52,15 +54,15 @@ def _normalised(info: tarfile.TarInfo, executable: bool) -> tarfile.TarInfo:
 
 
 def write_tar(
-    entries: Iterable[tuple[str, Path]], dest: Path, *, gzip_level: int | None = None, dirs: Iterable[str] = (),
-    diff_id: bool = False,
+    entries: Iterable[tuple[str, Path]], dest: Path | IO[bytes], *, gzip_level: int | None = None,
+    dirs: Iterable[str] = (), diff_id: bool = False,
 ) -> tuple[str, int, str | None]:
-    """Write ``(arcname, file)`` pairs (already sorted) into ``dest``.
+    """Write ``(arcname, file)`` pairs (already sorted) into ``dest`` (a path, or a writable stream).
 
     Returns ``(digest, size, diff_id)``: the digest of the written bytes and, for gzip when asked,
     the digest of the uncompressed tar (the ``diffId`` OCI configs list; a second hash pass).
     """
-    with open(dest, "wb") as raw:
+    with open(dest, "wb") if isinstance(dest, (str, os.PathLike)) else contextlib.nullcontext(dest) as raw:
         outer = _HashingWriter(raw)
         gz = (
             gzip.GzipFile(filename="", mode="wb", fileobj=outer, mtime=0, compresslevel=gzip_level)
