@@ -155,7 +155,8 @@ def _model_filter(dest: Path, strip: str | None, written: list[str]):
                 raise UnsafeArchive(f"archive entry {member.name!r} links to {member.linkname!r}, "
                                     "outside the destination; refusing")
             changes["linkname"] = target
-        member = member.replace(**changes, deep=False)
+        # mtime None: exported files are dated when written, as before (our tars carry mtime 0)
+        member = member.replace(**changes, mtime=None, deep=False)
         try:
             member = tarfile.data_filter(member, path)
         except tarfile.FilterError as exc:
