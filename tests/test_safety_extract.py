@@ -152,7 +152,7 @@ def test_the_refusal_names_the_entry(tmp_path, env):
 @pytest.mark.parametrize(("links", "raw_path"), [
     ([_link("dir", ".")], f"dir/{TOKEN}"),              # a directory symlink an earlier layer made
     ([_link(TOKEN, "sub"), _file("sub/x", b"x")], TOKEN),  # the raw file's own name is a symlink
-])
+], ids=["through-directory-link", "own-name-is-a-link"])
 def test_a_raw_layer_never_follows_a_symlink_an_earlier_layer_made(tmp_path, env, kind, links, raw_path):
     ref = _layout(tmp_path / "evil", kind, links, raw=[(raw_path, b"raw bytes")])
     before = _snapshot(tmp_path)
