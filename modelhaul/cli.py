@@ -251,7 +251,8 @@ def cmd_deploy(args) -> dict[str, Any]:
         kube = {k: cluster[k] for k in ("kubeconfig", "context", "in_cluster")}
     result = steps.deploy(ref=args.ref, target=args.target, name=args.name, namespace=args.namespace,
                           canary_percent=args.canary, stable_ref=args.stable_ref, render_dir=args.render,
-                          registry_secret=args.registry_secret, wait=not args.no_wait, timeout=args.timeout,
+                          registry_secret=args.registry_secret, initializer_image=args.initializer_image,
+                          wait=not args.no_wait, timeout=args.timeout,
                           **kube, **_registry_kwargs(args))
     if cluster is not None:
         result["cluster"] = cluster["server"]
@@ -445,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--render", metavar="DIR", help="write manifests to DIR instead of applying them")
     sp.add_argument("--registry-secret", metavar="NAME",
                     help="Secret with MODELHAUL_USERNAME/MODELHAUL_PASSWORD the model initializer reads")
+    sp.add_argument("--initializer-image", metavar="IMAGE",
+                    help="the storage initializer image built from Dockerfile.initializer (default: "
+                         "modelhaul/initializer:VERSION)")
     sp.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     sp.add_argument("--context", help="kubeconfig context (default: its current context)")
     sp.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
