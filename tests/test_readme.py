@@ -252,3 +252,14 @@ def test_the_checkout_has_what_the_readme_points_at():
     for path in re.findall(r"`((?:scripts|tests|benchmarks|components|dags|modelhaul)/[\w./-]+\.\w+)`", text):
         assert (ROOT / path).exists(), f"README names {path}, which does not exist"
     assert shutil.which("bash")
+
+
+def test_links_within_the_readme_land_on_a_heading():
+    text = README.read_text()
+
+    def slug(heading: str) -> str:  # GitHub's anchors: lower case, punctuation dropped, spaces to dashes
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    missing = sorted(set(re.findall(r"\]\(#([^)]+)\)", text)) - anchors)
+    assert not missing, f"README links to missing headings: {missing}"
