@@ -51,8 +51,8 @@ def publish(
 
     r = parse_destination(ref, "publishing")
     target = open_target(r, options)
-    with pack(Path(src), bundle_format=bundle_format, config=config, name=r.repository.rsplit("/", 1)[-1],
-              digester=upload_digester(target), stream_layer=getattr(target, "upload_stream", None)) as p:
+    with pack(Path(src), bundle_format=bundle_format, config=config, digester=upload_digester(target),
+              stream_layer=getattr(target, "upload_stream", None)) as p:
         digest = push_packed(p, target, tag=r.tag or "latest")
         return _result(r, digest, p.manifest_media_type, p.config, p.size, bundle_format)
 

@@ -2,6 +2,10 @@
 
 Every command prints a short human line (or ``--json`` for machines) and exits non-zero with a
 one-line reason on failure. Transfers show progress on a terminal.
+
+Exit codes: 0 done, 1 failed (one line on stderr), 2 usage error, 3 ``promote`` rejected the model
+(its gate, ``--beats`` or ``--require-signature``; nothing moved), 130 interrupted, 141 reader of the
+output went away, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Any
 from modelhaul.errors import ConfigError, ModelhaulError, NotFound, redact
 from modelhaul.reference import parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
+
+EXIT_REJECTED = 3
+"""``promote`` ran and said no: a script tells that apart from a failure (1) and a usage error (2)."""
 
 
 def _options(args: argparse.Namespace) -> RegistryOptions:
@@ -70,8 +77,7 @@ def cmd_save(args) -> dict[str, Any]:
     from modelhaul.transfer import push_packed
 
     store, r = _store_for(args.ref)
-    with pack(Path(args.dir), bundle_format=args.format, config=_config_arg(args),
-              name=r.repository.rsplit("/", 1)[-1]) as p:
+    with pack(Path(args.dir), bundle_format=args.format, config=_config_arg(args)) as p:
         digest = push_packed(p, store, r.tag or "latest")
         return {"ref": str(r.with_tag(r.tag or "latest").with_digest(digest)), "digest": digest,
                 "size": p.size, "format": p.config.format, "bundle_format": args.format}
@@ -258,7 +264,8 @@ def cmd_deploy(args) -> dict[str, Any]:
         kube = {k: cluster[k] for k in ("kubeconfig", "context", "in_cluster")}
     result = steps.deploy(ref=args.ref, target=args.target, name=args.name, namespace=args.namespace,
                           canary_percent=args.canary, stable_ref=args.stable_ref, render_dir=args.render,
-                          registry_secret=args.registry_secret, wait=not args.no_wait, timeout=args.timeout,
+                          registry_secret=args.registry_secret, initializer_image=args.initializer_image,
+                          wait=not args.no_wait, timeout=args.timeout,
                           **kube, **_registry_kwargs(args))
     if cluster is not None:
         result["cluster"] = cluster["server"]
@@ -462,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--render", metavar="DIR", help="write manifests to DIR instead of applying them")
     sp.add_argument("--registry-secret", metavar="NAME",
                     help="Secret with MODELHAUL_USERNAME/MODELHAUL_PASSWORD the model initializer reads")
+    sp.add_argument("--initializer-image", metavar="IMAGE",
+                    help="the storage initializer image built from Dockerfile.initializer (default: "
+                         "modelhaul/initializer:VERSION)")
     sp.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     sp.add_argument("--context", help="kubeconfig context (default: its current context)")
     sp.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
@@ -469,7 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for readiness")
     sp = add("promote", cmd_promote, "move a stage tag to the model when its gate passes",
              "modelhaul promote registry.example.com/models/iris@sha256:... --gate \"accuracy >= 0.9\" "
-             "--beats accuracy")
+             "--beats accuracy\n\n"
+             f"Exit code {EXIT_REJECTED} when the model is rejected (gate, --beats, --require-signature): nothing "
+             "moved;\n1 when promote itself failed.")
     sp.add_argument("ref", help=ref_help)
     sp.add_argument("--stage", default="production", help="the stage tag to move")
     sp.add_argument("--gate", action="append", help='e.g. "accuracy >= 0.9" (repeatable)')
@@ -574,6 +586,9 @@ def _run(argv: list[str] | None) -> int:
     else:
         print(_human(result) if args.command != "inspect" else json.dumps(result, indent=2, default=str))
     sys.stdout.flush()
+    if args.command == "promote" and result.get("promoted") is False:
+        print(f"rejected: {redact(str(result.get('reason') or 'the gate was not met'))}", file=sys.stderr)
+        return EXIT_REJECTED
     return 0
 
 

@@ -28,6 +28,22 @@ def task_states(log: Path) -> dict[str, str]:
     return states
 
 
+def accuracies(metrics: dict[str, list[dict[str, str]]]) -> str:
+    """Held-out accuracy per evaluation group, then the accuracy on the training data itself.
+
+    MLflow's autolog puts the held-out ``accuracy`` into the ``training`` group too (the run's
+    metrics); the accuracy on the training rows is ``training_accuracy_score``.
+    """
+    def value(group: str, name: str) -> float | None:
+        return next((float(m["value"]) for m in metrics.get(group, []) if m.get("name") == name), None)
+
+    shown = [f"{group} accuracy={v:.3f}" for group in metrics if group != "training"
+             if (v := value(group, "accuracy")) is not None]
+    if (v := value("training", "training_accuracy_score")) is not None:
+        shown.append(f"training-data accuracy={v:.3f}")
+    return ", ".join(shown)
+
+
 def main() -> int:
     demo = Path(sys.argv[1]).resolve()
     log = Path(sys.argv[2]) if len(sys.argv) > 2 else None
@@ -53,10 +69,7 @@ def main() -> int:
         print(f"           {info['bundle_format']} artifact, {info['size']} bytes, "
               f"{len(info['layers'])} layer(s), format {cfg.get('format')}")
         print(f"           tags: {', '.join(artifacts.list_tags(f'oci:{layout}'))}")
-        metrics = cfg.get("metrics") or {}
-        acc = [f"{group} accuracy={float(m['value']):.3f}" for group, ms in metrics.items()
-               for m in ms if m.get("name") == "accuracy"]
-        print(f"config:    {config_file}  ({', '.join(acc) or 'no accuracy metric'})")
+        print(f"config:    {config_file}  ({accuracies(cfg.get('metrics') or {}) or 'no accuracy metric'})")
     manifests = sorted((demo / "manifests").rglob("*.yaml"))
     print("manifests: " + ("\n           ".join(str(p) for p in manifests) or "none rendered"))
     print(f"mlflow:    sqlite:///{demo / 'mlflow.db'}  (mlflow ui --backend-store-uri sqlite:///"

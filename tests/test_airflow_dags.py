@@ -4,6 +4,7 @@ and a real MLflow server reached through connections alone."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,27 @@ def rendered(demo_dir: Path) -> str:
     return "\n".join(p.read_text() for p in sorted((demo_dir / "manifests").rglob("*.yaml")))
 
 
+def assert_the_readme_shows_what_the_demo_prints(demo_dir: Path) -> None:
+    """README's sample of ``bash scripts/run.sh`` has the lines and facts ``show_demo.py`` prints."""
+    import subprocess
+    import sys
+
+    from tests.test_readme import README_BLOCKS, normalise, shape_matches
+
+    sample = next(b.text for b in README_BLOCKS if b.text.startswith("tasks:"))
+    # without the `airflow dags test` log there are no task states and no log line
+    sample = "".join(line for line in sample.splitlines(keepends=True) if not line.startswith(("tasks:", "log:")))
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts" / "show_demo.py"), str(demo_dir)],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.lstrip("\n")
+
+    def same_places(text: str) -> str:
+        text = text.replace(str(demo_dir), "/home/me/modelhaul/.modelhaul-demo")
+        return re.sub(r"manual__[^,\s]+", "manual__RUN", normalise(text))
+
+    assert shape_matches(same_places(sample), same_places(out)), f"README shows:\n{sample}\ndemo prints:\n{out}"
+
+
 def test_retrain_and_redeploy_on_the_embedded_defaults(airflow_home, demo_dir):
     state, tasks, dr = run("retrain_and_redeploy")
     assert state == "success", tasks
@@ -71,6 +93,7 @@ def test_retrain_and_redeploy_on_the_embedded_defaults(airflow_home, demo_dir):
     xcom = stored(dr)
     assert xcom["promote"]["return_value"]["promoted"] is True
     assert xcom["summary"]["return_value"]["production"].endswith(production)
+    assert_the_readme_shows_what_the_demo_prints(demo_dir)
     # the promoted-model asset event names the digest
     from modelhaul.operators.assets import model_asset_uri
 

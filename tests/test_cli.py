@@ -94,3 +94,23 @@ def test_failures_exit_non_zero_with_one_line(env, args, fragment, tmp_path):
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], res.stderr
+
+
+def test_a_rejected_promotion_exits_3_and_moves_nothing(tmp_path, env, model_dir):
+    """Scripts tell "the gate said no" (3) from a failure (1); the stage tag moves only on a pass."""
+    (model_dir / "ormbfile.yaml").write_text(
+        "format: ONNX\nmetrics:\n  iris-test:\n    - name: accuracy\n      value: '0.93'\n")
+    ref = f"oci:{tmp_path}/layout:v1"
+    assert run("save", str(model_dir), ref, env=env).returncode == 0
+    rejected = run("promote", ref, "--gate", "iris-test.accuracy >= 0.99", "--json", env=env)
+    assert rejected.returncode == 3, rejected.stderr
+    assert json.loads(rejected.stdout)["promoted"] is False
+    assert rejected.stderr.startswith("rejected: ") and "iris-test.accuracy" in rejected.stderr
+    assert "production" not in run("list", f"oci:{tmp_path}/layout", env=env).stdout.split()
+    missing = run("promote", ref, "--gate", "test.f1 > 0.8", env=env)
+    assert missing.returncode == 3 and "test.f1" in missing.stderr
+    passed = run("promote", ref, "--gate", "iris-test.accuracy >= 0.9", env=env)
+    assert passed.returncode == 0, passed.stderr
+    assert "production" in run("list", f"oci:{tmp_path}/layout", env=env).stdout.split()
+    broken = run("promote", ref, "--gate", "accuracy >=", env=env)
+    assert broken.returncode == 1 and broken.stderr.startswith("error:")

@@ -186,3 +186,15 @@ def test_ca_file_reaches_the_step_commands(env, tls_registry, tmp_path):
     assert refused.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
     ok = run("deploy", ref, "--render", str(tmp_path / "b"), "--ca-file", tls_registry.ca_file, env=env)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_deploy_names_the_initializer_image_given(env, model_ref, tmp_path):
+    """The image built from Dockerfile.initializer reaches both serving kinds' manifests."""
+    image = "registry.example.com/ml/modelhaul-initializer:0.1.0"
+    for target in ("seldon", "kserve"):
+        res = run("deploy", model_ref, "--target", target, "--render", str(tmp_path / "gitops"),
+                  "--initializer-image", image, env=_no_cluster_env(env))
+        assert res.returncode == 0, res.stderr
+    rendered = {p.name: p.read_text() for p in (tmp_path / "gitops").glob("*.yaml")}
+    assert image in rendered["seldondeployment-iris.yaml"]
+    assert image in rendered["clusterstoragecontainer-modelhaul.yaml"]

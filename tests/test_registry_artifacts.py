@@ -46,6 +46,20 @@ def test_publish_then_fetch_round_trip(registry, tmp_path):
     assert artifacts.list_tags(ref, options=registry.options) == ["v1"]
 
 
+def test_same_directory_gives_the_same_digest_in_any_repository_or_layout(registry, tmp_path):
+    """The digest depends on the files and their metadata only, never on where they are published."""
+    src = model_dir(tmp_path, files=1, size=1024)
+    repo_b = unique_repo("team/same-b")
+    first = artifacts.publish(src, registry.ref(unique_repo("same-a"), "v1"), options=registry.options)
+    second = artifacts.publish(src, registry.ref(repo_b, "v7"), options=registry.options)
+    layout = artifacts.publish(src, f"oci:{tmp_path / 'layout'}/other-name:v1")
+    assert first["digest"] == second["digest"] == layout["digest"]
+    target = RegistryTarget(registry.host, repo_b, registry.options)
+    config = target.get_manifest(second["digest"]).config
+    target.fetch_blob(config["digest"], config["size"], tmp_path / "config.json")
+    assert b"same-b" not in (tmp_path / "config.json").read_bytes()
+
+
 def test_republish_unchanged_uploads_nothing_and_one_changed_file_uploads_one(registry, tmp_path):
     src = model_dir(tmp_path, files=10, size=MiB // 4)
     repo = unique_repo("art")

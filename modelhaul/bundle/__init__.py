@@ -105,7 +105,6 @@ def pack(
     *,
     bundle_format: str = "modelpack",
     config: ModelConfig | dict[str, Any] | None = None,
-    name: str | None = None,
     digester: Digester | None = None,
     stream_layer: LayerStreamer | None = None,
 ) -> Iterator[Packed]:
@@ -121,7 +120,7 @@ def pack(
     if bundle_format == "modelpack":
         digests = _hash_files([f.path for f in source.files], digester)
         layers = [modelpack.layer_blob(f, d) for f, d in zip(source.files, digests, strict=True)]
-        doc = modelpack.config_document(cfg, name or "", [b.digest for b in layers])
+        doc = modelpack.config_document(cfg, [b.digest for b in layers])
         cfg_blob = oci.Blob.from_bytes(oci.MODELPACK_CONFIG, oci.canonical_json(doc))
         manifest = _manifest(cfg_blob, layers, cfg, bundle_format, oci.MODELPACK_ARTIFACT)
         yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, *layers], bundle_format)

@@ -112,9 +112,18 @@ def layer_blob(f: ModelFile, digest: str) -> oci.Blob:
     )
 
 
-def config_document(cfg: ModelConfig, name: str, diff_ids: list[str]) -> dict[str, Any]:
-    """The ModelPack config JSON: only the schema's fields, mapped from the ModelConfig."""
-    descriptor: dict[str, Any] = {"name": name or "model"}
+def config_document(cfg: ModelConfig, diff_ids: list[str]) -> dict[str, Any]:
+    """The ModelPack config JSON: only the schema's fields, mapped from the ModelConfig.
+
+    Everything here comes from the model's own content and metadata, never from where it is
+    published: the same directory gives the same digest in any repository. ``descriptor.name``
+    (optional in the schema) is the ``name`` label, else the MLflow registered model's name.
+    """
+    descriptor: dict[str, Any] = {}
+    mlflow = cfg.provenance.mlflow if cfg.provenance else None
+    name = cfg.labels.get("name") or (mlflow.registered_model if mlflow else None)
+    if name:
+        descriptor["name"] = name
     if cfg.created:
         descriptor["createdAt"] = rfc3339(cfg.created)
     if cfg.author:
@@ -126,7 +135,6 @@ def config_document(cfg: ModelConfig, name: str, diff_ids: list[str]) -> dict[st
         descriptor["sourceURL"] = git.repository
     if git and git.revision:
         descriptor["revision"] = git.revision
-    mlflow = cfg.provenance.mlflow if cfg.provenance else None
     if mlflow and mlflow.version:
         descriptor["version"] = str(mlflow.version)
     if cfg.labels.get(FAMILY_LABEL):  # a model family (llama3, bert), never the framework
