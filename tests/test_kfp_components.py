@@ -150,3 +150,21 @@ def test_local_runtime_installs_nothing() -> None:
     for name, comp in build_all(local()).items():
         command = " ".join(comp.component_spec.implementation.container.command)
         assert "pip install" not in command, name
+
+
+def test_the_image_carries_what_every_component_needs() -> None:
+    """The Dockerfile (the ``--image`` route) installs this checkout with every extra a component installs
+    at pod start on the published route, so the same pipeline runs on it with nothing installed."""
+    import re
+    from pathlib import Path
+
+    from modelhaul.components.runtime import EXTRA_PACKAGES, EXTRAS
+
+    text = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+    extras = set(re.search(r'^ARG EXTRAS="([^"]*)"', text, re.M).group(1).split(","))
+    packages = set(re.search(r'^ARG EXTRA_PACKAGES="([^"]*)"', text, re.M).group(1).split())
+    assert {e for needed in EXTRAS.values() for e in needed} <= extras
+    assert {p for needed in EXTRA_PACKAGES.values() for p in needed} <= packages
+    assert re.search(r'^RUN pip install "/src\$\{EXTRAS:\+\[\$EXTRAS\]\}" \$\{EXTRA_PACKAGES\}', text, re.M)
+    assert re.search(r"^USER 1000$", text, re.M)  # non-root, with the artifact mount points it needs
+    assert "chmod 1777 /gcs /minio /s3" in text
