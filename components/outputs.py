@@ -1,4 +1,4 @@
-"""How a step result becomes KFP outputs: metadata on a ``Model`` artifact and a small pointer file.
+"""How a step result becomes KFP outputs: metadata on an artifact, a small pointer file, logged metrics.
 
 KFP's launcher owns an output artifact's ``uri``: it assigns one under the pipeline root and
 uploads whatever the component wrote at ``.path`` there. So the modelhaul reference goes into the

@@ -429,7 +429,7 @@ def smoke_check(*, entry_point: str, ref: str, params: dict[str, Any] | None = N
 
     A check that raises, or returns a false value, fails the step (a GateError naming the check),
     so an orchestrator's failure handling — KFP's exit handler, an Airflow ``on_failure`` rollback —
-    takes over. Returns ``{ref, check, passed, detail}``.
+    takes over. Returns ``{ref, check, passed}``.
     """
     from modelhaul.errors import GateError
     from modelhaul.train import load_entry_point
@@ -439,6 +439,6 @@ def smoke_check(*, entry_point: str, ref: str, params: dict[str, Any] | None = N
         outcome = check(ref=ref, **(params or {}))
     except Exception as exc:  # noqa: BLE001 - any failure of the user's check is the check failing
         raise GateError(f"smoke check {entry_point} failed on {ref}: {type(exc).__name__}: {exc}") from None
-    if outcome is False or (outcome is not None and not outcome):
+    if outcome is not None and not outcome:  # None: a check that only raises on failure
         raise GateError(f"smoke check {entry_point} returned {outcome!r} for {ref}")
-    return {"ref": ref, "check": entry_point, "passed": True, "detail": None if outcome in (None, True) else outcome}
+    return {"ref": ref, "check": entry_point, "passed": True}

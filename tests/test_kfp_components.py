@@ -168,3 +168,18 @@ def test_the_image_carries_what_every_component_needs() -> None:
     assert re.search(r'^RUN pip install "/src\$\{EXTRAS:\+\[\$EXTRAS\]\}" \$\{EXTRA_PACKAGES\}', text, re.M)
     assert re.search(r"^USER 1000$", text, re.M)  # non-root, with the artifact mount points it needs
     assert "chmod 1777 /gcs /minio /s3" in text
+
+
+def test_smoke_check_fails_on_a_false_answer_or_a_raise() -> None:
+    """The step behind the smoke_check component: a false answer or an exception is one GateError line."""
+    from modelhaul import steps
+    from modelhaul.errors import ConfigError, GateError
+
+    pinned = "registry.example/ml/iris:production@sha256:" + "a" * 64
+    assert steps.smoke_check(entry_point="tests.fixtures.smoke:passes", ref=pinned)["passed"] is True
+    with pytest.raises(GateError, match=r"^smoke check tests.fixtures.smoke:passes returned False for r"):
+        steps.smoke_check(entry_point="tests.fixtures.smoke:passes", ref="registry.example/ml/iris:production")
+    with pytest.raises(GateError, match=r"failed on .*: AssertionError: .* does not answer as expected$"):
+        steps.smoke_check(entry_point="tests.fixtures.smoke:always_fails", ref=pinned)
+    with pytest.raises(ConfigError, match="cannot import"):
+        steps.smoke_check(entry_point="tests.fixtures.no_such_module:check", ref=pinned)
