@@ -46,6 +46,15 @@ NAME = "retrain-and-redeploy"
 DEFAULT_ENTRY_POINT = "modelhaul.examples.iris:train"
 
 
+def import_model(ref: str) -> dsl.PipelineTask:
+    """Start a pipeline from a model already in a registry: an importer whose ``Model`` names ``ref``.
+
+    Its output feeds any step's ``source``/``candidate`` input (e.g. promote an existing model), so
+    a pipeline that starts from a reference keeps the same lineage as one that trains.
+    """
+    return dsl.importer(artifact_uri=ref, artifact_class=dsl.Model, reimport=False, metadata={"ref": ref})
+
+
 def build_pipeline(runtime: Runtime | None = None) -> BaseComponent:
     """The pipeline on ``runtime`` (default: the published components of the checked-in YAML)."""
     rt = runtime or published()

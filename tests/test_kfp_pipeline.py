@@ -246,3 +246,27 @@ def test_training_without_a_tracking_uri_fails_with_one_line(kfp_env, monkeypatc
     assert "ConfigError: tracking_uri: not set" in logs.out + logs.err
     monkeypatch.setenv("MLFLOW_TRACKING_URI", kfp_env["tracking_uri"])
     assert steps.require_tracking_uri("") == kfp_env["tracking_uri"]
+
+
+def test_a_pipeline_can_start_from_a_reference(registry, kfp_env, good) -> None:
+    """A model already in the registry enters as an importer's Model artifact and is promoted like any other."""
+    from kfp import dsl
+
+    from modelhaul.components.factory import build
+    from modelhaul.components.pipeline import import_model
+    from modelhaul.components.runtime import local
+
+    repository = f"{registry.host}/{unique_repo('kfp-import')}"
+    ref = artifacts.retag(good["tasks"]["convert"]["ref"], f"{repository}:v1", registry.options)["ref"]
+    promote = build("promote", local())
+
+    @dsl.pipeline(name="promote-a-reference")
+    def promote_ref():  # no annotations: this module's are strings, which KFP cannot read
+        promote(candidate=import_model(ref).output, stage="production", plain_http=True)
+
+    before = set(kfp_env["root"].glob("*"))
+    promote_ref()
+    (run_dir,) = set(kfp_env["root"].glob("*")) - before
+    promotion = outputs_of(run_dir)["promote"]["promotion"]["metadata"]
+    assert promotion["promoted"] is True and promotion["candidate"] == ref
+    assert artifacts.resolve(f"{repository}:production", registry.options).endswith(good["tasks"]["convert"]["digest"])
