@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Component names (the eight steps and the exit-handler rollback) and the pipeline's.
-COMPONENTS = ("train", "package", "parse", "convert", "sign", "deploy", "promote", "rollback",
+#: Component names (the steps, the post-promotion smoke check, the exit-handler rollback) and the pipeline's.
+COMPONENTS = ("train", "package", "parse", "convert", "sign", "deploy", "promote", "smoke_check", "rollback",
               "rollback_on_failure")
 PIPELINE = "retrain_and_redeploy"
 

@@ -13,7 +13,8 @@ supply credentials.
   mounted as a directory that ``DOCKER_CONFIG`` points at; credential helpers do not work in a pod.
 * ``signing_secret`` — ``MODELHAUL_SIGNING_KEY`` (the PEM private key) and optionally
   ``MODELHAUL_SIGNING_KEY_PASSWORD``, for the sign component only.
-* ``mlflow_secret`` — any of ``MLFLOW_TRACKING_USERNAME``, ``MLFLOW_TRACKING_PASSWORD``,
+* ``mlflow_secret`` — ``MLFLOW_TRACKING_URI`` (used when the pipeline's ``tracking_uri`` is empty), and any
+  of ``MLFLOW_TRACKING_USERNAME``, ``MLFLOW_TRACKING_PASSWORD``,
   ``MLFLOW_TRACKING_TOKEN``.
 """
 
@@ -26,7 +27,7 @@ from kfp.dsl import PipelineTask
 
 REGISTRY_ENV = ("MODELHAUL_USERNAME", "MODELHAUL_PASSWORD")
 SIGNING_ENV = ("MODELHAUL_SIGNING_KEY", "MODELHAUL_SIGNING_KEY_PASSWORD")
-MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 DOCKER_CONFIG_DIR = "/var/run/modelhaul/docker"
 
 

@@ -16,7 +16,7 @@ from modelhaul.components import functions
 from modelhaul.components.runtime import Runtime, published
 
 #: The step components, in pipeline order, plus the exit-handler variant of rollback.
-STEP_NAMES = ("train", "package", "parse", "convert", "sign", "deploy", "promote", "rollback")
+STEP_NAMES = ("train", "package", "parse", "convert", "sign", "deploy", "promote", "smoke_check", "rollback")
 NAMES = (*STEP_NAMES, "rollback_on_failure")
 
 

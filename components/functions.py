@@ -6,18 +6,27 @@ module that has ``from typing import *``). No ``from __future__ import annotatio
 reads the annotations as real types. The bodies take empty strings and zeros for "not set",
 because those survive every KFP backend and the local runner alike.
 
-Each step component writes its step result on a ``Model`` artifact (see
-:func:`modelhaul.components.outputs.record`): the metadata carries ``ref``, ``digest``,
-``format`` and ``media_type``, and the file is a small JSON pointer, never model bytes.
+Lineage: every step after train takes the upstream model as ``source: Input[Model]`` and reads
+the reference from its metadata (``ref``, ``digest``), so KFP's metadata store links train ->
+package -> parse -> convert -> sign -> deploy -> promote. A string ``ref`` is taken only where a
+pipeline starts from a reference (rollback). Model steps write ``model: Output[Model]`` (see
+:func:`modelhaul.components.outputs.record`: metadata carries ``ref``, ``digest``, ``format`` and
+``media_type``; the file is a small JSON pointer, never model bytes); training metrics and the
+conversion's parity go out as ``Output[Metrics]``; deploy, promote and rollback results are not
+models and go out as plain ``Artifact``\\ s.
+
+The docstrings' ``Args:`` and ``Returns:`` sections become the per-input and per-output
+descriptions of the compiled YAML (what the KFP UI shows).
 """
 
 from typing import NamedTuple
 
-from kfp.dsl import Model, Output, PipelineTaskFinalStatus
+from kfp.dsl import Artifact, Input, Metrics, Model, Output, PipelineTaskFinalStatus
 
 
 def train(
     model: Output[Model],
+    metrics: Output[Metrics],
     entry_point: str,
     params: dict = {},  # noqa: B006 - KFP needs a literal default; the body never mutates it
     tracking_uri: str = "",
@@ -25,59 +34,101 @@ def train(
     run_name: str = "",
     registered_model: str = "",
     alias: str = "",
-) -> NamedTuple("TrainOutputs", [("model_uri", str), ("run_id", str), ("metrics", dict)]):  # noqa: UP014
-    """Train under an MLflow run; the model stays in MLflow, its URI goes to the next step."""
-    from modelhaul import steps
-    from modelhaul.components.outputs import parameter, record
+):
+    """Train under an MLflow run with autologging; the model stays in MLflow.
 
-    res = steps.train(entry_point=entry_point, params=dict(params or {}), tracking_uri=tracking_uri or None,
-                      experiment=experiment, run_name=run_name or None,
-                      registered_model=registered_model or None, alias=alias or None)
+    Args:
+        entry_point: Training code, ``package.module:function`` (called with ``params``; it logs a
+            model) or an MLflow Project directory in the image.
+        params: Keyword arguments for the training function, logged as the run's parameters.
+        tracking_uri: The MLflow tracking server. Empty: ``MLFLOW_TRACKING_URI`` from the MLflow
+            Secret; with neither the step fails (a pod-local store would vanish with the pod).
+        experiment: MLflow experiment name.
+        run_name: MLflow run name (empty: MLflow picks one).
+        registered_model: Register the model under this name (empty: not registered).
+        alias: Registered-model alias to set on the new version (empty: none).
+
+    Returns:
+        model: The logged MLflow model: metadata ``ref`` is its MLflow URI (``models:/...``),
+            with ``run_id`` and ``metrics``.
+        metrics: The run's final metrics (accuracy, ...), shown in the KFP UI.
+    """
+    from modelhaul import steps
+    from modelhaul.components.outputs import log_metrics, record
+
+    res = steps.train(entry_point=entry_point, params=dict(params or {}),
+                      tracking_uri=steps.require_tracking_uri(tracking_uri), experiment=experiment,
+                      run_name=run_name or None, registered_model=registered_model or None, alias=alias or None)
     record(model, {**res, "ref": res.get("model_uri"), "format": "mlflow"})
-    return (str(res["model_uri"]), str(res.get("run_id") or ""), parameter(res.get("metrics") or {}))
+    log_metrics(metrics, res.get("metrics") or {})
 
 
 def package(
     model: Output[Model],
-    source: str,
+    source: Input[Model],
     repository: str,
     tag: str,
     tracking_uri: str = "",
     bundle_format: str = "modelpack",
     plain_http: bool = False,
     insecure: bool = False,
-) -> NamedTuple("PackageOutputs", [("ref", str), ("digest", str)]):  # noqa: UP014
-    """Publish the MLflow model (or a directory) with its run metadata as ``repository:tag``."""
-    from modelhaul import steps
-    from modelhaul.components.outputs import record
+):
+    """Publish the trained MLflow model, with its run metadata, as ``repository:tag``.
 
-    res = steps.package(source=source, ref=f"{repository}:{tag}", tracking_uri=tracking_uri or None,
+    Args:
+        source: The trained model (train's ``model``); its metadata ``ref`` is the MLflow model URI.
+        repository: Registry repository, ``host/path`` (no tag).
+        tag: Tag to publish under (the pipeline uses the run's job id).
+        tracking_uri: The MLflow tracking server (empty: ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
+        bundle_format: Artifact layout: ``modelpack`` (CNCF ModelPack), ``kitops`` or ``ormb``.
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        model: The published artifact: metadata ``ref`` (digest-pinned), ``digest``, ``format``.
+    """
+    from modelhaul import steps
+    from modelhaul.components.outputs import record, upstream_ref
+
+    src = upstream_ref(source)
+    uri = steps.require_tracking_uri(tracking_uri) if src.startswith(("runs:/", "models:/")) else tracking_uri or None
+    res = steps.package(source=src, ref=f"{repository}:{tag}", tracking_uri=uri,
                         bundle_format=bundle_format, plain_http=plain_http, insecure=insecure)
-    record(model, res)
-    return (res["ref"], res["digest"])
+    record(model, res, source)
 
 
 def parse(
     model: Output[Model],
-    ref: str,
+    source: Input[Model],
     dest_ref: str = "",
     trust: bool = False,
     plain_http: bool = False,
     insecure: bool = False,
-) -> NamedTuple("ParseOutputs", [("ref", str), ("digest", str), ("signature", dict)]):  # noqa: UP014
-    """Read the signature and layers from the model files into its config (a new manifest)."""
-    from modelhaul import steps
-    from modelhaul.components.outputs import parameter, record
+):
+    """Read the signature and layers from the model files into its config (a new manifest).
 
-    res = steps.parse(ref=ref, dest_ref=dest_ref or None, trust=trust, plain_http=plain_http,
+    Args:
+        source: The published model (package's ``model``).
+        dest_ref: Where to push the parsed model (empty: the source's tag).
+        trust: Load pickle/joblib files to read them (only for models you trust).
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        model: The parsed artifact: metadata ``ref``, ``digest``, ``parent`` and ``signature``.
+    """
+    from modelhaul import steps
+    from modelhaul.components.outputs import record, upstream_ref
+
+    res = steps.parse(ref=upstream_ref(source), dest_ref=dest_ref or None, trust=trust, plain_http=plain_http,
                       insecure=insecure)
-    record(model, res)
-    return (res["ref"], res["digest"], parameter(res.get("signature") or {}))
+    record(model, res, source)
 
 
 def convert(
     model: Output[Model],
-    ref: str,
+    parity: Output[Metrics],
+    source: Input[Model],
     repository: str,
     tag: str,
     to: str = "onnx",
@@ -86,124 +137,215 @@ def convert(
     trust: bool = False,
     plain_http: bool = False,
     insecure: bool = False,
-) -> NamedTuple("ConvertOutputs", [("ref", str), ("digest", str), ("parity", dict)]):  # noqa: UP014
-    """Convert, prove parity on the same inputs, push ``repository:tag-<to>``; fails on a parity miss."""
-    from modelhaul import steps
-    from modelhaul.components.outputs import parameter, record
+):
+    """Convert, prove parity on the same inputs, push the candidate ``repository:tag-<to>``.
 
-    res = steps.convert(ref=ref, to=to, dest_ref=f"{repository}:{tag}-{to}", tolerance=tolerance or None,
-                        opset=opset or None, trust=trust, plain_http=plain_http, insecure=insecure)
-    record(model, res)
-    return (res["ref"], res["digest"], parameter(res.get("parity") or {}))
+    A parity miss fails the step and pushes nothing.
+
+    Args:
+        source: The model to convert (parse's ``model``).
+        repository: Registry repository of the candidate, ``host/path``.
+        tag: Run tag; the candidate goes to ``<tag>-<to>``.
+        to: Target format, ``onnx`` or ``torchscript``.
+        tolerance: Largest accepted output difference (0: the format's default).
+        opset: ONNX opset (0: the converter's default).
+        trust: Load pickle/joblib files to convert them (only for models you trust).
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        model: The converted candidate: metadata ``ref``, ``digest``, ``parent``, ``parity``.
+        parity: Original against converted outputs on the same inputs (``max_abs_diff``,
+            ``label_agreement``, ...), shown in the KFP UI.
+    """
+    from modelhaul import steps
+    from modelhaul.components.outputs import log_metrics, record, upstream_ref
+
+    res = steps.convert(ref=upstream_ref(source), to=to, dest_ref=steps.candidate_ref(repository=repository, tag=tag,
+                                                                                      to=to),
+                        tolerance=tolerance or None, opset=opset or None, trust=trust, plain_http=plain_http,
+                        insecure=insecure)
+    record(model, res, source)
+    log_metrics(parity, res.get("parity") or {})
+
+
+def sign(
+    model: Output[Model],
+    source: Input[Model],
+    key: str = "",
+    plain_http: bool = False,
+    insecure: bool = False,
+):
+    """Sign the model (OpenSSF model signing) and attach its SLSA provenance, as OCI referrers.
+
+    The private key never travels as a parameter. With no key configured nothing is signed, so one
+    pipeline runs signed or unsigned by configuration.
+
+    Args:
+        source: The model to sign (convert's ``model``).
+        key: Path of the PEM private key in the pod (a mounted Secret). Empty: the
+            ``MODELHAUL_SIGNING_KEY`` env var (from the signing Secret), with
+            ``MODELHAUL_SIGNING_KEY_PASSWORD`` for an encrypted key.
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        model: The same model, signed or not: metadata ``ref``, ``digest``, ``signed``, ``key_id``.
+    """
+    import os
+
+    from modelhaul import steps
+    from modelhaul.components.outputs import record, upstream_ref
+
+    ref = upstream_ref(source)
+    upstream = {k: v for k, v in source.metadata.items() if k != "upstream_uri"}  # sign keeps the model as is
+    key = key or os.environ.get("MODELHAUL_SIGNING_KEY", "")
+    if not key:
+        print(f"no signing key configured; {ref} stays unsigned")
+        record(model, {**upstream, "signed": False}, source)
+        return
+    res = steps.sign(ref=ref, key=key, plain_http=plain_http, insecure=insecure)
+    record(model, {**upstream, **res, "signed": True}, source)
+    print(f"signed {res['ref']} with key {res['key_id'][:16]} ({res['files']} files)")
 
 
 def deploy(
-    model: Output[Model],
-    ref: str,
+    deployment: Output[Artifact],
+    source: Input[Model],
     target: str = "seldon",
     name: str = "",
     namespace: str = "default",
     canary_percent: int = 0,
     stable_ref: str = "",
     render_dir: str = "",
-    in_cluster: bool = False,
+    in_cluster: bool = True,
     wait: bool = True,
     timeout: float = 600.0,
     initializer_image: str = "",
     registry_secret: str = "",
     plain_http: bool = False,
     insecure: bool = False,
-) -> NamedTuple("DeployOutputs", [("deployment", dict), ("name", str), ("state", str),  # noqa: UP014
-                                  ("stable_ref", str)]):
-    """Serve ``ref`` on Seldon Core or KServe; with ``canary_percent`` > 0 beside the stable model.
+):
+    """Serve the model on Seldon Core or KServe; with ``canary_percent`` > 0 beside the stable model.
 
     A Seldon canary needs a stable model. When there is none yet (a first run) nothing is deployed
     (``state`` ``Skipped``): promote deploys the model once it passes the gate, and a rejected
-    first model never serves. ``deployment`` is the step result plus the settings it was called
-    with, so that promote and rollback redeploy to the same place.
+    first model never serves.
+
+    Args:
+        source: The model to serve (sign's ``model``).
+        target: ``seldon`` (Seldon Core v1 SeldonDeployment) or ``kserve`` (InferenceService).
+        name: Name of the deployment (empty: derived from the repository).
+        namespace: Kubernetes namespace to deploy into.
+        canary_percent: Share of traffic for the model beside the stable one (0: replace it).
+        stable_ref: The stable model for the canary (empty: the one serving now).
+        render_dir: Write the manifests into this directory instead of applying them (empty:
+            apply to the cluster).
+        in_cluster: Apply with the pod's service account to the cluster the pipeline runs on.
+        wait: Wait until the deployment is available.
+        timeout: Seconds to wait for it.
+        initializer_image: The modelhaul storage initializer image (empty: the default).
+        registry_secret: Name of the Secret with the registry credentials the serving pods use.
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        deployment: Where and what now serves: metadata ``ref``, ``digest``, ``target``, ``name``,
+            ``namespace``, ``state``, ``stable_ref`` and the settings, so that promote and rollback
+            deploy to the same place again.
     """
     from modelhaul import steps
-    from modelhaul.components.outputs import parameter, record
-    from modelhaul.serving.deploy import default_name
+    from modelhaul.components.outputs import record, upstream_ref
 
-    settings = {"target": target, "name": name or default_name(ref), "namespace": namespace,
-                "render_dir": render_dir or None, "in_cluster": in_cluster, "wait": wait, "timeout": timeout,
+    settings = {"target": target, "name": name or None, "namespace": namespace, "render_dir": render_dir or None,
+                "in_cluster": in_cluster and not render_dir, "wait": wait, "timeout": timeout,
                 "initializer_image": initializer_image or None, "registry_secret": registry_secret or None}
-    res = steps.deploy(ref=ref, canary_percent=canary_percent or None, stable_ref=stable_ref or None,
+    res = steps.deploy(ref=upstream_ref(source), canary_percent=canary_percent or None, stable_ref=stable_ref or None,
                        plain_http=plain_http, insecure=insecure, **settings)
-    deployment = parameter(res)  # the step result names how to deploy there again
-    record(model, deployment)
-    return (deployment, str(deployment.get("name") or ""), str(deployment.get("state") or ""),
-            str(deployment.get("stable_ref") or ""))
-
-
-def sign(
-    model: Output[Model],
-    ref: str,
-    key: str = "",
-    plain_http: bool = False,
-    insecure: bool = False,
-) -> NamedTuple("SignOutputs", [("ref", str), ("digest", str), ("signed", bool)]):  # noqa: UP014
-    """Sign ``ref`` (OpenSSF model signing) and attach its SLSA provenance, as OCI referrers.
-
-    The private key never travels as a parameter: ``key`` is a *path* in the pod (a mounted
-    Secret), else the ``MODELHAUL_SIGNING_KEY`` env var (PEM text, from the signing Secret), with
-    ``MODELHAUL_SIGNING_KEY_PASSWORD`` for an encrypted key. With neither, nothing is signed
-    (``signed`` false), so one pipeline runs signed or unsigned by configuration.
-    """
-    import os
-
-    from modelhaul import steps
-    from modelhaul.components.outputs import record
-
-    key = key or os.environ.get("MODELHAUL_SIGNING_KEY", "")
-    if not key:
-        print(f"no signing key configured; {ref} stays unsigned")
-        record(model, {"ref": ref, "signed": False})
-        return (ref, ref.rpartition("@")[2], False)
-    res = steps.sign(ref=ref, key=key, plain_http=plain_http, insecure=insecure)
-    record(model, {**res, "signed": True})
-    print(f"signed {res['ref']} with key {res['key_id'][:16]} ({res['files']} files)")
-    return (res["ref"], res["digest"], True)
+    record(deployment, {**settings, **res}, source)  # the result names how to deploy there again
 
 
 def promote(
-    model: Output[Model],
-    ref: str,
+    promotion: Output[Artifact],
+    candidate: Input[Model],
+    deployment: Input[Artifact] = None,
     stage: str = "production",
     gate: list = [],  # noqa: B006 - KFP needs a literal default; the body never mutates it
     beats: str = "",
     min_delta: float = 0.0,
     tracking_uri: str = "",
-    deployment: dict = {},  # noqa: B006 - as above
     require_signature: str = "",
     plain_http: bool = False,
     insecure: bool = False,
 ) -> str:
-    """Gate the candidate; on pass move the stage tag, alias and traffic. A rejection changes nothing.
+    """Gate the candidate; on pass move the stage tag, MLflow alias and traffic in one step.
 
-    Returns the decision: ``promoted``; ``rejected-with-canary`` when the candidate runs as a
-    canary beside a stable model (the pipeline then retires that canary); else ``rejected``. The
-    full step result (reason, checks, previous, ...) is on the ``model`` artifact. One output, not a
-    NamedTuple: ``kfp.local`` evaluates ``dsl.If`` conditions only on a task's single output.
+    A rejection moves nothing and retires the candidate's canary (the stable model serves alone).
+    One output, not a NamedTuple: ``kfp.local`` evaluates ``dsl.If`` conditions only on a task's
+    single output.
+
+    Args:
+        candidate: The model to promote (sign's ``model``).
+        deployment: Where the candidate runs (deploy's ``deployment``); on pass it serves alone
+            there. Without it no traffic moves.
+        stage: The stage tag to move (``<stage>-previous`` keeps the model it replaces).
+        gate: Conditions over the candidate's metrics, such as ``accuracy >= 0.9``.
+        beats: A metric that must beat the model at the stage (``-loss`` for lower-is-better).
+        min_delta: The least margin for ``beats``.
+        tracking_uri: The MLflow tracking server whose alias follows the stage (empty:
+            ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
+        require_signature: A public key (PEM text or a path in the pod): an unsigned candidate,
+            or one signed by another key, is rejected.
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        promotion: The decision and what moved: metadata ``promoted``, ``reason``, ``checks``,
+            ``previous``, ``ref`` and ``digest`` (at the stage when promoted).
+        Output: ``promoted`` or ``rejected``.
     """
     from modelhaul import steps
-    from modelhaul.components.outputs import record
+    from modelhaul.components.outputs import record, upstream_ref
 
-    res = steps.promote(ref=ref, stage=stage, gate=list(gate or []) or None, beats=beats or None,
-                        min_delta=min_delta, tracking_uri=tracking_uri or None,
-                        deployment=dict(deployment) if deployment else None,
+    res = steps.promote(ref=upstream_ref(candidate), stage=stage, gate=list(gate or []) or None,
+                        beats=beats or None, min_delta=min_delta, tracking_uri=tracking_uri or None,
+                        deployment=dict(deployment.metadata) if deployment is not None else None,
                         require_signature=require_signature or None, plain_http=plain_http, insecure=insecure)
-    record(model, res)
+    record(promotion, res, candidate)
     print(f"{'promoted' if res['promoted'] else 'rejected'}: {res.get('reason')}")
-    if res["promoted"]:
-        return "promoted"
-    canary_live = bool(deployment and deployment.get("canary_percent") and deployment.get("stable_ref"))
-    return "rejected-with-canary" if canary_live else "rejected"
+    return "promoted" if res["promoted"] else "rejected"
+
+
+def smoke_check(
+    promotion: Input[Artifact],
+    entry_point: str = "",
+    params: dict = {},  # noqa: B006 - KFP needs a literal default; the body never mutates it
+) -> str:
+    """After a promotion, run the team's check on the model now at the stage; failing it fails the run.
+
+    The run's exit handler then rolls the stage back to the model it replaced. Nothing runs when
+    the candidate was not promoted or no check is configured.
+
+    Args:
+        promotion: promote's ``promotion``.
+        entry_point: The check, ``package.module:function`` in the image, called with ``ref=`` (the
+            promoted model) and ``params``; raising or returning a false value fails it. Empty: no check.
+        params: Keyword arguments for the check.
+
+    Returns:
+        Output: What was checked, one line.
+    """
+    from modelhaul import steps
+
+    meta = dict(promotion.metadata)
+    if not entry_point or not meta.get("promoted"):
+        return "no smoke check: " + ("none configured" if not entry_point else "nothing was promoted")
+    res = steps.smoke_check(entry_point=entry_point, ref=str(meta["ref"]), params=dict(params or {}))
+    return f"smoke check {res['check']} passed on {res['ref']}"
 
 
 def rollback(
-    model: Output[Model],
+    result: Output[Artifact],
     ref: str,
     stage: str = "production",
     tracking_uri: str = "",
@@ -211,14 +353,32 @@ def rollback(
     plain_http: bool = False,
     insecure: bool = False,
 ) -> NamedTuple("RollbackOutputs", [("rolled_back", bool), ("reason", str), ("ref", str)]):  # noqa: UP014
-    """Put back the digest that held ``stage`` before the last promotion (tag, alias, traffic)."""
+    """Put back the digest that held ``stage`` before the last promotion (tag, alias, traffic).
+
+    Args:
+        ref: The repository to roll back (``host/path``, any tag).
+        stage: The stage tag to restore.
+        tracking_uri: The MLflow tracking server whose alias follows (empty:
+            ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
+        deployment: Where to serve the restored model: deploy settings (``target``, ``name``,
+            ``namespace``, ``in_cluster`` or ``render_dir``); empty: no traffic moves.
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        result: What was restored: metadata ``rolled_back``, ``reason``, ``restored``,
+            ``replaced``, ``ref`` and ``digest`` (now at the stage).
+        rolled_back: Whether the stage holds the previous model now.
+        reason: Why, one line.
+        ref: The digest-pinned reference now at the stage.
+    """
     from modelhaul import steps
     from modelhaul.components.outputs import record
 
     res = steps.rollback(ref=ref, stage=stage, tracking_uri=tracking_uri or None,
                          deployment=dict(deployment) if deployment else None, plain_http=plain_http,
                          insecure=insecure)
-    record(model, res)
+    record(result, res)
     return (bool(res.get("rolled_back")), str(res.get("reason") or ""), str(res.get("ref") or ""))
 
 
@@ -233,7 +393,7 @@ def rollback_on_failure(
     name: str = "",
     namespace: str = "default",
     render_dir: str = "",
-    in_cluster: bool = False,
+    in_cluster: bool = True,
     initializer_image: str = "",
     registry_secret: str = "",
     plain_http: bool = False,
@@ -243,23 +403,40 @@ def rollback_on_failure(
 
     A run that failed before promoting left ``stage`` alone, and rolling back then would undo an
     earlier, good promotion; so this acts only when ``stage`` points at this run's candidate
-    (``repository:tag-to``, what :func:`convert` pushed). The rollback restores tag, alias and the
-    deployment (the previous model alone, where the pipeline deploys).
+    (``repository:tag-to``, what convert pushed). The rollback restores tag, alias and the
+    deployment (the previous model alone).
+
+    Args:
+        status: The run's final status (set by KFP).
+        repository: Registry repository of the run, ``host/path``.
+        tag: The run's tag (its candidate is ``<tag>-<to>``).
+        to: The conversion target of the run.
+        stage: The stage tag to restore.
+        tracking_uri: The MLflow tracking server (empty: ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
+        target: ``seldon`` or ``kserve``, as deployed by the run.
+        name: The deployment's name (empty: derived from the repository).
+        namespace: The deployment's namespace.
+        render_dir: The directory the run rendered manifests into (empty: the cluster).
+        in_cluster: Apply with the pod's service account to the cluster the pipeline runs on.
+        initializer_image: The modelhaul storage initializer image (empty: the default).
+        registry_secret: Name of the Secret with the registry credentials the serving pods use.
+        plain_http: Talk HTTP, not HTTPS, to the registry.
+        insecure: Accept the registry's TLS certificate without verifying it.
+
+    Returns:
+        Output: What happened, one line.
     """
-    from modelhaul import artifacts, steps
-    from modelhaul.registry_options import RegistryOptions
-    from modelhaul.serving.deploy import default_name
+    from modelhaul import steps
 
     if status.state == "SUCCEEDED":
         return "run succeeded: nothing to roll back"
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure)
-    at_stage = artifacts.try_resolve(f"{repository}:{stage}", opts)
-    candidate = artifacts.try_resolve(f"{repository}:{tag}-{to}", opts)
-    if not candidate or not at_stage or at_stage.rsplit("@", 1)[-1] != candidate.rsplit("@", 1)[-1]:
+    deployment = {"target": target, "name": name or None, "namespace": namespace, "render_dir": render_dir or None,
+                  "in_cluster": in_cluster and not render_dir, "initializer_image": initializer_image or None,
+                  "registry_secret": registry_secret or None}
+    res = steps.rollback_if_promoted(repository=repository, candidate=steps.candidate_ref(repository=repository,
+                                                                                          tag=tag, to=to),
+                                     stage=stage, tracking_uri=tracking_uri or None, deployment=deployment,
+                                     plain_http=plain_http, insecure=insecure)
+    if not res.get("rolled_back"):
         return f"run {status.state.lower()} before promoting: {stage} untouched"
-    deployment = {"target": target, "name": name or default_name(candidate), "namespace": namespace,
-                  "render_dir": render_dir or None, "in_cluster": in_cluster,
-                  "initializer_image": initializer_image or None, "registry_secret": registry_secret or None}
-    res = steps.rollback(ref=f"{repository}:{stage}", stage=stage, tracking_uri=tracking_uri or None,
-                         deployment=deployment, plain_http=plain_http, insecure=insecure)
-    return f"run {status.state.lower()} after promoting: {res.get('reason') or res}"
+    return f"run {status.state.lower()} after promoting: {res.get('reason')}"

@@ -1,10 +1,12 @@
-"""What a component's container runs on: a pinned base image and a pinned modelhaul with its extras.
+"""What a component's container runs on: a pinned modelhaul installed at start, or an image that has it.
 
-The compiled components pip-install ``modelhaul[<extras>]==<this version>`` into
-``python:3.11-slim`` when the pod starts, so a cluster runs them with no image to build. Teams
-that bake an image with modelhaul in it pass it as ``base_image`` with ``packages={}``. The local
-runner gets no packages at all (:func:`local`): it runs in the current environment, and a pip
-install there would change that environment.
+The checked-in components (:func:`published`) pip-install ``modelhaul[<extras>]==<this version>``
+into ``python:3.11-slim`` when the pod starts: that needs the release on a package index the
+cluster can reach. :func:`image` runs every component on an image built from the repository's
+``Dockerfile`` instead, with no install at all (a cluster without egress runs it); compile with
+``python -m modelhaul.components.compile --image IMG``. The local runner gets no packages at all
+(:func:`local`): it runs in the current environment, and a pip install there would change that
+environment.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "sign": ("kfp", "sign"),
     "deploy": ("kfp", "kube"),
     "promote": ("kfp", "mlflow", "kube", "sign"),
+    "smoke_check": ("kfp", "convert"),  # a check typically pulls and runs the model
     "rollback": ("kfp", "mlflow", "kube"),
     "rollback_on_failure": ("kfp", "mlflow", "kube"),
 }
@@ -61,6 +64,15 @@ def published(base_image: str = BASE_IMAGE) -> Runtime:
     return Runtime(base_image=base_image,
                    packages={name: [f"modelhaul[{','.join(extras)}]=={v}", *EXTRA_PACKAGES.get(name, ())]
                              for name, extras in EXTRAS.items()})
+
+
+def image(name: str) -> Runtime:
+    """Every component on the image ``name`` (modelhaul and its extras baked in): nothing installed at start."""
+    if not name or any(c.isspace() for c in name):
+        from modelhaul.errors import ConfigError
+
+        raise ConfigError(f"image {name!r}: expected an image reference such as registry.example/modelhaul:0.1.0")
+    return Runtime(base_image=name, packages={})
 
 
 def local() -> Runtime:

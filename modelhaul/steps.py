@@ -385,3 +385,85 @@ def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, 
     from modelhaul import checks
 
     return checks.check_cluster(kubeconfig, context, in_cluster)
+
+
+# -- steps the KFP components used to reach around this module for (additive; see issue 13) ----------
+
+
+def candidate_ref(*, repository: str, tag: str, to: str) -> str:
+    """Where a run's converted candidate is pushed: ``repository:<tag>-<to>`` (one convention for all)."""
+    return f"{repository}:{tag}-{to}"
+
+
+def require_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The MLflow tracking URI a pod must use: ``tracking_uri``, else ``MLFLOW_TRACKING_URI``.
+
+    MLflow's own default (``./mlruns``, or a SQLite file) lives inside the pod and vanishes with
+    it, so a run that reaches MLflow with neither set fails here, before any work is done.
+    """
+    import os
+
+    from modelhaul.errors import ConfigError
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise ConfigError("tracking_uri: not set and MLFLOW_TRACKING_URI is not in the environment; pass the "
+                          "MLflow server's URI, or put MLFLOW_TRACKING_URI in the MLflow Secret")
+    return uri
+
+
+def rollback_if_promoted(
+    *,
+    repository: str,
+    candidate: str,
+    stage: str = "production",
+    tracking_uri: str | None = None,
+    deployment: dict[str, Any] | None = None,
+    plain_http: bool = False,
+    insecure: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> Result:
+    """Roll ``stage`` back only when it points at ``candidate`` (what a failed run itself promoted).
+
+    A run that failed before promoting left ``stage`` alone, and rolling back then would undo an
+    earlier, good promotion. ``deployment`` (settings as for :func:`deploy`; its ``name`` defaults
+    to the candidate's) is served the previous model alone. Returns ``{rolled_back, reason, ...}``
+    (the :func:`rollback` result when it acted).
+    """
+    from modelhaul import artifacts
+    from modelhaul.serving.deploy import default_name
+
+    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
+                                   password=password, ca_file=ca_file)
+    at_stage = artifacts.try_resolve(f"{repository}:{stage}", opts)
+    pinned = artifacts.try_resolve(candidate, opts)
+    if not pinned or not at_stage or at_stage.rsplit("@", 1)[-1] != pinned.rsplit("@", 1)[-1]:
+        return {"rolled_back": False, "stage": stage, "candidate": pinned,
+                "reason": f"{stage} does not hold the candidate {candidate}: {stage} untouched"}
+    if deployment is not None:
+        deployment = {**deployment, "name": deployment.get("name") or default_name(pinned)}
+    return rollback(ref=f"{repository}:{stage}", stage=stage, tracking_uri=tracking_uri, deployment=deployment,
+                    plain_http=plain_http, insecure=insecure, username=username, password=password,
+                    ca_file=ca_file)
+
+
+def smoke_check(*, entry_point: str, ref: str, params: dict[str, Any] | None = None) -> Result:
+    """Call the user's check ``"package.module:function"`` with ``ref=`` the served model and ``**params``.
+
+    A check that raises, or returns a false value, fails the step (a GateError naming the check),
+    so an orchestrator's failure handling — KFP's exit handler, an Airflow ``on_failure`` rollback —
+    takes over. Returns ``{ref, check, passed}``.
+    """
+    from modelhaul.errors import GateError
+    from modelhaul.train import load_entry_point
+
+    check = load_entry_point(entry_point)
+    try:
+        outcome = check(ref=ref, **(params or {}))
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's check is the check failing
+        raise GateError(f"smoke check {entry_point} failed on {ref}: {type(exc).__name__}: {exc}") from None
+    if outcome is not None and not outcome:  # None: a check that only raises on failure
+        raise GateError(f"smoke check {entry_point} returned {outcome!r} for {ref}")
+    return {"ref": ref, "check": entry_point, "passed": True}

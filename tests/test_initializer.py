@@ -185,8 +185,12 @@ def test_wrong_scheme_unknown_digest_and_busy_destination_fail_in_one_line(layou
 
 
 def test_dockerfile_runs_the_entrypoint():
-    text = (Path(__file__).resolve().parents[1] / "Dockerfile.initializer").read_text()
-    assert "FROM python:3.11-slim" in text
+    # issue 14: the initializer image builds FROM the one modelhaul image (the Dockerfile), which is
+    # where python:3.11-slim is named now
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "Dockerfile.initializer").read_text()
+    assert "FROM ${BASE}" in text
+    assert "FROM python:3.11-slim" in (root / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["modelhaul-initializer"]' in text
 
 

@@ -294,7 +294,9 @@ def test_the_pipeline_signs_what_it_deploys_when_given_a_key(registry, keys, tmp
                             render_dir=str(tmp_path / "manifests"), deployment_name="iris", canary_percent=20,
                             plain_http=True, verify_key=keys["public"].read_text())
     (run_dir,) = (tmp_path / "root").glob("*")
-    tasks = {p.parent.name: json.loads(p.read_text()) for p in run_dir.glob("*/model") if p.is_file()}
+    # promote's result is its "promotion" artifact since issue 14 (a promotion is not a model)
+    tasks = {p.parent.name: json.loads(p.read_text()) for p in run_dir.glob("*/*")
+             if p.is_file() and p.name in ("model", "promotion")}
     assert tasks["sign"]["signed"] is True and tasks["promote"]["promoted"] is True
     verified = signing.verify_model(f"{repository}:production", str(keys["public"]), options=registry.options)
     assert verified.digest == tasks["sign"]["digest"] == tasks["convert"]["digest"]
