@@ -184,7 +184,7 @@ def cmd_rm(args) -> dict[str, Any]:
 
 
 def cmd_login(args) -> dict[str, Any]:
-    from modelhaul.auth import login
+    from modelhaul.registry import login
 
     username, password = args.username, args.password
     if args.password_stdin:

@@ -1209,3 +1209,19 @@ def check_login(host: str, options: RegistryOptions) -> None:
         target.ping()
     finally:
         target.close()
+
+
+def login(host: str, username: str, password: str, options: RegistryOptions | None = None,
+          *, config_path: Path | None = None) -> Path:
+    """Check the credentials against ``host``, then store them (a helper when one is configured).
+
+    Returns the docker config path written. Raises :class:`AuthError` when the registry refuses them.
+    """
+    from dataclasses import replace
+
+    from modelhaul.auth import normalize_host, store_credentials
+
+    if not username or not password:
+        raise AuthError(f"{host}: login needs a username and a password")
+    check_login(normalize_host(host), replace(options or RegistryOptions(), username=username, password=password))
+    return store_credentials(host, username, password, config_path=config_path)

@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from modelhaul.optional import needs_extras
+from modelhaul.paths import scratch_dir
 from modelhaul.registry_options import RegistryOptions
 
 Result = dict[str, Any]
@@ -184,7 +185,7 @@ def convert(
 
     opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
                                    password=password, ca_file=ca_file)
-    with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), artifacts.scratch_dir() as out_dir:
+    with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)
         new_cfg = artifacts.with_parent(result.config, parent)
