@@ -26,11 +26,30 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelhaul.declarations import DEPLOY, DeploymentSettings, KubeTarget, RegistryAccess, unknown
 from modelhaul.optional import needs_extras
 from modelhaul.paths import scratch_dir
 from modelhaul.registry_options import RegistryOptions
 
 Result = dict[str, Any]
+
+
+# the ormb-style verbs of the CLI, in modelhaul.verbs: steps.save(...) etc. (imported when first used)
+VERBS = ("save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout",
+         "load_config", "exit_cleanly_on_sigterm")
+
+
+def __getattr__(name: str) -> Any:
+    if name in VERBS:
+        from modelhaul import verbs
+
+        return getattr(verbs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _options(registry: dict[str, Any], step: str) -> RegistryOptions:
+    """``RegistryOptions`` from a step's registry arguments (the fields of ``RegistryAccess``) and the environment."""
+    return RegistryAccess.resolve(registry, step)
 
 
 @needs_extras("train")
@@ -71,11 +90,7 @@ def package(
     tracking_uri: str | None = None,
     bundle_format: str = "modelpack",
     config: dict[str, Any] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Publish a model to ``ref``: from an MLflow URI (``runs:/``, ``models:/``) or a local directory.
 
@@ -84,10 +99,9 @@ def package(
     """
     from modelhaul import artifacts
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "package")
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", source) and not source.startswith("file:"):  # runs:/ models:/
-        from modelhaul.mlflow import import_model
+        from modelhaul.tracking import import_model
 
         with import_model(source, tracking_uri=tracking_uri) as (model_dir, mlflow_config):
             cfg = mlflow_config.merged(config)
@@ -102,11 +116,7 @@ def fetch(
     ref: str,
     dest: str,
     include: list[str] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Write the model at ``ref`` out as ``dest/ormbfile.yaml`` + ``dest/model/...``, digests verified.
 
@@ -116,8 +126,7 @@ def fetch(
     """
     from modelhaul import artifacts
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "fetch")
     return artifacts.fetch(ref, dest, options=opts, include=include)
 
 
@@ -127,11 +136,7 @@ def parse(
     ref: str,
     dest_ref: str | None = None,
     trust: bool = False,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Read the model's signature and layers from its files and push them into its config.
 
@@ -142,8 +147,7 @@ def parse(
     from modelhaul import artifacts
     from modelhaul.formats import parse_directory
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "parse")
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
         parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
         patch = parsed.config_patch()
@@ -168,11 +172,7 @@ def convert(
     tolerance: float | None = None,
     opset: int | None = None,
     trust: bool = False,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Convert the model (to ``onnx`` or ``torchscript``), prove parity, push a derived artifact.
 
@@ -183,8 +183,7 @@ def convert(
     from modelhaul import artifacts
     from modelhaul.formats.convert import convert_directory
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "convert")
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)
@@ -196,45 +195,24 @@ def convert(
 
 
 @needs_extras("deploy")
-def deploy(
-    *,
-    ref: str,
-    target: str = "seldon",
-    name: str | None = None,
-    namespace: str = "default",
-    canary_percent: int | None = None,
-    stable_ref: str | None = None,
-    render_dir: str | None = None,
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    in_cluster: bool = False,
-    wait: bool = True,
-    timeout: float = 600.0,
-    initializer_image: str | None = None,
-    registry_secret: str | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
-) -> Result:
+def deploy(*, ref: str, **settings: Any) -> Result:
     """Serve the model on Seldon Core v1 (``target="seldon"``) or KServe (``"kserve"``).
 
-    With ``canary_percent`` the model runs beside ``stable_ref`` (or the model now serving) with
-    that share of traffic. With ``render_dir`` — or no cluster configured — the manifests are
-    written there (one file per resource) instead of applied. Returns
+    ``settings``: the fields of :class:`~modelhaul.declarations.DeploymentSettings` (target, name,
+    namespace, canary_percent, stable_ref, render_dir, wait, timeout, initializer_image,
+    registry_secret), of :class:`~modelhaul.declarations.KubeTarget` (kubeconfig, context,
+    in_cluster) and of :class:`~modelhaul.declarations.RegistryAccess`. With ``canary_percent`` the
+    model runs beside ``stable_ref`` (or the model now serving) with that share of traffic. With
+    ``render_dir`` — or no cluster configured — the manifests are written there (one file per
+    resource) instead of applied. Returns
     ``{ref, digest, target, name, namespace, canary_percent, manifests, applied, state, url}``.
     """
     from modelhaul.serving.deploy import deploy_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
-    return deploy_model(
-        ref=ref, target=target, name=name, namespace=namespace, canary_percent=canary_percent,
-        stable_ref=stable_ref, render_dir=render_dir, kubeconfig=kubeconfig, context=context,
-        in_cluster=in_cluster, wait=wait, timeout=timeout, initializer_image=initializer_image,
-        registry_secret=registry_secret, options=opts, username=username, password=password,
-    )
+    unknown(DEPLOY, {"ref": ref, **settings}, "deploy")
+    access = RegistryAccess.of(settings)
+    return deploy_model(ref, DeploymentSettings.of(settings), KubeTarget.of(settings), access.options(),
+                        username=access.username, password=access.password)
 
 
 @needs_extras("promote")
@@ -248,11 +226,7 @@ def promote(
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
     require_signature: str | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Move the ``stage`` tag to the candidate ``ref`` when its gate passes.
 
@@ -267,8 +241,7 @@ def promote(
     """
     from modelhaul.promote import promote_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "promote")
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts,
                          require_signature=require_signature or None)
@@ -281,23 +254,21 @@ def rollback(
     stage: str = "production",
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    only_if_digest: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Restore the digest that was at ``stage`` before the last promotion (tag, alias, traffic).
 
-    ``ref`` names the repository (any tag). Safe to re-run. Returns
-    ``{rolled_back, reason, stage, restored, replaced, ref, digest}``.
+    ``ref`` names the repository (any tag). Safe to re-run. With ``only_if_digest`` (this run's
+    candidate) it acts only when ``stage`` points at that digest, else returns ``skipped: true``:
+    an exit handler of a run whose candidate was never promoted leaves an earlier promotion alone.
+    Returns ``{rolled_back, reason, stage, restored, replaced, ref, digest}``.
     """
     from modelhaul.promote import rollback_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "rollback")
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
-                          options=opts)
+                          options=opts, only_if_digest=only_if_digest)
 
 
 @needs_extras("sign")
@@ -306,11 +277,7 @@ def sign(
     ref: str,
     key: str,
     key_password: str | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Sign the model (OpenSSF model signing) and attach its SLSA provenance, both as OCI referrers.
 
@@ -322,8 +289,7 @@ def sign(
 
     from modelhaul.signing import sign_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "sign")
     return sign_model(ref, key or os.environ.get("MODELHAUL_SIGNING_KEY", ""),
                       password=key_password or os.environ.get("MODELHAUL_SIGNING_KEY_PASSWORD"), options=opts)
 
@@ -333,11 +299,7 @@ def verify(
     *,
     ref: str,
     key: str,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Check the model's signature against the public ``key`` (a path or PEM text) and its files.
 
@@ -347,30 +309,30 @@ def verify(
     """
     from modelhaul.signing import verify_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = _options(registry, "verify")
     return verify_model(ref, key, options=opts).to_dict()
+
+
 @needs_extras("deploy")
 def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
                   in_cluster: bool = False) -> Result | None:
     """The cluster ``deploy`` would reach, found like ``kubectl`` does (see
-    :func:`modelhaul.serving.kube.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
+    :func:`modelhaul.serving.cluster.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
     """
     from dataclasses import asdict
 
-    from modelhaul.serving.kube import find_cluster
+    from modelhaul.serving.cluster import find_cluster
 
     found = find_cluster(kubeconfig, context, in_cluster)
     return asdict(found) if found else None
 
 
-def check_registry(*, host: str, plain_http: bool = False, insecure: bool = False, username: str | None = None,
-                   password: str | None = None, ca_file: str | None = None) -> str:
-    """Ping the registry's ``/v2/`` with these credentials; a one-line description, or an error."""
+def check_registry(*, host: str, **registry: Any) -> str:
+    """Ping the registry's ``/v2/`` with these credentials (not the environment's); one line, or an error."""
     from modelhaul import checks
 
-    return checks.check_registry(host, RegistryOptions(plain_http=plain_http, insecure=insecure, username=username,
-                                                       password=password, ca_file=ca_file))
+    unknown(RegistryAccess.PARAMS, registry, "check_registry")
+    return checks.check_registry(host, RegistryOptions(**RegistryAccess.of(registry).kwargs()))
 
 
 def check_mlflow(*, tracking_uri: str | None) -> str:
@@ -386,3 +348,47 @@ def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, 
     from modelhaul import checks
 
     return checks.check_cluster(kubeconfig, context, in_cluster)
+
+
+# -- looking things up (sensors, exit handlers) ----------------------------------------------------
+
+
+def candidate_ref(repository: str, tag: str, to: str) -> str:
+    """Where a pipeline puts the converted candidate of ``repository:tag``: ``{repository}:{tag}-{to}``."""
+    return f"{repository}:{tag}-{to}"
+
+
+def reference_parts(ref: str) -> dict[str, str | None] | None:
+    """``{registry, repository, tag, digest, layout}`` of a model reference, or None when ``ref`` is not one."""
+    from modelhaul.reference import Reference
+
+    try:
+        r = Reference.parse(ref)
+    except ValueError:
+        return None
+    return {"registry": r.registry, "repository": r.repository, "tag": r.tag, "digest": r.digest,
+            "layout": r.layout}
+
+
+def try_resolve(*, ref: str, **registry: Any) -> Result | None:
+    """``{ref, digest}`` of what ``ref`` points at now (digest-pinned), or None when it does not exist."""
+    from modelhaul import artifacts
+
+    pinned = artifacts.try_resolve(ref, _options(registry, "try_resolve"))
+    return {"ref": pinned, "digest": pinned.rsplit("@", 1)[1]} if pinned else None
+
+
+@needs_extras("deploy")
+def deployment_status(*, target: str, name: str, namespace: str = "default", **kube: Any) -> Result:
+    """The status of a SeldonDeployment / InferenceService (``target``: seldon, kserve or a kind).
+
+    ``{state, ready, failed, url, message, observed_generation, generation, outcome}``; ``outcome``
+    is ``ready`` (serving its latest spec), ``failed`` or ``waiting``.
+    """
+    from modelhaul.declarations import kind_of
+    from modelhaul.serving.kube import get_status
+    from modelhaul.serving.status import outcome
+
+    unknown(KubeTarget.PARAMS, kube, "deployment_status")
+    status = get_status(kind_of(target), name, namespace, **KubeTarget.of(kube).kwargs())
+    return {**status, "outcome": outcome(status)}

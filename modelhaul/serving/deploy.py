@@ -29,12 +29,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget
 from modelhaul.errors import DeployError
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.serving import initializer
 from modelhaul.serving.model import ANNOTATION, ServedModel
 
-TARGETS = ("seldon", "kserve")
+TARGETS = tuple(TARGET_KINDS)
 STAGE_TAG = "production"
 DEFAULT_SECRET = "modelhaul-registry"
 DEFAULT_RENDER_DIR = "modelhaul-manifests"
@@ -224,26 +225,9 @@ def find_stable(pinned: str, *, target: str, name: str, render_dir: str | Path |
 # -- the step ------------------------------------------------------------------------------------
 
 
-def deploy_model(
-    *,
-    ref: str,
-    target: str = "seldon",
-    name: str | None = None,
-    namespace: str = "default",
-    canary_percent: int | None = None,
-    stable_ref: str | None = None,
-    render_dir: str | None = None,
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    in_cluster: bool = False,
-    wait: bool = True,
-    timeout: float = 600.0,
-    initializer_image: str | None = None,
-    registry_secret: str | None = None,
-    options: RegistryOptions | None = None,
-    username: str | None = None,
-    password: str | None = None,
-) -> dict[str, Any]:
+def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None = None,
+                 options: RegistryOptions | None = None, *, username: str | None = None,
+                 password: str | None = None) -> dict[str, Any]:
     """Serve ``ref`` on Seldon Core v1 or KServe: render the manifests, or apply them and wait.
 
     ``options`` reaches the registry (to read the configs); ``username``/``password`` are the
@@ -256,6 +240,12 @@ def deploy_model(
     """
     from modelhaul import artifacts
 
+    target, name, namespace = settings.target, settings.name, settings.namespace
+    canary_percent, stable_ref, render_dir = settings.canary_percent, settings.stable_ref, settings.render_dir
+    wait, timeout = settings.wait, settings.timeout
+    initializer_image, registry_secret = settings.initializer_image, settings.registry_secret
+    kube = kube or KubeTarget()
+    kubeconfig, context, in_cluster = kube.kubeconfig, kube.context, kube.in_cluster
     if target not in TARGETS:
         raise DeployError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
     canary_percent = check_canary(canary_percent)

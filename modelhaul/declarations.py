@@ -1,0 +1,224 @@
+"""Each step's parameters, declared once, as small typed values the adapters derive theirs from.
+
+A :class:`Param` says what a parameter is (name, type, default, help, whether it is a secret and
+whether Airflow renders it as a template); the CLI's options, the Airflow operators' arguments and
+``template_fields``, and the KFP components' signatures are built from these lists, so adding a
+parameter is one edit here (and its use in the core). The groups that several steps share are
+frozen dataclasses: :class:`RegistryAccess` (how to reach a registry), :class:`KubeTarget` (which
+cluster) and :class:`DeploymentSettings` (what to serve and how). TFX's ``ComponentSpec`` and
+Airflow providers' typed hooks are the models.
+
+This module is cheap to import (no third-party library) and is, with ``modelhaul.steps``, the
+only part of the core the adapters may import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from modelhaul.errors import ConfigError
+from modelhaul.flags import parse_bool
+
+__all__ = ["DEPLOY", "TARGET_KINDS", "DeploymentSettings", "KubeTarget", "Param", "RegistryAccess", "jsonable",
+           "kind_of", "parse_bool", "tracking_uri_of"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a step.
+
+    ``flag``/``attr`` rename it for the CLI (``--canary``) and for an Airflow operator
+    (``deployment_name``, where ``name`` would read as the task's); ``cli=False`` keeps it off the
+    command line (secrets come from the environment or standard input there).
+    """
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    secret: bool = False
+    templated: bool = True
+    required: bool = False
+    choices: tuple[str, ...] | None = None
+    flag: str | None = None
+    metavar: str | None = None
+    attr: str | None = None
+    cli: bool = True
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def operator_attr(self) -> str:
+        return self.attr or self.name
+
+    def coerce(self, value: Any) -> Any:
+        """A templated value as the step expects it: ``"true"`` is True, ``"5"`` is 5, ``""`` is the default."""
+        if value is None or value == "" and self.type is not str:
+            return self.default
+        if self.type is bool:
+            return parse_bool(value, self.operator_attr)
+        if self.type in (int, float):
+            try:
+                return self.type(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.operator_attr}={value!r}: expected a number") from None
+        return value
+
+
+def _values(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``cls`` present in ``kwargs`` (None means: the default)."""
+    return {f.name: kwargs[f.name] for f in fields(cls) if kwargs.get(f.name) is not None}
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How to reach a registry: TLS choices and credentials (the password never prints).
+
+    What is not given comes from the environment when resolved (:meth:`options`): ``MODELHAUL_CA_FILE``,
+    ``MODELHAUL_USERNAME``/``MODELHAUL_PASSWORD``, the docker config.
+    """
+
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("plain_http", bool, False, "talk to the registry over plain HTTP", templated=False),
+        Param("insecure", bool, False, "skip TLS certificate verification (testing only)", templated=False),
+        Param("ca_file", str, None, "CA bundle to verify the registry's certificate", metavar="PEM",
+              templated=False),
+        Param("username", str, None, "registry user (else MODELHAUL_USERNAME, else the docker config)",
+              cli=False, templated=False),
+        Param("password", str, None, "registry password (else MODELHAUL_PASSWORD)", secret=True, cli=False,
+              templated=False),
+    )
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> RegistryAccess:
+        return cls(**_values(cls, kwargs))
+
+    def kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def options(self) -> Any:
+        """The resolved :class:`modelhaul.registry_options.RegistryOptions` (environment filled in)."""
+        from modelhaul.registry_options import RegistryOptions
+
+        return RegistryOptions.resolve(**self.kwargs())
+
+    @classmethod
+    def resolve(cls, registry: Mapping[str, Any], step: str) -> Any:
+        """A step's registry arguments, checked (one line naming an unknown one) and resolved."""
+        unknown(cls.PARAMS, registry, step)
+        return cls.of(registry).options()
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    """Which cluster: a kubeconfig (and context), or the pod's service account; none means render."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("kubeconfig", str, None, "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)", metavar="FILE"),
+        Param("context", str, None, "kubeconfig context (default: its current context)", attr="kube_context"),
+        Param("in_cluster", bool, False, "use the pod's service account", templated=False),
+    )
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> KubeTarget:
+        values = _values(cls, kwargs)
+        if "in_cluster" in values:
+            values["in_cluster"] = parse_bool(values["in_cluster"], "in_cluster")
+        return cls(**values)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.kubeconfig or self.context or self.in_cluster)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"kubeconfig": self.kubeconfig, "context": self.context, "in_cluster": self.in_cluster}
+
+
+TARGET_KINDS = {"seldon": "SeldonDeployment", "kserve": "InferenceService"}
+
+
+def kind_of(target: str) -> str:
+    """The resource kind a deploy ``target`` creates (``seldon`` -> ``SeldonDeployment``); a kind stays."""
+    return TARGET_KINDS.get(str(target).lower(), target)
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """What to serve where: platform, resource name and namespace, canary, render or apply, waiting."""
+
+    target: str = "seldon"
+    name: str | None = None
+    namespace: str = "default"
+    canary_percent: int | None = None
+    stable_ref: str | None = None
+    render_dir: str | None = None
+    wait: bool = True
+    timeout: float = 600.0
+    initializer_image: str | None = None
+    registry_secret: str | None = None
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("target", str, "seldon", "serving platform", choices=tuple(TARGET_KINDS)),
+        Param("name", str, None, "resource name (default: from the repository name)", attr="deployment_name"),
+        Param("namespace", str, "default", "namespace to deploy into"),
+        Param("canary_percent", int, None, "serve as a canary with this share of traffic", flag="--canary",
+              metavar="PERCENT"),
+        Param("stable_ref", str, None, "the model the canary runs beside (default: the one serving now)"),
+        Param("render_dir", str, None, "write manifests to DIR instead of applying them", flag="--render",
+              metavar="DIR"),
+        Param("wait", bool, True, "wait for readiness after applying", flag="--no-wait", attr="wait_for_ready",
+              templated=False),
+        Param("timeout", float, 600.0, "seconds to wait for readiness", templated=False),
+        Param("initializer_image", str, None, "image of the model initializer (default: modelhaul's)"),
+        Param("registry_secret", str, None,
+              "Secret with MODELHAUL_USERNAME/MODELHAUL_PASSWORD the model initializer reads", metavar="NAME"),
+    )
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> DeploymentSettings:
+        """The settings given in ``kwargs`` (values as given: the deploy step checks them, in one line each)."""
+        return cls(**_values(cls, kwargs))
+
+    def kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+REF = Param("ref", str, None, "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG", required=True)
+
+# steps.deploy: the model, how to serve it, on which cluster, reading which registry
+DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *RegistryAccess.PARAMS)
+
+
+def unknown(params: tuple[Param, ...], kwargs: Mapping[str, Any], step: str) -> None:
+    """Refuse an argument the step does not declare, in one line."""
+    extra = sorted(set(kwargs) - {p.name for p in params})
+    if extra:
+        raise ConfigError(f"{step}: unknown argument(s) {', '.join(extra)}; "
+                          f"expected {', '.join(p.name for p in params)}")
+
+
+def jsonable(value: Any) -> Any:
+    """What XCom and KFP outputs can carry everywhere: plain JSON (paths, datetimes... become strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def tracking_uri_of(explicit: str | None, connection: str | None = None, fallback: str | None = None) -> str | None:
+    """MLflow tracking URI precedence: the argument, a connection's, ``MLFLOW_TRACKING_URI``, the fallback."""
+    import os
+
+    return explicit or connection or os.environ.get("MLFLOW_TRACKING_URI") or fallback
