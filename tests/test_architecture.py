@@ -4,6 +4,7 @@
   through ``modelhaul.steps`` and the typed declarations (plus ``modelhaul.errors``, the one-line
   error classes every adapter catches).
 * ``modelhaul`` has no import cycle, counting imports inside functions as well.
+* Every module has a floor (ARCHITECTURE.md) and imports only from its own floor or below.
 * No module outgrows one screenful by much (~400 lines).
 """
 
@@ -29,6 +30,23 @@ PENDING: dict[str, set[str]] = {
     "modelhaul.components.functions": {"modelhaul.artifacts", "modelhaul.registry_options",
                                        "modelhaul.serving.deploy"},
 }
+# ARCHITECTURE.md's floors, lowest first; a module belongs to the longest prefix that names it
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("modelhaul", "modelhaul.errors", "modelhaul.paths", "modelhaul.flags", "modelhaul.redact",
+     "modelhaul.optional", "modelhaul.interrupt"),  # ground
+    ("modelhaul.oci", "modelhaul.reference", "modelhaul.config", "modelhaul.registry_options",
+     "modelhaul.declarations", "modelhaul.useryaml", "modelhaul.fscopy", "modelhaul.gate"),  # vocabulary
+    ("modelhaul.registry", "modelhaul.store", "modelhaul.bundle", "modelhaul.auth", "modelhaul.digestcache",
+     "modelhaul.selection", "modelhaul.formats"),  # bytes: registries, the store, bundles, model files
+    ("modelhaul.artifacts", "modelhaul.transfer", "modelhaul.referrers", "modelhaul.provenance",
+     "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks"),  # artifacts, MLflow, clusters
+    ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs", "modelhaul.serving.deploy",
+     "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
+     "modelhaul.serving.seldon", "modelhaul.serving.kserve"),  # what the steps do
+    ("modelhaul.steps",),  # the door
+    ("modelhaul.cli", "modelhaul.operators", "modelhaul.components", "modelhaul.plugins",
+     "modelhaul.examples"),  # adapters (and the example training code, which calls steps)
+)
 MAX_LINES = 400
 # modules allowed past MAX_LINES, each with the reason
 LONG_MODULES: dict[str, str] = {}
@@ -152,6 +170,24 @@ def test_the_checker_sees_a_cycle_and_a_function_level_import(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from modelhaul import steps\n    from .errors import NotFound\n")
     assert imports_of("modelhaul.m", src) == {"modelhaul.steps", "modelhaul.errors"}
+
+
+def floor_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None
+    for floor, names in enumerate(FLOORS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (best is None or len(name) > best[1]):
+                best = (floor, len(name))
+    return best[0] if best else None
+
+
+def test_every_module_has_a_floor_and_imports_only_downwards():
+    graph = _graph()
+    homeless = sorted(m for m in graph if floor_of(m) is None and m != "dags")
+    assert homeless == [], f"give these a floor in FLOORS and ARCHITECTURE.md: {homeless}"
+    upward = sorted(f"{m} -> {d}" for m, deps in graph.items() if m != "dags"
+                    for d in deps if floor_of(d) > floor_of(m))
+    assert upward == [], f"imports that climb a floor: {upward}"
 
 
 def test_no_module_over_a_screenful():
