@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 from modelhaul.errors import ConfigError
 from modelhaul.flags import parse_bool
 
-__all__ = ["DEPLOY", "TARGET_KINDS", "DeploymentSettings", "KubeTarget", "Param", "RegistryAccess", "jsonable",
-           "kind_of", "parse_bool", "tracking_uri_of"]
+__all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "STEPS", "TARGET_KINDS", "TRAIN",
+           "DeploymentSettings", "KubeTarget", "Param", "RegistryAccess", "jsonable", "kind_of", "parse_bool",
+           "tracking_uri_of"]
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,58 @@ class DeploymentSettings:
 
 REF = Param("ref", str, None, "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG", required=True)
 
+TRACKING_URI = Param("tracking_uri", str, None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+TRUST = Param("trust", bool, False, "allow loading pickle/joblib files (runs their code)")
+STAGE = Param("stage", str, "production", "the stage tag to move")
+DEPLOYMENT = Param("deployment", dict, None, "the result of the deploy step (where traffic moves)")
+_ACCESS = RegistryAccess.PARAMS
+
+# one declaration per step, in the step's own order; steps.py's signatures are checked against them
+TRAIN: tuple[Param, ...] = (
+    Param("entry_point", str, None, "package.module:function, or an MLflow Project directory", required=True),
+    Param("params", dict, None, "training parameters", attr="train_params"),
+    TRACKING_URI,
+    Param("experiment", str, "modelhaul", "MLflow experiment name"),
+    Param("run_name", str, None, "MLflow run name"),
+    Param("registered_model", str, None, "also register the model under this name"),
+    Param("alias", str, None, "alias to set on the registered version"),
+)
+PACKAGE: tuple[Param, ...] = (
+    Param("source", str, None, "runs:/..., models:/... or a model directory", required=True),
+    REF, TRACKING_URI,
+    Param("bundle_format", str, "modelpack", "artifact format to write", choices=("modelpack", "ormb")),
+    Param("config", dict, None, "ModelConfig fields that override the model's"),
+    *_ACCESS,
+)
+PARSE: tuple[Param, ...] = (
+    REF, Param("dest_ref", str, None, "where to push the parsed artifact (default: the same tag)"), TRUST, *_ACCESS,
+)
+CONVERT: tuple[Param, ...] = (
+    REF,
+    Param("to", str, "onnx", "target format", choices=("onnx", "torchscript")),
+    Param("dest_ref", str, None, "where to push the converted model", required=True),
+    Param("tolerance", float, None, "largest output difference the parity check accepts"),
+    Param("opset", int, None, "ONNX opset to convert to"),
+    TRUST, *_ACCESS,
+)
 # steps.deploy: the model, how to serve it, on which cluster, reading which registry
-DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *RegistryAccess.PARAMS)
+DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *_ACCESS)
+PROMOTE: tuple[Param, ...] = (
+    REF, STAGE,
+    Param("gate", list, None, 'expressions like "accuracy >= 0.9" over the candidate\'s metrics'),
+    Param("beats", str, None, "metric that must beat the model at the stage (-metric: lower is better)"),
+    Param("min_delta", float, 0.0, "by how much beats must be beaten"),
+    TRACKING_URI, DEPLOYMENT,
+    Param("require_signature", str, None, "reject the candidate unless signed by this public key (PEM)"),
+    *_ACCESS,
+)
+ROLLBACK: tuple[Param, ...] = (
+    REF, STAGE, TRACKING_URI, DEPLOYMENT,
+    Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)"),
+    *_ACCESS,
+)
+STEPS: dict[str, tuple[Param, ...]] = {"train": TRAIN, "package": PACKAGE, "parse": PARSE, "convert": CONVERT,
+                                       "deploy": DEPLOY, "promote": PROMOTE, "rollback": ROLLBACK}
 
 
 def unknown(params: tuple[Param, ...], kwargs: Mapping[str, Any], step: str) -> None:

@@ -117,16 +117,27 @@ class MLflowStepOperator(StepOperator):
         return tracking_uri_of(self.tracking_uri, conn_uri, self.fallback_tracking_uri), env
 
 
+class MLflowRegistryStepOperator(MLflowStepOperator, RegistryStepOperator):
+    """A step that talks to MLflow and to the registry (package, promote, rollback)."""
+
+
+# what an operator takes from its connections instead of as arguments
+FROM_CONNECTIONS = frozenset({"plain_http", "insecure", "ca_file", "username", "password", "tracking_uri"})
+
+
 def declared_operator(name: str, base: type, params: tuple[Param, ...], *, defaults: dict[str, Any] | None = None,
                       module: str = __name__) -> type:
     """A subclass of ``base`` whose keyword arguments and ``template_fields`` are ``params``.
 
-    Each parameter is stored under its operator name (``Param.attr``); ``defaults`` overrides a
+    Registry access and the tracking URI come from connections (:data:`FROM_CONNECTIONS`, the
+    base classes); each other parameter is stored under its operator name (``Param.attr``); ``defaults`` overrides a
     declared default for Airflow (None: "from the connection"). The generated ``__init__`` carries
     a real signature, so Airflow's ``default_args``, ``partial``/``expand`` and required-argument
     checks see the declared names.
     """
     defaults = defaults or {}
+    templated_by_base = ("tracking_uri",) if issubclass(base, MLflowStepOperator) else ()
+    params = tuple(p for p in params if p.name not in FROM_CONNECTIONS)
     empty = inspect.Parameter.empty
     slots = [(p.operator_attr, empty if p.required else defaults.get(p.operator_attr, p.default))
              for p in params if not p.secret]
@@ -149,7 +160,7 @@ def declared_operator(name: str, base: type, params: tuple[Param, ...], *, defau
         [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         + [inspect.Parameter(attr, inspect.Parameter.KEYWORD_ONLY, default=default) for attr, default in slots]
         + [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
-    template_fields = tuple(p.operator_attr for p in params if p.templated and not p.secret)
+    template_fields = (*(p.operator_attr for p in params if p.templated and not p.secret), *templated_by_base)
     cls = type(base)(name, (base,), {"__init__": init, "template_fields": template_fields,
                                      "__module__": module, "__qualname__": name})
     return cls

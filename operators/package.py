@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelhaul.declarations import parse_bool
+from modelhaul.declarations import CONVERT, PACKAGE, PARSE, parse_bool
 from modelhaul.operators._compat import AirflowException
-from modelhaul.operators.base import MLflowStepOperator, RegistryStepOperator, maybe_json
+from modelhaul.operators.base import MLflowRegistryStepOperator, RegistryStepOperator, declared_operator, maybe_json
 from modelhaul.operators.lineage import artifact_dataset, mlflow_dataset
 from modelhaul.operators.links import RegistryArtifactLink
 
+# the step declarations; registry access and tracking URI come from the connections.
+# bundle_format defaults to None here: "the registry connection's, else modelpack"
+_DeclaredPackage = declared_operator("_DeclaredPackage", MLflowRegistryStepOperator, PACKAGE,
+                                     defaults={"bundle_format": None}, module=__name__)
+_DeclaredParse = declared_operator("_DeclaredParse", RegistryStepOperator, PARSE, module=__name__)
+_DeclaredConvert = declared_operator("_DeclaredConvert", RegistryStepOperator, CONVERT, module=__name__)
 
-class PackageModelOperator(MLflowStepOperator, RegistryStepOperator):
+
+class PackageModelOperator(_DeclaredPackage):
     """Publish a model (MLflow ``runs:/``/``models:/`` URI or a directory) to ``ref`` (``steps.package``).
 
     XCom: ``{ref, digest, size, format, framework, media_type, bundle_format}``; ``outlets`` assets
@@ -20,17 +27,8 @@ class PackageModelOperator(MLflowStepOperator, RegistryStepOperator):
     """
 
     step = "package"
-    template_fields: Sequence[str] = ("source", "ref", "bundle_format", "config", "tracking_uri")
     template_fields_renderers = {"config": "json"}
     operator_extra_links = (RegistryArtifactLink(),)
-
-    def __init__(self, *, source: str, ref: str, bundle_format: str | None = None,
-                 config: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.source = source
-        self.ref = ref
-        self.bundle_format = bundle_format
-        self.config = config
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
@@ -45,21 +43,14 @@ class PackageModelOperator(MLflowStepOperator, RegistryStepOperator):
         return result
 
 
-class ParseModelOperator(RegistryStepOperator):
+class ParseModelOperator(_DeclaredParse):
     """Read the model's signature and layers into its config, as a new manifest (``steps.parse``).
 
     XCom: ``{ref, digest, parent, format, framework, signature}``.
     """
 
     step = "parse"
-    template_fields: Sequence[str] = ("ref", "dest_ref", "trust")
     operator_extra_links = (RegistryArtifactLink(),)
-
-    def __init__(self, *, ref: str, dest_ref: str | None = None, trust: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ref = ref
-        self.dest_ref = dest_ref
-        self.trust = trust
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
@@ -71,25 +62,14 @@ class ParseModelOperator(RegistryStepOperator):
         return result
 
 
-class ConvertModelOperator(RegistryStepOperator):
+class ConvertModelOperator(_DeclaredConvert):
     """Convert to ONNX (or TorchScript), prove parity, push a derived artifact (``steps.convert``).
 
     A parity failure fails the task and pushes nothing. XCom: ``{ref, digest, parent, format, parity}``.
     """
 
     step = "convert"
-    template_fields: Sequence[str] = ("ref", "dest_ref", "to", "tolerance", "opset", "trust")
     operator_extra_links = (RegistryArtifactLink(),)
-
-    def __init__(self, *, ref: str, dest_ref: str, to: str = "onnx", tolerance: float | None = None,
-                 opset: int | None = None, trust: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ref = ref
-        self.dest_ref = dest_ref
-        self.to = to
-        self.tolerance = tolerance
-        self.opset = opset
-        self.trust = trust
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
+from modelhaul.declarations import PROMOTE, ROLLBACK
 from modelhaul.operators._compat import AirflowException, AirflowSkipException
-from modelhaul.operators.base import MLflowStepOperator, RegistryStepOperator, maybe_json
+from modelhaul.operators.base import MLflowRegistryStepOperator, declared_operator, maybe_json
 from modelhaul.operators.hooks import deployment_here
 from modelhaul.operators.lineage import artifact_dataset
 from modelhaul.operators.links import RegistryArtifactLink
@@ -20,7 +20,11 @@ def _gate(value: Any) -> list[str] | str | None:
     return value  # "" reaches the core, which refuses it: an empty gate is a templating mistake
 
 
-class PromoteModelOperator(MLflowStepOperator, RegistryStepOperator):
+_DeclaredPromote = declared_operator("_DeclaredPromote", MLflowRegistryStepOperator, PROMOTE, module=__name__)
+_DeclaredRollback = declared_operator("_DeclaredRollback", MLflowRegistryStepOperator, ROLLBACK, module=__name__)
+
+
+class PromoteModelOperator(_DeclaredPromote):
     """Move the ``stage`` tag to the candidate when its gate passes (``steps.promote``).
 
     ``on_reject``: ``skip`` (default: the task is skipped, so ``outlets`` emit no event and nothing
@@ -29,24 +33,12 @@ class PromoteModelOperator(MLflowStepOperator, RegistryStepOperator):
     """
 
     step = "promote"
-    template_fields: Sequence[str] = ("ref", "stage", "gate", "beats", "min_delta", "deployment",
-                                      "tracking_uri", "require_signature")
     operator_extra_links = (RegistryArtifactLink(),)
 
-    def __init__(self, *, ref: str, stage: str = "production", gate: list[str] | str | None = None,
-                 beats: str | None = None, min_delta: float = 0.0,
-                 deployment: dict[str, Any] | str | None = None, on_reject: str = "skip",
-                 require_signature: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, on_reject: str = "skip", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if on_reject not in ("skip", "fail", "succeed"):
             raise ValueError(f"on_reject={on_reject!r}: choose skip, fail or succeed")
-        self.ref = ref
-        self.stage = stage
-        self.gate = gate
-        self.beats = beats
-        self.min_delta = min_delta
-        self.deployment = deployment
-        self.require_signature = require_signature
         self.on_reject = on_reject
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -71,7 +63,7 @@ class PromoteModelOperator(MLflowStepOperator, RegistryStepOperator):
         return result
 
 
-class RollbackModelOperator(MLflowStepOperator, RegistryStepOperator):
+class RollbackModelOperator(_DeclaredRollback):
     """Restore the digest that was at ``stage`` before the last promotion (``steps.rollback``).
 
     With ``only_if_digest`` the rollback happens only when ``stage`` still points at that digest
@@ -80,17 +72,7 @@ class RollbackModelOperator(MLflowStepOperator, RegistryStepOperator):
     """
 
     step = "rollback"
-    template_fields: Sequence[str] = ("ref", "stage", "deployment", "only_if_digest", "tracking_uri")
     operator_extra_links = (RegistryArtifactLink(),)
-
-    def __init__(self, *, ref: str, stage: str = "production",
-                 deployment: dict[str, Any] | str | None = None, only_if_digest: str | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ref = ref
-        self.stage = stage
-        self.deployment = deployment
-        self.only_if_digest = only_if_digest
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from modelhaul.operators.base import MLflowStepOperator, maybe_json
+from modelhaul.declarations import TRAIN
+from modelhaul.operators.base import MLflowStepOperator, declared_operator, maybe_json
 from modelhaul.operators.lineage import mlflow_dataset
 from modelhaul.operators.links import MLFLOW_URL_KEY, MLflowRunLink, mlflow_run_url
 
+_DeclaredTrain = declared_operator("_DeclaredTrain", MLflowStepOperator, TRAIN, module=__name__)
 
-class MLflowTrainOperator(MLflowStepOperator):
+
+class MLflowTrainOperator(_DeclaredTrain):
     """Train a model under an MLflow run (``steps.train``).
 
     ``entry_point`` is ``package.module:function`` (called with ``train_params``) or an MLflow
@@ -18,21 +20,8 @@ class MLflowTrainOperator(MLflowStepOperator):
     """
 
     step = "train"
-    template_fields: Sequence[str] = ("entry_point", "train_params", "experiment", "run_name",
-                                      "registered_model", "alias", "tracking_uri")
     template_fields_renderers = {"train_params": "json"}
     operator_extra_links = (MLflowRunLink(),)
-
-    def __init__(self, *, entry_point: str, train_params: dict[str, Any] | None = None,
-                 experiment: str = "modelhaul", run_name: str | None = None,
-                 registered_model: str | None = None, alias: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.entry_point = entry_point
-        self.train_params = train_params
-        self.experiment = experiment
-        self.run_name = run_name
-        self.registered_model = registered_model
-        self.alias = alias
 
     def execute(self, context: Any) -> dict[str, Any]:
         uri, env = self.mlflow()

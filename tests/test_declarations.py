@@ -73,3 +73,47 @@ def test_registry_access_never_prints_the_password():
     access = RegistryAccess.of({"username": "robot", "password": "s3cret", "plain_http": True})
     assert "s3cret" not in repr(access)
     assert KubeTarget.of({"in_cluster": "false"}).configured is False
+
+
+def test_each_declaration_is_its_steps_signature():
+    from modelhaul.declarations import STEPS
+
+    for name, params in STEPS.items():
+        signature = inspect.signature(inspect.unwrap(getattr(steps, name)))
+        explicit = {k: v for k, v in signature.parameters.items() if v.kind is not inspect.Parameter.VAR_KEYWORD}
+        declared = {p.name: p for p in params}
+        assert set(explicit) <= set(declared), f"steps.{name}: not declared: {set(explicit) - set(declared)}"
+        for key, parameter in explicit.items():
+            if parameter.default is not inspect.Parameter.empty:
+                assert declared[key].default == parameter.default, f"steps.{name}({key}=...): defaults differ"
+            else:
+                assert declared[key].required, f"steps.{name}: {key} is required"
+        undeclared_kwargs = set(declared) - set(explicit)
+        assert undeclared_kwargs <= _ACCESS | {p.name for p in (*DeploymentSettings.PARAMS, *KubeTarget.PARAMS)}
+
+
+OPERATOR_TEMPLATE_FIELDS = {  # as they were before the declarations: a DAG's templates keep rendering
+    "MLflowTrainOperator": {"entry_point", "train_params", "experiment", "run_name", "registered_model", "alias",
+                            "tracking_uri"},
+    "PackageModelOperator": {"source", "ref", "bundle_format", "config", "tracking_uri"},
+    "ParseModelOperator": {"ref", "dest_ref", "trust"},
+    "ConvertModelOperator": {"ref", "dest_ref", "to", "tolerance", "opset", "trust"},
+    "PromoteModelOperator": {"ref", "stage", "gate", "beats", "min_delta", "deployment", "tracking_uri",
+                             "require_signature"},
+    "RollbackModelOperator": {"ref", "stage", "deployment", "only_if_digest", "tracking_uri"},
+}
+
+
+@pytest.mark.parametrize("operator", sorted(OPERATOR_TEMPLATE_FIELDS))
+def test_operators_take_their_steps_declaration(operator):
+    import modelhaul.operators as ops
+    from modelhaul.declarations import STEPS
+    from modelhaul.operators.base import FROM_CONNECTIONS
+
+    cls = getattr(ops, operator)
+    assert set(cls.template_fields) == OPERATOR_TEMPLATE_FIELDS[operator]
+    accepted = set().union(*(inspect.signature(k.__init__).parameters for k in cls.__mro__
+                             if "__init__" in vars(k)))
+    for p in STEPS[cls.step]:
+        if p.name not in FROM_CONNECTIONS:
+            assert p.operator_attr in accepted, f"{operator}: no argument for {p.name}"
