@@ -4,8 +4,9 @@ A :class:`Param` says what a parameter is (name, type, default, help, whether it
 whether Airflow renders it as a template); the CLI's options, the Airflow operators' arguments and
 ``template_fields``, and the KFP components' signatures are built from these lists, so adding a
 parameter is one edit here (and its use in the core). The groups that several steps share are
-frozen dataclasses: :class:`RegistryAccess` (how to reach a registry), :class:`KubeTarget` (which
-cluster) and :class:`DeploymentSettings` (what to serve and how). TFX's ``ComponentSpec`` and
+values: :data:`REGISTRY_ACCESS` (how to reach a registry: the fields of
+:class:`~modelhaul.registry_options.RegistryOptions`), :class:`KubeTarget` (which cluster) and
+:class:`DeploymentSettings` (what to serve and how). TFX's ``ComponentSpec`` and
 Airflow providers' typed hooks are the models.
 
 This module is cheap to import (no third-party library) and is, with ``modelhaul.steps``, the
@@ -16,15 +17,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from modelhaul.errors import ConfigError
 from modelhaul.flags import parse_bool
+from modelhaul.registry_options import RegistryOptions
 
 __all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "STEPS", "TARGET_KINDS", "TRAIN",
-           "DeploymentSettings", "KubeTarget", "Param", "RegistryAccess", "jsonable", "kind_of", "parse_bool",
-           "tracking_uri_of"]
+           "REGISTRY_ACCESS", "DeploymentSettings", "KubeTarget", "Param", "jsonable", "kind_of", "parse_bool",
+           "registry_options", "tracking_uri_of"]
 
 
 @dataclass(frozen=True)
@@ -76,49 +78,23 @@ def _values(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {f.name: kwargs[f.name] for f in fields(cls) if kwargs.get(f.name) is not None}
 
 
-@dataclass(frozen=True)
-class RegistryAccess:
-    """How to reach a registry: TLS choices and credentials (the password never prints).
+# how to reach a registry: the fields of RegistryOptions a step takes (the timeouts come from the environment)
+REGISTRY_ACCESS: tuple[Param, ...] = (
+    Param("plain_http", bool, False, "talk to the registry over plain HTTP", templated=False),
+    Param("insecure", bool, False, "skip TLS certificate verification (testing only)", templated=False),
+    Param("ca_file", str, None, "CA bundle to verify the registry's certificate", metavar="PEM", templated=False),
+    Param("username", str, None, "registry user (else MODELHAUL_USERNAME, else the docker config)", cli=False,
+          templated=False),
+    Param("password", str, None, "registry password (else MODELHAUL_PASSWORD)", secret=True, cli=False,
+          templated=False),
+)
+REGISTRY_ACCESS_NAMES = frozenset(p.name for p in REGISTRY_ACCESS)
 
-    What is not given comes from the environment when resolved (:meth:`options`): ``MODELHAUL_CA_FILE``,
-    ``MODELHAUL_USERNAME``/``MODELHAUL_PASSWORD``, the docker config.
-    """
 
-    plain_http: bool = False
-    insecure: bool = False
-    ca_file: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    PARAMS: ClassVar[tuple[Param, ...]] = (
-        Param("plain_http", bool, False, "talk to the registry over plain HTTP", templated=False),
-        Param("insecure", bool, False, "skip TLS certificate verification (testing only)", templated=False),
-        Param("ca_file", str, None, "CA bundle to verify the registry's certificate", metavar="PEM",
-              templated=False),
-        Param("username", str, None, "registry user (else MODELHAUL_USERNAME, else the docker config)",
-              cli=False, templated=False),
-        Param("password", str, None, "registry password (else MODELHAUL_PASSWORD)", secret=True, cli=False,
-              templated=False),
-    )
-
-    @classmethod
-    def of(cls, kwargs: Mapping[str, Any]) -> RegistryAccess:
-        return cls(**_values(cls, kwargs))
-
-    def kwargs(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def options(self) -> Any:
-        """The resolved :class:`modelhaul.registry_options.RegistryOptions` (environment filled in)."""
-        from modelhaul.registry_options import RegistryOptions
-
-        return RegistryOptions.resolve(**self.kwargs())
-
-    @classmethod
-    def resolve(cls, registry: Mapping[str, Any], step: str) -> Any:
-        """A step's registry arguments, checked (one line naming an unknown one) and resolved."""
-        unknown(cls.PARAMS, registry, step)
-        return cls.of(registry).options()
+def registry_options(registry: Mapping[str, Any], step: str) -> RegistryOptions:
+    """A step's registry arguments, checked (one line naming an unknown one), resolved against the environment."""
+    unknown(REGISTRY_ACCESS, registry, step)
+    return RegistryOptions.resolve(**registry)
 
 
 @dataclass(frozen=True)
@@ -205,7 +181,7 @@ TRACKING_URI = Param("tracking_uri", str, None, "MLflow tracking URI (default: $
 TRUST = Param("trust", bool, False, "allow loading pickle/joblib files (runs their code)")
 STAGE = Param("stage", str, "production", "the stage tag to move")
 DEPLOYMENT = Param("deployment", dict, None, "the result of the deploy step (where traffic moves)")
-_ACCESS = RegistryAccess.PARAMS
+_ACCESS = REGISTRY_ACCESS
 
 # one declaration per step, in the step's own order; steps.py's signatures are checked against them
 TRAIN: tuple[Param, ...] = (

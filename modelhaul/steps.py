@@ -26,7 +26,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from modelhaul.declarations import DEPLOY, DeploymentSettings, KubeTarget, RegistryAccess, unknown
+from modelhaul.declarations import (
+    DEPLOY,
+    REGISTRY_ACCESS,
+    REGISTRY_ACCESS_NAMES,
+    DeploymentSettings,
+    KubeTarget,
+    registry_options,
+    unknown,
+)
 from modelhaul.optional import needs_extras
 from modelhaul.paths import scratch_dir
 from modelhaul.registry_options import RegistryOptions
@@ -45,11 +53,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(verbs, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _options(registry: dict[str, Any], step: str) -> RegistryOptions:
-    """``RegistryOptions`` from a step's registry arguments (the fields of ``RegistryAccess``) and the environment."""
-    return RegistryAccess.resolve(registry, step)
 
 
 @needs_extras("train")
@@ -99,7 +102,7 @@ def package(
     """
     from modelhaul import artifacts
 
-    opts = _options(registry, "package")
+    opts = registry_options(registry, "package")
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", source) and not source.startswith("file:"):  # runs:/ models:/
         from modelhaul.tracking import import_model
 
@@ -126,7 +129,7 @@ def fetch(
     """
     from modelhaul import artifacts
 
-    opts = _options(registry, "fetch")
+    opts = registry_options(registry, "fetch")
     return artifacts.fetch(ref, dest, options=opts, include=include)
 
 
@@ -147,7 +150,7 @@ def parse(
     from modelhaul import artifacts
     from modelhaul.formats import parse_directory
 
-    opts = _options(registry, "parse")
+    opts = registry_options(registry, "parse")
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
         parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
         patch = parsed.config_patch()
@@ -183,7 +186,7 @@ def convert(
     from modelhaul import artifacts
     from modelhaul.formats.convert import convert_directory
 
-    opts = _options(registry, "convert")
+    opts = registry_options(registry, "convert")
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)
@@ -201,7 +204,7 @@ def deploy(*, ref: str, **settings: Any) -> Result:
     ``settings``: the fields of :class:`~modelhaul.declarations.DeploymentSettings` (target, name,
     namespace, canary_percent, stable_ref, render_dir, wait, timeout, initializer_image,
     registry_secret), of :class:`~modelhaul.declarations.KubeTarget` (kubeconfig, context,
-    in_cluster) and of :class:`~modelhaul.declarations.RegistryAccess`. With ``canary_percent`` the
+    in_cluster) and of ``REGISTRY_ACCESS``. With ``canary_percent`` the
     model runs beside ``stable_ref`` (or the model now serving) with that share of traffic. With
     ``render_dir`` — or no cluster configured — the manifests are written there (one file per
     resource) instead of applied. Returns
@@ -210,9 +213,10 @@ def deploy(*, ref: str, **settings: Any) -> Result:
     from modelhaul.serving.deploy import deploy_model
 
     unknown(DEPLOY, {"ref": ref, **settings}, "deploy")
-    access = RegistryAccess.of(settings)
-    return deploy_model(ref, DeploymentSettings.of(settings), KubeTarget.of(settings), access.options(),
-                        username=access.username, password=access.password)
+    access = {k: v for k, v in settings.items() if k in REGISTRY_ACCESS_NAMES}
+    options = registry_options(access, "deploy")
+    return deploy_model(ref, DeploymentSettings.of(settings), KubeTarget.of(settings), options,
+                        username=access.get("username"), password=access.get("password"))
 
 
 @needs_extras("promote")
@@ -241,7 +245,7 @@ def promote(
     """
     from modelhaul.promote import promote_model
 
-    opts = _options(registry, "promote")
+    opts = registry_options(registry, "promote")
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts,
                          require_signature=require_signature or None)
@@ -266,7 +270,7 @@ def rollback(
     """
     from modelhaul.promote import rollback_model
 
-    opts = _options(registry, "rollback")
+    opts = registry_options(registry, "rollback")
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
                           options=opts, only_if_digest=only_if_digest)
 
@@ -289,7 +293,7 @@ def sign(
 
     from modelhaul.signing import sign_model
 
-    opts = _options(registry, "sign")
+    opts = registry_options(registry, "sign")
     return sign_model(ref, key or os.environ.get("MODELHAUL_SIGNING_KEY", ""),
                       password=key_password or os.environ.get("MODELHAUL_SIGNING_KEY_PASSWORD"), options=opts)
 
@@ -309,7 +313,7 @@ def verify(
     """
     from modelhaul.signing import verify_model
 
-    opts = _options(registry, "verify")
+    opts = registry_options(registry, "verify")
     return verify_model(ref, key, options=opts).to_dict()
 
 
@@ -331,8 +335,8 @@ def check_registry(*, host: str, **registry: Any) -> str:
     """Ping the registry's ``/v2/`` with these credentials (not the environment's); one line, or an error."""
     from modelhaul import checks
 
-    unknown(RegistryAccess.PARAMS, registry, "check_registry")
-    return checks.check_registry(host, RegistryOptions(**RegistryAccess.of(registry).kwargs()))
+    unknown(REGISTRY_ACCESS, registry, "check_registry")
+    return checks.check_registry(host, RegistryOptions(**{k: v for k, v in registry.items() if v is not None}))
 
 
 def check_mlflow(*, tracking_uri: str | None) -> str:
@@ -374,7 +378,7 @@ def try_resolve(*, ref: str, **registry: Any) -> Result | None:
     """``{ref, digest}`` of what ``ref`` points at now (digest-pinned), or None when it does not exist."""
     from modelhaul import artifacts
 
-    pinned = artifacts.try_resolve(ref, _options(registry, "try_resolve"))
+    pinned = artifacts.try_resolve(ref, registry_options(registry, "try_resolve"))
     return {"ref": pinned, "digest": pinned.rsplit("@", 1)[1]} if pinned else None
 
 

@@ -1,7 +1,7 @@
 """The ormb-style verbs on the local store and registries: save, push, pull, export, inspect, tag, list, rm.
 
 The ``modelhaul`` command reaches them through :mod:`modelhaul.steps` (``steps.save(...)``). Each takes
-keyword arguments; ``registry`` holds the fields of :class:`~modelhaul.declarations.RegistryAccess`.
+keyword arguments; ``registry`` holds the registry access arguments (``declarations.REGISTRY_ACCESS``).
 ``progress`` (optional) is
 how a terminal shows a transfer: called with the bytes to move and a label, it returns a context
 manager and a ``(digest, size)`` callback (or ``(None, None)`` for no display).
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul import artifacts
-from modelhaul.declarations import RegistryAccess
+from modelhaul.declarations import registry_options
 from modelhaul.errors import NotFound
 from modelhaul.reference import Reference, parse, parse_destination
 
@@ -61,7 +61,7 @@ def save(*, directory: str, ref: str, bundle_format: str = "modelpack", config: 
 def push(*, ref: str, directory: str | None = None, bundle_format: str = "modelpack",
          config: dict[str, Any] | None = None, progress: Progress | None = None, **registry: Any) -> dict[str, Any]:
     """Upload ``ref`` from the local store, or publish ``directory`` straight to it (no store copy)."""
-    options = RegistryAccess.resolve(registry, "push")
+    options = registry_options(registry, "push")
     if directory:
         return artifacts.publish(directory, ref, bundle_format=bundle_format, config=config, options=options)
     store, r = _store_for(ref)
@@ -77,7 +77,7 @@ def push(*, ref: str, directory: str | None = None, bundle_format: str = "modelp
 def pull(*, ref: str, include: list[str] | None = None, progress: Progress | None = None, **registry: Any
          ) -> dict[str, Any]:
     """Download ``ref`` into the local store; with ``include`` only the chosen files' blobs, untagged."""
-    options = RegistryAccess.resolve(registry, "pull")
+    options = registry_options(registry, "pull")
     store, r = _store_for(ref)
     if include:
         from modelhaul.transfer import ingest_chosen
@@ -93,7 +93,7 @@ def pull(*, ref: str, include: list[str] | None = None, progress: Progress | Non
 
 def export(*, ref: str, directory: str, include: list[str] | None = None, **registry: Any) -> dict[str, Any]:
     """Write the model out as ``directory/ormbfile.yaml`` + ``directory/model/``: from the store, else the registry."""
-    options = RegistryAccess.resolve(registry, "export")
+    options = registry_options(registry, "export")
     from modelhaul.bundle import unpack
 
     r = parse(ref)
@@ -112,7 +112,7 @@ def export(*, ref: str, directory: str, include: list[str] | None = None, **regi
 
 def inspect(*, ref: str, local: bool = False, **registry: Any) -> dict[str, Any]:
     """Manifest digest, config and layers (and, from a registry, signatures and attestations)."""
-    options = RegistryAccess.resolve(registry, "inspect")
+    options = registry_options(registry, "inspect")
     if local:
         from modelhaul.bundle import read_config
 
@@ -125,7 +125,7 @@ def inspect(*, ref: str, local: bool = False, **registry: Any) -> dict[str, Any]
 
 def tag(*, src: str, dst: str, local: bool = False, **registry: Any) -> dict[str, Any]:
     """Point ``dst`` at the model ``src`` names (no bytes move within one registry or the store)."""
-    options = RegistryAccess.resolve(registry, "tag")
+    options = registry_options(registry, "tag")
     if local:
         from modelhaul.transfer import copy
 
@@ -140,7 +140,7 @@ def tag(*, src: str, dst: str, local: bool = False, **registry: Any) -> dict[str
 def list_models(*, ref: str | None = None, **registry: Any) -> dict[str, Any]:
     """The tags of ``ref``'s repository, or (no ``ref``) the models in the local store."""
     if ref:
-        return {"ref": ref, "tags": artifacts.list_tags(ref, RegistryAccess.resolve(registry, "list"))}
+        return {"ref": ref, "tags": artifacts.list_tags(ref, registry_options(registry, "list"))}
     from modelhaul.paths import default_store_path
     from modelhaul.store import LayoutTarget
 
@@ -159,7 +159,7 @@ def login(*, host: str, username: str, password: str, **registry: Any) -> dict[s
     """Check the credentials against ``host``, then store them in the docker config."""
     from modelhaul.registry import login as registry_login
 
-    registry_login(host, username, password, RegistryAccess.resolve(registry, "login"))
+    registry_login(host, username, password, registry_options(registry, "login"))
     return {"login": host, "username": username}
 
 

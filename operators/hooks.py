@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelhaul.declarations import RegistryAccess, parse_bool
+from modelhaul.declarations import parse_bool
 from modelhaul.operators._compat import AirflowNotFoundException, BaseHook
 
 REGISTRY_CONN_TYPE = "modelhaul_registry"
@@ -59,7 +59,7 @@ def optional_connection(conn_id: str | None) -> Any | None:
 @dataclass(frozen=True)
 class RegistryConnection:
     """What a ``modelhaul_registry`` connection says: the registry's address, how to reach it
-    (:class:`~modelhaul.declarations.RegistryAccess`'s fields) and the default bundle format."""
+    (the step arguments of ``declarations.REGISTRY_ACCESS``) and the default bundle format."""
 
     host: str | None = None
     username: str | None = None
@@ -71,8 +71,8 @@ class RegistryConnection:
 
     def step_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every registry-touching step accepts."""
-        return RegistryAccess(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file,
-                              username=self.username, password=self.password).kwargs()
+        return {"plain_http": self.plain_http, "insecure": self.insecure, "ca_file": self.ca_file,
+                "username": self.username, "password": self.password}
 
 
 def _is_host(component: str) -> bool:

@@ -7,10 +7,17 @@ import inspect
 import pytest
 
 from modelhaul import steps
-from modelhaul.declarations import DEPLOY, DeploymentSettings, KubeTarget, Param, RegistryAccess
+from modelhaul.declarations import (
+    DEPLOY,
+    REGISTRY_ACCESS_NAMES,
+    DeploymentSettings,
+    KubeTarget,
+    Param,
+    registry_options,
+)
 from modelhaul.errors import ConfigError
 
-_ACCESS = {p.name for p in RegistryAccess.PARAMS}
+_ACCESS = set(REGISTRY_ACCESS_NAMES)
 
 
 def _deploy_cli_options() -> dict[str, str]:
@@ -70,8 +77,8 @@ def test_a_step_refuses_an_argument_it_does_not_declare_in_one_line():
 
 
 def test_registry_access_never_prints_the_password():
-    access = RegistryAccess.of({"username": "robot", "password": "s3cret", "plain_http": True})
-    assert "s3cret" not in repr(access)
+    options = registry_options({"username": "robot", "password": "s3cret", "plain_http": True}, "test")
+    assert options.username == "robot" and "s3cret" not in repr(options)
     assert KubeTarget.of({"in_cluster": "false"}).configured is False
 
 

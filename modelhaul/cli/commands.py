@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul import steps
-from modelhaul.declarations import DEPLOY, Param, RegistryAccess
+from modelhaul.declarations import DEPLOY, REGISTRY_ACCESS_NAMES, Param
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 
 _KUBE = ("kubeconfig", "context", "in_cluster")
-_ACCESS = {p.name for p in RegistryAccess.PARAMS}  # the common --plain-http/--insecure/--ca-file, or the environment
-DEPLOY_OPTIONS = tuple(p for p in DEPLOY if p.cli and p.name != "ref" and p.name not in _ACCESS)
+DEPLOY_OPTIONS = tuple(p for p in DEPLOY if p.cli and p.name != "ref" and p.name not in REGISTRY_ACCESS_NAMES)
 
 
 def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
