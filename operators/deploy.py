@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from modelhaul.declarations import REF as _REF
-from modelhaul.declarations import DeploymentSettings, KubeTarget, parse_bool
+from modelhaul.declarations import DEPLOY, parse_bool
 from modelhaul.operators._compat import AirflowException
 from modelhaul.operators.base import RegistryStepOperator, declared_operator, default_deferrable
 from modelhaul.operators.hooks import kube_settings
 from modelhaul.operators.lineage import artifact_dataset
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink, persist_links
 
-# the step's declaration minus the registry access, which comes from the registry connection;
-# namespace and in_cluster default to None: "from the kubernetes connection"
-DEPLOY_ARGUMENTS = (_REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS)
-_DeclaredDeploy = declared_operator("_DeclaredDeploy", RegistryStepOperator, DEPLOY_ARGUMENTS,
+# the step's declaration (registry access comes from the registry connection); namespace and
+# in_cluster default to None here: "from the kubernetes connection"
+_DeclaredDeploy = declared_operator("_DeclaredDeploy", RegistryStepOperator, DEPLOY,
                                     defaults={"namespace": None, "in_cluster": None}, module=__name__)
 
 
