@@ -41,6 +41,7 @@ from modelhaul.operators import (
     SignModelOperator,
     model_asset,
 )
+from modelhaul.steps import candidate_ref
 
 DEMO_DIR = Path(os.environ.get("MODELHAUL_DEMO_DIR")
                 or Path(__file__).resolve().parent.parent / ".modelhaul-demo")
@@ -90,7 +91,7 @@ with DAG(
     convert = ConvertModelOperator(
         task_id="convert",
         ref="{{ ti.xcom_pull(task_ids='parse')['ref'] }}",
-        dest_ref=f"{REPOSITORY}:{TAG}-onnx",
+        dest_ref=candidate_ref(REPOSITORY, TAG, "onnx"),
         to="onnx",
         outlets=[CANDIDATE],
     )

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 from modelhaul import oci
 from modelhaul.config import ModelConfig, Provenance
 from modelhaul.errors import ConfigError, NotFound
+from modelhaul.paths import scratch_dir
 from modelhaul.reference import Reference, parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
 
@@ -105,8 +104,8 @@ def load_config(ref: str, options: RegistryOptions | None = None) -> tuple[Model
 def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
     """Manifest digest, media/artifact type, bundle format, full config, layers, signatures and
     attestations of ``ref``."""
-    from modelhaul.bundle import bundle_format_of_manifest
-    from modelhaul.signing import attached
+    from modelhaul.oci import bundle_format_of_manifest
+    from modelhaul.referrers import attached
 
     r = parse(ref)
     cfg, pinned, manifest = read(ref, options)
@@ -184,18 +183,6 @@ def check_export_destination(dest: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def scratch_dir(prefix: str = "modelhaul-") -> Iterator[Path]:
-    """A temporary directory removed afterwards (under ``MODELHAUL_TMPDIR`` when set)."""
-    import os
-
-    d = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("MODELHAUL_TMPDIR")))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def checkout(ref: str, options: RegistryOptions | None = None) -> Iterator[tuple[Path, ModelConfig, str]]:
     """Fetch ``ref`` into a scratch directory; yields ``(model_dir, config, pinned_ref)``."""
     from modelhaul import config as config_mod
@@ -222,7 +209,7 @@ def bundle_format_of(ref: str, options: RegistryOptions | None = None) -> str:
 
     Formats modelhaul reads but does not write (KitOps, oras files) give ModelPack.
     """
-    from modelhaul.bundle import bundle_format_of_manifest
+    from modelhaul.oci import bundle_format_of_manifest
 
     r = parse(ref)
     fmt = bundle_format_of_manifest(open_target(r, options).get_manifest(r.reference))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul.errors import AuthError, ConfigError
-from modelhaul.registry_options import RegistryOptions
 
 DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
@@ -84,21 +83,15 @@ def credentials_for(host: str, path: Path | None = None) -> tuple[str, str] | No
     return None
 
 
-def login(host: str, username: str, password: str, options: RegistryOptions | None = None,
-          *, config_path: Path | None = None) -> Path:
-    """Check the credentials against ``host``, then store them (a helper when one is configured).
+def store_credentials(host: str, username: str, password: str, *, config_path: Path | None = None) -> Path:
+    """Store the credentials of ``host`` in the docker config (through its helper when one is configured).
 
-    Returns the docker config path written. Raises :class:`AuthError` when the registry refuses them.
+    Returns the docker config path written. Checking them first is the registry's job
+    (:func:`modelhaul.registry.login`).
     """
-    from dataclasses import replace
-
-    from modelhaul.registry import check_login
-
     if not username or not password:
         raise AuthError(f"{host}: login needs a username and a password")
     host = normalize_host(host)
-    opts = replace(options or RegistryOptions(), username=username, password=password)
-    check_login(host, opts)
     path = config_path or docker_config_path()
     cfg = read_docker_config(path)
     helper = _helper_for(cfg, host)

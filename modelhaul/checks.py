@@ -54,7 +54,7 @@ def check_mlflow(tracking_uri: str | None) -> str:
         if search.status_code != 200:
             raise MLflowError(f"MLflow tracking server {shown}: experiments search answered {search.status_code}")
         return f"MLflow tracking server {shown} is healthy and answers an authenticated search"
-    from modelhaul.mlflow import _client
+    from modelhaul.tracking.client import _client
 
     try:
         _client(tracking_uri).search_experiments(max_results=1)

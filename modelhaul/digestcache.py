@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from modelhaul import oci
-from modelhaul.store import modelhaul_home
+from modelhaul.paths import modelhaul_home
 
 _lock = threading.Lock()
 _conn: sqlite3.Connection | None = None

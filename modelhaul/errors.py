@@ -17,11 +17,8 @@ class ConfigError(ModelhaulError, ValueError):
     """A model config (ormbfile.yaml, a config blob, a step argument) is invalid."""
 
 
-class ReferenceError_(ModelhaulError, ValueError):  # noqa: N801 - "ReferenceError" is a builtin
+class InvalidReference(ModelhaulError, ValueError):
     """A model reference (registry/repo:tag@digest or oci:PATH:TAG) cannot be parsed."""
-
-
-InvalidReference = ReferenceError_
 
 
 class BundleError(ModelhaulError):

@@ -26,6 +26,18 @@ MODELPACK_LAYER_PREFIX = "application/vnd.cncf.model."
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"
 ANNOTATION_FILE_METADATA = "org.cncf.model.file.metadata+json"
 
+# ModelPack before its CNCF rename; modctl still reads these
+CNAI_ARTIFACT = "application/vnd.cnai.model.manifest.v1+json"
+CNAI_CONFIG = "application/vnd.cnai.model.config.v1+json"
+CNAI_LAYER_PREFIX = "application/vnd.cnai.model."
+CNAI_ANNOTATION_FILEPATH = "org.cnai.model.filepath"
+
+# what `oras push` writes: an empty or unknown config, layers named by their title annotation
+UNKNOWN_CONFIG = "application/vnd.unknown.config.v1+json"
+ORAS_FILE = "application/vnd.oci.image.layer.v1.tar"  # oras' default type for a *file* (not a tar)
+ORAS_DIRECTORY = "application/vnd.oci.image.layer.v1.tar+gzip"  # a pushed directory, tar+gzip
+ORAS_UNPACK = "io.deis.oras.content.unpack"
+
 # ormb
 ORMB_CONFIG = "application/vnd.caicloud.model.config.v1alpha1+json"
 ORMB_LAYER = "application/tar+gzip"
@@ -130,3 +142,25 @@ class Target(Protocol):
     def list_tags(self) -> list[str]: ...
 
     def delete(self, reference: str) -> None: ...
+
+
+def bundle_format_of_manifest(manifest: Manifest) -> str:
+    """modelpack | ormb | kitops | oras | unknown, from the config media type (and layer annotations).
+
+    ``oras``: files pushed with ``oras push`` — an empty, unknown or foreign config and layers that
+    all carry a title; they are read as a model directory.
+    """
+    m = manifest.json
+    mt = (m.get("config") or {}).get("mediaType", "")
+    if mt in (MODELPACK_CONFIG, CNAI_CONFIG) or m.get("artifactType") in (
+        MODELPACK_ARTIFACT, CNAI_ARTIFACT
+    ):
+        return "modelpack"
+    if mt == ORMB_CONFIG:
+        return "ormb"
+    if mt == KITOPS_CONFIG:
+        return "kitops"
+    layers = m.get("layers") or []
+    if layers and all(ANNOTATION_TITLE in (layer.get("annotations") or {}) for layer in layers):
+        return "oras"
+    return "unknown"

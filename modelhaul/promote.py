@@ -21,20 +21,18 @@ that failed half-way.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from modelhaul import artifacts
 from modelhaul import gate as gates
-from modelhaul.config import ModelConfig
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 from modelhaul.reference import TAG_RE, Reference, parse
 from modelhaul.registry_options import RegistryOptions
+from modelhaul.serving.redeploy import redeploy, settings_of, shift_traffic
+from modelhaul.tracking.aliases import promote_alias, rollback_alias
 
 PREVIOUS_SUFFIX = "-previous"
 ROLLEDBACK_SUFFIX = "-rolledback"
-VERSION_TAG = "modelhaul.{stage}.previous_version"
-KINDS = {"seldon": "SeldonDeployment", "kserve": "InferenceService"}
 
 
 def stage_tags(stage: str) -> tuple[str, str, str]:
@@ -62,7 +60,7 @@ def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
     """A rejected candidate must not keep its share of traffic: the stable model serves alone."""
     stable = (deployment or {}).get("stable_ref")
     if stable and (deployment or {}).get("canary_percent") and deployment.get("state") != "Skipped":
-        record["deployment"] = _redeploy(deployment, stable, options)
+        record["deployment"] = redeploy(deployment, stable, options)
         record["reason"] += "; canary retired, the stable model serves alone"
 
 
@@ -82,7 +80,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
     if beats:
         gates.parse_beats(beats, min_delta)
     if deployment:
-        _settings(deployment)  # an unusable deployment dict fails before anything moves
+        settings_of(deployment)  # an unusable deployment dict fails before anything moves
     cfg, candidate = artifacts.load_config(ref, options)
     cand = parse(candidate)
     current = _at(cand, stage_tag, options)
@@ -128,10 +126,10 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
         record["promoted"] = True
         record["reason"] = ("gate passed: " + "; ".join(checks)) if checks else "promoted without a gate"
 
-    record["alias"] = _promote_alias(cfg, stage, tracking_uri)
+    record["alias"] = promote_alias(cfg, stage, tracking_uri)
     if deployment:
         try:  # the candidate as given: the reference its canary was deployed with, so nothing restarts
-            record["deployment"] = _shift_traffic(deployment, candidate, options)
+            record["deployment"] = shift_traffic(deployment, candidate, options)
         except ModelhaulError as exc:
             prev = record["previous"] or "nothing (first promotion)"
             raise DeployError(
@@ -151,19 +149,27 @@ def _previous_of(cand: Reference, previous_tag: str, not_digest: str | None,
 
 
 def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | None = None,
-                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None
-                   ) -> dict[str, Any]:
+                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
+                   only_if_digest: str | None = None) -> dict[str, Any]:
     """Put the model at ``<stage>-previous`` back at ``<stage>`` (tag, alias, deployment).
 
     The model taken off the stage is kept at ``<stage>-rolledback``. Only one step back: a second
-    rollback finds the stage already restored and only re-asserts alias and deployment. Returns
-    ``{rolled_back, reason, stage, restored, replaced, ref, digest, alias, deployment}``.
+    rollback finds the stage already restored and only re-asserts alias and deployment. With
+    ``only_if_digest`` (this run's candidate) nothing happens unless ``stage`` points at it: a run
+    whose candidate was never promoted must not undo an earlier, good promotion (``skipped`` is
+    then True). Returns ``{rolled_back, reason, stage, restored, replaced, ref, digest,
+    alias, deployment}``.
     """
     stage_tag, previous_tag, rolledback_tag = stage_tags(stage)
     if deployment:
-        _settings(deployment)
+        settings_of(deployment)
     repo = parse(ref).unpinned()
     current = _at(repo, stage_tag, options)
+    if only_if_digest is not None and (not only_if_digest or _digest(current) != only_if_digest):
+        return {"rolled_back": False, "skipped": True, "stage": stage, "restored": None, "replaced": None,
+                "ref": current, "digest": _digest(current), "alias": None, "deployment": None,
+                "reason": f"{stage} points at {_digest(current) or 'nothing'}, not at this run's candidate "
+                          f"{only_if_digest or '(none)'}: nothing of this run to roll back"}
     previous = _at(repo, previous_tag, options)
     record: dict[str, Any] = {
         "rolled_back": False, "reason": "", "stage": stage, "restored": previous, "replaced": current,
@@ -190,144 +196,7 @@ def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | N
 
     prev_cfg = artifacts.load_config(previous, options)[0]
     replaced_cfg = artifacts.load_config(record["replaced"], options)[0] if record["replaced"] else None
-    record["alias"] = _rollback_alias(replaced_cfg, prev_cfg, stage, tracking_uri)
+    record["alias"] = rollback_alias(replaced_cfg, prev_cfg, stage, tracking_uri)
     if deployment:
-        record["deployment"] = _redeploy(deployment, record["ref"], options)
+        record["deployment"] = redeploy(deployment, record["ref"], options)
     return record
-
-
-# -- MLflow alias --------------------------------------------------------------------------------
-
-
-def _registered(cfg: ModelConfig | None) -> tuple[str, str] | None:
-    ml = cfg.provenance.mlflow if cfg and cfg.provenance else None
-    if ml and ml.registered_model and ml.version:
-        return ml.registered_model, str(ml.version)
-    return None
-
-
-def _tracking_uri(explicit: str | None, cfg: ModelConfig | None) -> str | None:
-    """The explicit URI, else the environment's, else the one the artifact was packaged from."""
-    if explicit or os.environ.get("MLFLOW_TRACKING_URI"):
-        return explicit or os.environ["MLFLOW_TRACKING_URI"]
-    ml = cfg.provenance.mlflow if cfg and cfg.provenance else None
-    return ml.tracking_uri if ml else None
-
-
-def _client(tracking_uri: str | None) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def _promote_alias(cfg: ModelConfig, stage: str, tracking_uri: str | None) -> dict[str, Any] | None:
-    """Point ``<registered_model>@<stage>`` at the candidate's version; remember where it pointed."""
-    reg = _registered(cfg)
-    if reg is None:
-        return None
-    from modelhaul.mlflow import set_alias
-
-    name, version = reg
-    uri = _tracking_uri(tracking_uri, cfg)
-    before = set_alias(name, stage, version, uri)
-    if before != version:  # not a re-run: remember what to restore ("" = the alias was not set)
-        _client(uri).set_model_version_tag(name, version, VERSION_TAG.format(stage=stage), before or "")
-    return {"registered_model": name, "alias": stage, "version": version,
-            "previous_version": before if before != version else _recorded(uri, name, version, stage)}
-
-
-def _recorded(uri: str | None, name: str, version: str, stage: str) -> str | None:
-    mv = _client(uri).get_model_version(name, version)
-    return (mv.tags or {}).get(VERSION_TAG.format(stage=stage)) or None
-
-
-def _rollback_alias(replaced: ModelConfig | None, restored: ModelConfig, stage: str,
-                    tracking_uri: str | None) -> dict[str, Any] | None:
-    """Point ``@<stage>`` back where it was before the replaced model's promotion.
-
-    The version recorded at promotion wins; else the restored artifact's own registered version
-    (same registered model); else the alias is removed if it still names the replaced version.
-    """
-    from modelhaul.mlflow import get_alias_version, set_alias
-
-    old, new = _registered(replaced), _registered(restored)
-    if old is None:
-        if new is None:
-            return None
-        uri = _tracking_uri(tracking_uri, restored)
-        set_alias(new[0], stage, new[1], uri)
-        return {"registered_model": new[0], "alias": stage, "version": new[1]}
-    name, version = old
-    uri = _tracking_uri(tracking_uri, replaced)
-    client = _client(uri)
-    tags = client.get_model_version(name, version).tags or {}
-    key = VERSION_TAG.format(stage=stage)
-    target = tags.get(key) if key in tags else (new[1] if new and new[0] == name else None)
-    if target:
-        set_alias(name, stage, target, uri)
-        return {"registered_model": name, "alias": stage, "version": target}
-    if get_alias_version(name, stage, uri, client=client) == version:
-        client.delete_registered_model_alias(name, stage)
-    return {"registered_model": name, "alias": stage, "version": None}
-
-
-# -- deployment ----------------------------------------------------------------------------------
-
-
-def _settings(deployment: dict[str, Any]) -> dict[str, Any]:
-    """How to reach the deployment again, from the deploy step's result (plus any keys added to it).
-
-    The deploy result names what it applied or rendered; where it does not carry the connection
-    (``kubeconfig``/``context``/``in_cluster``, ``render_dir``, ``registry_secret``), they are taken
-    from keys the caller added, or inferred from the rendered files and applied objects.
-    """
-    d = deployment
-    if not d.get("name"):
-        raise ConfigError("deployment: pass the result of the deploy step (it names the service)")
-    kube = {"kubeconfig": d.get("kubeconfig"), "context": d.get("context"),
-            "in_cluster": bool(d.get("in_cluster", False))}
-    applied = list(d.get("applied") or [])
-    files = [str(f) for f in d.get("manifests") or [] if isinstance(f, str)]
-    render_dir = d.get("render_dir")
-    if applied and not render_dir and not any(kube.values()):
-        raise ConfigError(
-            f"deployment {d['name']!r} was applied to a cluster: add kubeconfig/context (or in_cluster) "
-            "to the deployment dict so that traffic can move there"
-        )
-    if not applied and not any(kube.values()) and not render_dir and files:
-        render_dir = os.path.dirname(files[0])
-    secret = d.get("registry_secret")
-    if not secret:
-        for item in applied:  # "Secret/<namespace>/<name>"
-            if item.startswith("Secret/"):
-                secret = item.rsplit("/", 1)[-1]
-        for f in files:  # "<dir>/secret-<name>.yaml"
-            base = os.path.basename(f)
-            if base.startswith("secret-") and base.endswith(".yaml"):
-                secret = base[len("secret-"):-len(".yaml")]
-    return {"target": d.get("target", "seldon"), "name": d["name"], "namespace": d.get("namespace", "default"),
-            "render_dir": render_dir, **kube, "wait": bool(d.get("wait", True)),
-            "timeout": float(d.get("timeout", 600.0)), "initializer_image": d.get("initializer_image"),
-            "registry_secret": secret}
-
-
-def _redeploy(deployment: dict[str, Any], ref: str, options: RegistryOptions | None) -> dict[str, Any]:
-    """Serve ``ref`` alone (one predictor, all traffic) where ``deployment`` runs."""
-    from modelhaul.serving.deploy import deploy_model
-
-    return deploy_model(ref=ref, canary_percent=None, stable_ref=None, options=options, **_settings(deployment))
-
-
-def _shift_traffic(deployment: dict[str, Any], candidate: str, options: RegistryOptions | None
-                   ) -> dict[str, Any]:
-    """Canary to 100% (when one runs in a cluster), then the candidate as the only predictor."""
-    s = _settings(deployment)
-    kind = KINDS.get(str(s["target"]))
-    if deployment.get("canary_percent") and deployment.get("applied") and not s["render_dir"] and kind:
-        from modelhaul.serving.kube import set_traffic
-
-        set_traffic(kind, s["name"], s["namespace"], to_digest=parse(candidate).digest or "",
-                    kubeconfig=s["kubeconfig"], context=s["context"], in_cluster=s["in_cluster"],
-                    wait=s["wait"], timeout=s["timeout"])
-    return _redeploy(deployment, candidate, options)
-

@@ -14,7 +14,10 @@ import contextlib
 from typing import Any
 
 from modelhaul import oci
-from modelhaul.errors import NotFound, RegistryError
+from modelhaul.errors import ModelhaulError, NotFound, RegistryError
+
+BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"  # a sigstore bundle (OpenSSF model signing)
+ATTESTATION_TYPE = "application/vnd.in-toto+json"  # an in-toto statement (SLSA provenance)
 
 EMPTY_JSON = b"{}"
 MAX_REFERRER_BLOB = 4 << 20  # a signature bundle or an attestation is small; refuse anything bigger
@@ -51,14 +54,14 @@ def attach(target: oci.Target, subject: oci.Manifest, artifact_type: str, layer:
             target.put_blob(blob)
     data = oci.canonical_json(manifest)
     digest = target.put_manifest(data, oci.MANIFEST_V1, None)
-    _index_add(target, subject.digest, {
+    index_add(target, subject.digest, {
         "mediaType": oci.MANIFEST_V1, "digest": digest, "size": len(data), "artifactType": artifact_type,
         **({"annotations": dict(annotations)} if annotations else {}),
     })
     return digest
 
 
-def _index_add(target: oci.Target, subject_digest: str, desc: dict[str, Any]) -> None:
+def index_add(target: oci.Target, subject_digest: str, desc: dict[str, Any]) -> None:
     """Add ``desc`` to the ``sha256-<hex>`` index (read, add, write: last writer wins, as the spec allows)."""
     tag = tag_for(subject_digest)
     index: dict[str, Any] = {"schemaVersion": 2, "mediaType": oci.INDEX_V1, "manifests": []}
@@ -110,23 +113,30 @@ def read_layer(target: oci.Target, referrer_digest: str, subject_digest: str) ->
     return manifest, data
 
 
-def copy_referrers(src: oci.Target, dst: oci.Target, subject_digest: str) -> int:
-    """Copy every referrer of ``subject_digest`` (manifests and blobs) and list them in ``dst``'s index."""
-    from modelhaul.transfer import copy
-
-    n = 0
-    for desc in find(src, subject_digest):
-        if desc.get("mediaType", oci.MANIFEST_V1) != oci.MANIFEST_V1:
-            continue  # only image-manifest referrers (what modelhaul, cosign and oras attach)
-        copy(src, desc["digest"], dst, None, with_referrers=False)
-        _index_add(dst, subject_digest, {k: desc[k] for k in ("mediaType", "digest", "size", "artifactType",
-                                                                "annotations") if k in desc})
-        n += 1
-    return n
-
-
 def summary(descs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What ``inspect`` shows of the referrers: digest, artifact type, annotations."""
     return [{"digest": d.get("digest"), "artifact_type": d.get("artifactType"),
              "annotations": d.get("annotations") or {}} for d in descs]
 
+
+def attached(target: oci.Target, manifest: oci.Manifest) -> dict[str, Any]:
+    """What ``inspect`` shows: signatures and attestations attached, and each provenance's summary."""
+    import base64
+    import json
+
+    from modelhaul import provenance
+
+    out: dict[str, Any] = {"signatures": [], "attestations": []}
+    for desc in find(target, manifest.digest):
+        item = {"digest": desc.get("digest"), "artifact_type": desc.get("artifactType"),
+                "key_id": (desc.get("annotations") or {}).get("io.modelhaul.signing.key-id")}
+        if desc.get("artifactType") == BUNDLE_TYPE:
+            out["signatures"].append(item)
+        elif desc.get("artifactType") == ATTESTATION_TYPE:
+            with contextlib.suppress(ModelhaulError, ValueError, KeyError):
+                _, data = read_layer(target, desc["digest"], manifest.digest)
+                stmt = json.loads(base64.b64decode(json.loads(data)["payload"]))
+                item["predicate_type"] = stmt.get("predicateType")
+                item["provenance"] = provenance.describe(stmt) + " (not verified; use `modelhaul verify`)"
+            out["attestations"].append(item)
+    return out

@@ -39,7 +39,7 @@ def chosen_layers(manifest: oci.Manifest, include: Sequence[str] | None, what: s
     layers = manifest.layers
     if not include:
         return layers
-    from modelhaul.bundle import bundle_format_of_manifest
+    from modelhaul.oci import bundle_format_of_manifest
 
     what = what or manifest.digest
     kind = bundle_format_of_manifest(manifest)

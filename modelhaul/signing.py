@@ -31,10 +31,11 @@ from typing import Any
 
 from modelhaul import oci, provenance, referrers
 from modelhaul.errors import ConfigError, ModelhaulError, SignatureError
+from modelhaul.paths import scratch_dir
 from modelhaul.registry_options import RegistryOptions
 
-BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-ATTESTATION_TYPE = provenance.PAYLOAD_TYPE
+BUNDLE_TYPE = referrers.BUNDLE_TYPE
+ATTESTATION_TYPE = referrers.ATTESTATION_TYPE
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")  # what model_signing skips by default
 
 
@@ -141,7 +142,7 @@ def sign_model(ref: str, key: str, *, password: str | None = None,
     r, target, manifest = _open(ref, options)
     pinned = str(r.with_digest(manifest.digest))
     cfg = read_config(manifest, target)
-    with key_file(key, "signing key") as kp, artifacts.scratch_dir(prefix="modelhaul-sign-") as tmp:
+    with key_file(key, "signing key") as kp, scratch_dir(prefix="modelhaul-sign-") as tmp:
         private = load_private_key(kp, password)
         artifacts.fetch(pinned, tmp / "x", options=options)
         model_dir = tmp / "x" / "model"
@@ -228,7 +229,7 @@ def _actual_files(target: oci.Target, manifest: oci.Manifest, pinned: str, optio
     if known is None:
         from modelhaul import artifacts
 
-        with artifacts.scratch_dir(prefix="modelhaul-verify-") as tmp:
+        with scratch_dir(prefix="modelhaul-verify-") as tmp:
             artifacts.fetch(pinned, tmp / "x", options=options)
             return _hash_dir(tmp / "x" / "model")
     from modelhaul.transfer import pull_to_layout
@@ -290,24 +291,3 @@ def verify_model(ref: str, public_key: str, *, options: RegistryOptions | None =
                 continue
     return Verified(ref=pinned, digest=manifest.digest, key_id=kid, files=files, provenance=stmt,
                     summary=summary)
-
-
-def attached(target: oci.Target, manifest: oci.Manifest) -> dict[str, Any]:
-    """What ``inspect`` shows: signatures and attestations attached, and each provenance's summary."""
-    import base64
-    import json
-
-    out: dict[str, Any] = {"signatures": [], "attestations": []}
-    for desc in referrers.find(target, manifest.digest):
-        item = {"digest": desc.get("digest"), "artifact_type": desc.get("artifactType"),
-                "key_id": (desc.get("annotations") or {}).get("io.modelhaul.signing.key-id")}
-        if desc.get("artifactType") == BUNDLE_TYPE:
-            out["signatures"].append(item)
-        elif desc.get("artifactType") == ATTESTATION_TYPE:
-            with contextlib.suppress(ModelhaulError, ValueError, KeyError):
-                _, data = referrers.read_layer(target, desc["digest"], manifest.digest)
-                stmt = json.loads(base64.b64decode(json.loads(data)["payload"]))
-                item["predicate_type"] = stmt.get("predicateType")
-                item["provenance"] = provenance.describe(stmt) + " (not verified; use `modelhaul verify`)"
-            out["attestations"].append(item)
-    return out

@@ -7,18 +7,14 @@ JSON dict back that names the artifact it produced or acted on by a digest-pinne
 
 Connection details come in as arguments or from the environment, never from hidden state:
 
-* registry: ``plain_http``, ``insecure``, ``ca_file`` (else ``MODELHAUL_CA_FILE``),
-  ``username``/``password`` (else ``MODELHAUL_USERNAME`` / ``MODELHAUL_PASSWORD``, else the docker
-  config, else anonymous). ``oci:PATH:TAG`` references need
-  none of them.
+* registry: ``plain_http``, ``insecure``, ``ca_file`` (else ``MODELHAUL_CA_FILE``), ``username``/
+  ``password`` (else ``MODELHAUL_USERNAME``/``_PASSWORD``, the docker config, anonymous); ``oci:`` needs none.
 * MLflow: ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``).
 * Kubernetes: ``kubeconfig`` / ``context`` (else in-cluster); with neither and no cluster, deploy
   renders manifests into ``render_dir``.
 
-Model bytes never appear in a result: only references and small metadata do.
-
-Heavy libraries (mlflow, onnx, torch, kubernetes, ...) are imported inside the functions, so that
-importing this module stays cheap for Airflow's DAG parser.
+Model bytes never appear in a result: only references and small metadata do. Heavy libraries
+(mlflow, onnx, torch, kubernetes, ...) are imported inside the functions: DAG parsing stays cheap.
 """
 
 from __future__ import annotations
@@ -26,10 +22,41 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelhaul.declarations import (
+    DEPLOY,
+    REGISTRY_ACCESS,
+    REGISTRY_ACCESS_NAMES,
+    DeploymentSettings,
+    KubeTarget,
+    registry_options,
+    unknown,
+)
 from modelhaul.optional import needs_extras
+from modelhaul.paths import scratch_dir
 from modelhaul.registry_options import RegistryOptions
 
 Result = dict[str, Any]
+
+
+# imported when first used: the CLI's ormb-style verbs (modelhaul.verbs), and what a scheduled run
+# needs around the steps (modelhaul.run_guards)
+VERBS = ("save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout",
+         "load_config", "exit_cleanly_on_sigterm")
+
+
+RUN_GUARDS = ("require_tracking_uri", "rollback_if_promoted", "smoke_check")
+
+
+def __getattr__(name: str) -> Any:
+    if name in VERBS:
+        from modelhaul import verbs
+
+        return getattr(verbs, name)
+    if name in RUN_GUARDS:
+        from modelhaul import run_guards
+
+        return getattr(run_guards, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @needs_extras("train")
@@ -70,11 +97,7 @@ def package(
     tracking_uri: str | None = None,
     bundle_format: str = "modelpack",
     config: dict[str, Any] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Publish a model to ``ref``: from an MLflow URI (``runs:/``, ``models:/``) or a local directory.
 
@@ -83,10 +106,9 @@ def package(
     """
     from modelhaul import artifacts
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "package")
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", source) and not source.startswith("file:"):  # runs:/ models:/
-        from modelhaul.mlflow import import_model
+        from modelhaul.tracking import import_model
 
         with import_model(source, tracking_uri=tracking_uri) as (model_dir, mlflow_config):
             cfg = mlflow_config.merged(config)
@@ -101,11 +123,7 @@ def fetch(
     ref: str,
     dest: str,
     include: list[str] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Write the model at ``ref`` out as ``dest/ormbfile.yaml`` + ``dest/model/...``, digests verified.
 
@@ -115,8 +133,7 @@ def fetch(
     """
     from modelhaul import artifacts
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "fetch")
     return artifacts.fetch(ref, dest, options=opts, include=include)
 
 
@@ -126,11 +143,7 @@ def parse(
     ref: str,
     dest_ref: str | None = None,
     trust: bool = False,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Read the model's signature and layers from its files and push them into its config.
 
@@ -141,8 +154,7 @@ def parse(
     from modelhaul import artifacts
     from modelhaul.formats import parse_directory
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "parse")
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
         parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
         patch = parsed.config_patch()
@@ -167,11 +179,7 @@ def convert(
     tolerance: float | None = None,
     opset: int | None = None,
     trust: bool = False,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Convert the model (to ``onnx`` or ``torchscript``), prove parity, push a derived artifact.
 
@@ -182,9 +190,8 @@ def convert(
     from modelhaul import artifacts
     from modelhaul.formats.convert import convert_directory
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
-    with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), artifacts.scratch_dir() as out_dir:
+    opts = registry_options(registry, "convert")
+    with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)
         new_cfg = artifacts.with_parent(result.config, parent)
@@ -195,45 +202,25 @@ def convert(
 
 
 @needs_extras("deploy")
-def deploy(
-    *,
-    ref: str,
-    target: str = "seldon",
-    name: str | None = None,
-    namespace: str = "default",
-    canary_percent: int | None = None,
-    stable_ref: str | None = None,
-    render_dir: str | None = None,
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    in_cluster: bool = False,
-    wait: bool = True,
-    timeout: float = 600.0,
-    initializer_image: str | None = None,
-    registry_secret: str | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
-) -> Result:
+def deploy(*, ref: str, **settings: Any) -> Result:
     """Serve the model on Seldon Core v1 (``target="seldon"``) or KServe (``"kserve"``).
 
-    With ``canary_percent`` the model runs beside ``stable_ref`` (or the model now serving) with
-    that share of traffic. With ``render_dir`` — or no cluster configured — the manifests are
-    written there (one file per resource) instead of applied. Returns
+    ``settings``: the fields of :class:`~modelhaul.declarations.DeploymentSettings` (target, name,
+    namespace, canary_percent, stable_ref, render_dir, wait, timeout, initializer_image,
+    registry_secret), of :class:`~modelhaul.declarations.KubeTarget` (kubeconfig, context,
+    in_cluster) and of ``REGISTRY_ACCESS``. With ``canary_percent`` the
+    model runs beside ``stable_ref`` (or the model now serving) with that share of traffic. With
+    ``render_dir`` — or no cluster configured — the manifests are written there (one file per
+    resource) instead of applied. Returns
     ``{ref, digest, target, name, namespace, canary_percent, manifests, applied, state, url}``.
     """
     from modelhaul.serving.deploy import deploy_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
-    return deploy_model(
-        ref=ref, target=target, name=name, namespace=namespace, canary_percent=canary_percent,
-        stable_ref=stable_ref, render_dir=render_dir, kubeconfig=kubeconfig, context=context,
-        in_cluster=in_cluster, wait=wait, timeout=timeout, initializer_image=initializer_image,
-        registry_secret=registry_secret, options=opts, username=username, password=password,
-    )
+    unknown(DEPLOY, {"ref": ref, **settings}, "deploy")
+    access = {k: v for k, v in settings.items() if k in REGISTRY_ACCESS_NAMES}
+    options = registry_options(access, "deploy")
+    return deploy_model(ref, DeploymentSettings.of(settings), KubeTarget.of(settings), options,
+                        username=access.get("username"), password=access.get("password"))
 
 
 @needs_extras("promote")
@@ -247,11 +234,7 @@ def promote(
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
     require_signature: str | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Move the ``stage`` tag to the candidate ``ref`` when its gate passes.
 
@@ -266,8 +249,7 @@ def promote(
     """
     from modelhaul.promote import promote_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "promote")
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts,
                          require_signature=require_signature or None)
@@ -280,23 +262,21 @@ def rollback(
     stage: str = "production",
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    only_if_digest: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Restore the digest that was at ``stage`` before the last promotion (tag, alias, traffic).
 
-    ``ref`` names the repository (any tag). Safe to re-run. Returns
-    ``{rolled_back, reason, stage, restored, replaced, ref, digest}``.
+    ``ref`` names the repository (any tag). Safe to re-run. With ``only_if_digest`` (this run's
+    candidate) it acts only when ``stage`` points at that digest, else returns ``skipped: true``:
+    an exit handler of a run whose candidate was never promoted leaves an earlier promotion alone.
+    Returns ``{rolled_back, reason, stage, restored, replaced, ref, digest}``.
     """
     from modelhaul.promote import rollback_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "rollback")
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
-                          options=opts)
+                          options=opts, only_if_digest=only_if_digest)
 
 
 @needs_extras("sign")
@@ -305,11 +285,7 @@ def sign(
     ref: str,
     key: str,
     key_password: str | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Sign the model (OpenSSF model signing) and attach its SLSA provenance, both as OCI referrers.
 
@@ -321,8 +297,7 @@ def sign(
 
     from modelhaul.signing import sign_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "sign")
     return sign_model(ref, key or os.environ.get("MODELHAUL_SIGNING_KEY", ""),
                       password=key_password or os.environ.get("MODELHAUL_SIGNING_KEY_PASSWORD"), options=opts)
 
@@ -332,11 +307,7 @@ def verify(
     *,
     ref: str,
     key: str,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
+    **registry: Any,
 ) -> Result:
     """Check the model's signature against the public ``key`` (a path or PEM text) and its files.
 
@@ -346,30 +317,30 @@ def verify(
     """
     from modelhaul.signing import verify_model
 
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
+    opts = registry_options(registry, "verify")
     return verify_model(ref, key, options=opts).to_dict()
+
+
 @needs_extras("deploy")
 def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
                   in_cluster: bool = False) -> Result | None:
     """The cluster ``deploy`` would reach, found like ``kubectl`` does (see
-    :func:`modelhaul.serving.kube.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
+    :func:`modelhaul.serving.cluster.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
     """
     from dataclasses import asdict
 
-    from modelhaul.serving.kube import find_cluster
+    from modelhaul.serving.cluster import find_cluster
 
     found = find_cluster(kubeconfig, context, in_cluster)
     return asdict(found) if found else None
 
 
-def check_registry(*, host: str, plain_http: bool = False, insecure: bool = False, username: str | None = None,
-                   password: str | None = None, ca_file: str | None = None) -> str:
-    """Ping the registry's ``/v2/`` with these credentials; a one-line description, or an error."""
+def check_registry(*, host: str, **registry: Any) -> str:
+    """Ping the registry's ``/v2/`` with these credentials (not the environment's); one line, or an error."""
     from modelhaul import checks
 
-    return checks.check_registry(host, RegistryOptions(plain_http=plain_http, insecure=insecure, username=username,
-                                                       password=password, ca_file=ca_file))
+    unknown(REGISTRY_ACCESS, registry, "check_registry")
+    return checks.check_registry(host, RegistryOptions(**{k: v for k, v in registry.items() if v is not None}))
 
 
 def check_mlflow(*, tracking_uri: str | None) -> str:
@@ -387,83 +358,41 @@ def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, 
     return checks.check_cluster(kubeconfig, context, in_cluster)
 
 
-# -- steps the KFP components used to reach around this module for (additive; see issue 13) ----------
+# -- looking things up (sensors, exit handlers) ----------------------------------------------------
 
 
-def candidate_ref(*, repository: str, tag: str, to: str) -> str:
-    """Where a run's converted candidate is pushed: ``repository:<tag>-<to>`` (one convention for all)."""
+def candidate_ref(repository: str, tag: str, to: str) -> str:
+    """Where a pipeline puts the converted candidate of ``repository:tag``: ``{repository}:{tag}-{to}``."""
     return f"{repository}:{tag}-{to}"
 
 
-def require_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The MLflow tracking URI a pod must use: ``tracking_uri``, else ``MLFLOW_TRACKING_URI``.
+def reference_parts(ref: str) -> dict[str, str | None] | None:
+    """``{registry, repository, tag, digest, layout}`` of a model reference, or None when ``ref`` is not one."""
+    from modelhaul.reference import Reference
 
-    MLflow's own default (``./mlruns``, or a SQLite file) lives inside the pod and vanishes with
-    it, so a run that reaches MLflow with neither set fails here, before any work is done.
-    """
-    import os
-
-    from modelhaul.errors import ConfigError
-
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri:
-        raise ConfigError("tracking_uri: not set and MLFLOW_TRACKING_URI is not in the environment; pass the "
-                          "MLflow server's URI, or put MLFLOW_TRACKING_URI in the MLflow Secret")
-    return uri
-
-
-def rollback_if_promoted(
-    *,
-    repository: str,
-    candidate: str,
-    stage: str = "production",
-    tracking_uri: str | None = None,
-    deployment: dict[str, Any] | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
-) -> Result:
-    """Roll ``stage`` back only when it points at ``candidate`` (what a failed run itself promoted).
-
-    A run that failed before promoting left ``stage`` alone, and rolling back then would undo an
-    earlier, good promotion. ``deployment`` (settings as for :func:`deploy`; its ``name`` defaults
-    to the candidate's) is served the previous model alone. Returns ``{rolled_back, reason, ...}``
-    (the :func:`rollback` result when it acted).
-    """
-    from modelhaul import artifacts
-    from modelhaul.serving.deploy import default_name
-
-    opts = RegistryOptions.resolve(plain_http=plain_http, insecure=insecure, username=username,
-                                   password=password, ca_file=ca_file)
-    at_stage = artifacts.try_resolve(f"{repository}:{stage}", opts)
-    pinned = artifacts.try_resolve(candidate, opts)
-    if not pinned or not at_stage or at_stage.rsplit("@", 1)[-1] != pinned.rsplit("@", 1)[-1]:
-        return {"rolled_back": False, "stage": stage, "candidate": pinned,
-                "reason": f"{stage} does not hold the candidate {candidate}: {stage} untouched"}
-    if deployment is not None:
-        deployment = {**deployment, "name": deployment.get("name") or default_name(pinned)}
-    return rollback(ref=f"{repository}:{stage}", stage=stage, tracking_uri=tracking_uri, deployment=deployment,
-                    plain_http=plain_http, insecure=insecure, username=username, password=password,
-                    ca_file=ca_file)
-
-
-def smoke_check(*, entry_point: str, ref: str, params: dict[str, Any] | None = None) -> Result:
-    """Call the user's check ``"package.module:function"`` with ``ref=`` the served model and ``**params``.
-
-    A check that raises, or returns a false value, fails the step (a GateError naming the check),
-    so an orchestrator's failure handling — KFP's exit handler, an Airflow ``on_failure`` rollback —
-    takes over. Returns ``{ref, check, passed}``.
-    """
-    from modelhaul.errors import GateError
-    from modelhaul.train import load_entry_point
-
-    check = load_entry_point(entry_point)
     try:
-        outcome = check(ref=ref, **(params or {}))
-    except Exception as exc:  # noqa: BLE001 - any failure of the user's check is the check failing
-        raise GateError(f"smoke check {entry_point} failed on {ref}: {type(exc).__name__}: {exc}") from None
-    if outcome is not None and not outcome:  # None: a check that only raises on failure
-        raise GateError(f"smoke check {entry_point} returned {outcome!r} for {ref}")
-    return {"ref": ref, "check": entry_point, "passed": True}
+        r = Reference.parse(ref)
+    except ValueError:
+        return None
+    return {"registry": r.registry, "repository": r.repository, "tag": r.tag, "digest": r.digest, "layout": r.layout}
+
+
+def try_resolve(*, ref: str, **registry: Any) -> Result | None:
+    """``{ref, digest}`` of what ``ref`` points at now (digest-pinned), or None when it does not exist."""
+    from modelhaul import artifacts
+
+    pinned = artifacts.try_resolve(ref, registry_options(registry, "try_resolve"))
+    return {"ref": pinned, "digest": pinned.rsplit("@", 1)[1]} if pinned else None
+
+
+@needs_extras("deploy")
+def deployment_status(*, target: str, name: str, namespace: str = "default", **kube: Any) -> Result:
+    """A SeldonDeployment's / InferenceService's ``{state, ready, failed, url, message, observed_generation,
+    generation, outcome}``; ``outcome``: ``ready`` (serving its latest spec), ``failed`` or ``waiting``."""
+    from modelhaul.declarations import kind_of
+    from modelhaul.serving.kube import get_status
+    from modelhaul.serving.status import outcome
+
+    unknown(KubeTarget.PARAMS, kube, "deployment_status")
+    status = get_status(kind_of(target), name, namespace, **KubeTarget.of(kube).kwargs())
+    return {**status, "outcome": outcome(status)}

@@ -29,22 +29,9 @@ from pathlib import Path
 
 from modelhaul import fscopy, oci
 from modelhaul.errors import DigestMismatch, NotFound, RegistryError
+from modelhaul.paths import default_store_path
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
-
-
-def modelhaul_home() -> Path:
-    """``MODELHAUL_HOME``, else the user's cache directory (``~/.cache/modelhaul`` on Linux)."""
-    env = os.environ.get("MODELHAUL_HOME")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("modelhaul"))
-
-
-def default_store_path() -> Path:
-    return modelhaul_home() / "store"
 
 
 def _blob_rel(digest: str) -> Path:

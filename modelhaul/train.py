@@ -42,9 +42,11 @@ def run_training(
         raise ConfigError(f"alias {alias!r} needs registered_model: an alias names a registered version")
     import mlflow
 
-    from modelhaul.mlflow import _quick_failures, check_reachable, logged_models_of
+    from modelhaul.declarations import tracking_uri_of
+    from modelhaul.tracking.client import _quick_failures, check_reachable
+    from modelhaul.tracking.resolve import logged_models_of
 
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    tracking_uri = tracking_uri_of(tracking_uri)
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
         check_reachable(tracking_uri)
     with _quick_failures(), _tracking(tracking_uri):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from modelhaul import oci
+from modelhaul import oci, referrers
 from modelhaul.bundle import Packed
 from modelhaul.store import LayoutTarget
 
@@ -131,8 +131,6 @@ def _copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None, pro
         _run_all(move, manifest.blobs(), max(_parallelism(src), _parallelism(dst)))
     digest = dst.put_manifest(manifest.data, manifest.media_type, tag)
     if with_referrers and src is not dst:
-        from modelhaul.referrers import copy_referrers
-
         copy_referrers(src, dst, manifest.digest)
     return digest
 
@@ -181,3 +179,16 @@ def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None =
         if not include:
             cache.put_manifest(manifest.data, manifest.media_type, None)
         yield cache, manifest
+
+
+def copy_referrers(src: oci.Target, dst: oci.Target, subject_digest: str) -> int:
+    """Copy every referrer of ``subject_digest`` (manifests and blobs) and list them in ``dst``'s index."""
+    n = 0
+    for desc in referrers.find(src, subject_digest):
+        if desc.get("mediaType", oci.MANIFEST_V1) != oci.MANIFEST_V1:
+            continue  # only image-manifest referrers (what modelhaul, cosign and oras attach)
+        copy(src, desc["digest"], dst, None, with_referrers=False)
+        kept = ("mediaType", "digest", "size", "artifactType", "annotations")
+        referrers.index_add(dst, subject_digest, {k: desc[k] for k in kept if k in desc})
+        n += 1
+    return n

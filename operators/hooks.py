@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelhaul.declarations import parse_bool
 from modelhaul.operators._compat import AirflowNotFoundException, BaseHook
 
 REGISTRY_CONN_TYPE = "modelhaul_registry"
@@ -31,8 +32,6 @@ CLUSTER_CONN_TYPE = "modelhaul_kubernetes"
 
 def as_bool(value: Any, name: str = "connection extra") -> bool:
     """Extras from a URI-form connection arrive as strings: ``"true"`` must mean True, ``"False"`` False."""
-    from modelhaul.flags import parse_bool
-
     return parse_bool(value, name)
 
 
@@ -58,8 +57,9 @@ def optional_connection(conn_id: str | None) -> Any | None:
 
 
 @dataclass(frozen=True)
-class RegistrySettings:
-    """Registry address and credentials resolved from a connection; the password never prints."""
+class RegistryConnection:
+    """What a ``modelhaul_registry`` connection says: the registry's address, how to reach it
+    (the step arguments of ``declarations.REGISTRY_ACCESS``) and the default bundle format."""
 
     host: str | None = None
     username: str | None = None
@@ -71,8 +71,8 @@ class RegistrySettings:
 
     def step_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every registry-touching step accepts."""
-        return {"plain_http": self.plain_http, "insecure": self.insecure, "username": self.username,
-                "password": self.password, "ca_file": self.ca_file}
+        return {"plain_http": self.plain_http, "insecure": self.insecure, "ca_file": self.ca_file,
+                "username": self.username, "password": self.password}
 
 
 def _is_host(component: str) -> bool:
@@ -102,13 +102,13 @@ class RegistryHook(BaseHook):
         super().__init__(**kwargs)
         self.registry_conn_id = registry_conn_id
 
-    def get_conn(self) -> RegistrySettings:
+    def get_conn(self) -> RegistryConnection:
         """Settings from the connection; empty settings when the default connection is not defined."""
         conn = (optional_connection(self.registry_conn_id)
                 if self.registry_conn_id == self.default_conn_name
                 else BaseHook.get_connection(self.registry_conn_id) if self.registry_conn_id else None)
         if conn is None:
-            return RegistrySettings()
+            return RegistryConnection()
         host = conn.host or ""
         plain_http = as_bool(extra_field(conn, "plain_http", False), "plain_http")
         if "://" in host:
@@ -117,7 +117,7 @@ class RegistryHook(BaseHook):
             host = parts.netloc
         if host and conn.port:
             host = f"{host}:{conn.port}"
-        return RegistrySettings(
+        return RegistryConnection(
             host=host or None,
             username=conn.login or None,
             password=conn.password or None,
@@ -127,7 +127,7 @@ class RegistryHook(BaseHook):
             bundle_format=extra_field(conn, "bundle_format"),
         )
 
-    def qualify(self, ref: str, layout_root: str | None = None, settings: RegistrySettings | None = None
+    def qualify(self, ref: str, layout_root: str | None = None, settings: RegistryConnection | None = None
                 ) -> str:
         """Give a bare ``repo:tag`` a home: the connection's registry, else a local OCI layout.
 
@@ -154,18 +154,9 @@ class RegistryHook(BaseHook):
             s = self.get_conn()
             if not s.host:
                 return False, "the connection names no registry host"
-            return True, steps.check_registry(host=s.host, plain_http=s.plain_http, insecure=s.insecure,
-                                              username=s.username, password=s.password, ca_file=s.ca_file)
+            return True, steps.check_registry(host=s.host, **s.step_kwargs())
         except Exception as exc:
             return False, _one_line(exc)
-
-    def options(self, settings: RegistrySettings | None = None) -> Any:
-        """:class:`modelhaul.registry_options.RegistryOptions` for calls into ``modelhaul.artifacts``."""
-        from modelhaul.registry_options import RegistryOptions
-
-        s = settings or self.get_conn()
-        return RegistryOptions.resolve(plain_http=s.plain_http, insecure=s.insecure, username=s.username,
-                                       password=s.password, ca_file=s.ca_file)
 
 
 class MLflowHook(BaseHook):
@@ -233,11 +224,6 @@ def _one_line(exc: Exception) -> str:
     from modelhaul.errors import redact
 
     return redact(" ".join(str(exc).split())) or type(exc).__name__
-
-
-def resolve_tracking_uri(explicit: str | None, conn_uri: str | None, fallback: str | None) -> str | None:
-    """Explicit argument, then the connection, then ``MLFLOW_TRACKING_URI``, then the embedded fallback."""
-    return explicit or conn_uri or os.environ.get("MLFLOW_TRACKING_URI") or fallback
 
 
 @contextlib.contextmanager

@@ -20,17 +20,16 @@ def artifact_dataset(ref: str | None) -> tuple[str, str] | None:
     """``(namespace, name)`` of an OCI artifact: ``oci://HOST`` and ``repo@digest`` (``tag`` if unpinned)."""
     if not ref:
         return None
-    from modelhaul.reference import Reference
+    from modelhaul import steps
 
-    try:
-        r = Reference.parse(ref)
-    except ValueError:
+    r = steps.reference_parts(ref)
+    if r is None:
         return None
-    version = r.digest or r.tag or "latest"
-    sep = "@" if r.digest else ":"
-    if r.is_layout:
-        return "oci-layout://local", f"{r.layout}{sep}{version}"
-    return f"oci://{r.registry}", f"{r.repository}{sep}{version}"
+    version = r["digest"] or r["tag"] or "latest"
+    sep = "@" if r["digest"] else ":"
+    if r["layout"] is not None:
+        return "oci-layout://local", f"{r['layout']}{sep}{version}"
+    return f"oci://{r['registry']}", f"{r['repository']}{sep}{version}"
 
 
 def mlflow_dataset(tracking_uri: str | None, run_id: str | None) -> tuple[str, str] | None:

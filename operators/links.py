@@ -47,17 +47,16 @@ def registry_artifact_url(ref: str | None) -> str:
     """
     if not ref or ref.startswith("oci:"):
         return ""
-    from modelhaul.reference import Reference
+    from modelhaul import steps
 
-    try:
-        r = Reference.parse(ref)
-    except ValueError:
+    r = steps.reference_parts(ref)
+    if r is None:
         return ""
-    host = r.registry or ""
+    host = r["registry"] or ""
     scheme = "http" if host.startswith(("localhost", "127.")) else "https"
     template = conf.get("modelhaul", "registry_link_template", fallback=DEFAULT_REGISTRY_LINK)
-    return template.format(scheme=scheme, registry=host, repository=r.repository, tag=r.tag or "",
-                           digest=r.digest or r.tag or "latest")
+    return template.format(scheme=scheme, registry=host, repository=r["repository"], tag=r["tag"] or "",
+                           digest=r["digest"] or r["tag"] or "latest")
 
 
 class MLflowRunLink(BaseOperatorLink):

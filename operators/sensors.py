@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from modelhaul.operators._compat import AirflowException, BaseSensorOperator, PokeReturnValue
-from modelhaul.operators.hooks import KubeSettings, RegistryHook, kube_settings, scoped_env
+from modelhaul.operators.base import default_deferrable
+from modelhaul.operators.hooks import KubeSettings, RegistryHook, kube_settings
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink
-from modelhaul.operators.operators import default_deferrable
 
 
 class ModelArtifactSensor(BaseSensorOperator):
@@ -32,15 +32,13 @@ class ModelArtifactSensor(BaseSensorOperator):
         self.layout_root = layout_root
 
     def poke(self, context: Any) -> PokeReturnValue:
-        from modelhaul import artifacts
+        from modelhaul import steps
 
         hook = RegistryHook(self.registry_conn_id)
         settings = hook.get_conn()
         ref = hook.qualify(self.ref, self.layout_root, settings)
-        env = {"MODELHAUL_CA_FILE": settings.ca_file} if settings.ca_file else {}
-        with scoped_env(env):
-            pinned = artifacts.try_resolve(ref, hook.options(settings))
-        digest = pinned.rsplit("@", 1)[1] if pinned else None
+        found = steps.try_resolve(ref=ref, **settings.step_kwargs())
+        pinned, digest = (found["ref"], found["digest"]) if found else (None, None)
         if digest is None:
             self.log.info("%s: no such tag yet", ref)
             return PokeReturnValue(is_done=False)
@@ -86,7 +84,8 @@ class DeploymentReadySensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        from modelhaul.operators.triggers import DeploymentReadyTrigger, kind_of
+        from modelhaul.declarations import kind_of
+        from modelhaul.operators.triggers import DeploymentReadyTrigger
 
         first = self.poke(context)  # already serving: no trip through the triggerer
         if first.is_done:
@@ -101,15 +100,14 @@ class DeploymentReadySensor(BaseSensorOperator):
         )
 
     def poke(self, context: Any) -> PokeReturnValue:
-        from modelhaul.operators.triggers import is_failed, is_ready, kind_of
-        from modelhaul.serving.kube import get_status
+        from modelhaul import steps
 
         kube, namespace = self._where()
-        status = get_status(kind_of(self.target), self.deployment_name, namespace, **kube)
-        if is_failed(status):
+        status = steps.deployment_status(target=self.target, name=self.deployment_name, namespace=namespace, **kube)
+        if status["outcome"] == "failed":
             raise AirflowException(
                 f"{self.deployment_name}: {status.get('state')} {status.get('message') or ''}")
-        if is_ready(status):
+        if status["outcome"] == "ready":
             return PokeReturnValue(is_done=True, xcom_value=_status_xcom(status))
         self.log.info("%s: %s", self.deployment_name, status.get("state"))
         return PokeReturnValue(is_done=False)

@@ -1,6 +1,6 @@
 """The deferrable wait: poll a SeldonDeployment / InferenceService until it serves, in the triggerer.
 
-The status read (``modelhaul.serving.kube.get_status``) is a blocking Kubernetes call, so each poll
+The status read (``modelhaul.steps.deployment_status``) is a blocking Kubernetes call, so each poll
 runs in a thread; the worker slot is free for the whole wait.
 """
 
@@ -11,25 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-KINDS = {"seldon": "SeldonDeployment", "kserve": "InferenceService"}
-
-
-def kind_of(target: str) -> str:
-    """The resource kind a deploy ``target`` creates (``seldon`` -> ``SeldonDeployment``)."""
-    return KINDS.get(target.lower(), target)
-
-
-def is_ready(status: dict[str, Any]) -> bool:
-    """Ready, and the controller has seen the latest spec (stale Available does not count)."""
-    if not status.get("ready"):
-        return False
-    observed, generation = status.get("observed_generation"), status.get("generation")
-    return observed is None or generation is None or int(observed) >= int(generation)
-
-
-def is_failed(status: dict[str, Any]) -> bool:
-    return bool(status.get("failed")) or str(status.get("state") or "").lower() == "failed"
 
 
 class DeploymentReadyTrigger(BaseTrigger):
@@ -85,13 +66,13 @@ class DeploymentReadyTrigger(BaseTrigger):
         )
 
     def _status(self) -> dict[str, Any]:
+        from modelhaul import steps
         from modelhaul.operators.hooks import kube_here
-        from modelhaul.serving.kube import get_status
 
         # a connection id is resolved here, in the triggerer: an inline kubeconfig has no file here yet
         kube = kube_here({"kube_conn_id": self.kube_conn_id, "kubeconfig": self.kubeconfig,
                           "context": self.context, "in_cluster": self.in_cluster})
-        return get_status(self.kind, self.name, self.namespace, **kube)
+        return steps.deployment_status(target=self.kind, name=self.name, namespace=self.namespace, **kube)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         errors = 0
@@ -111,11 +92,8 @@ class DeploymentReadyTrigger(BaseTrigger):
             event = {k: status.get(k) for k in
                      ("state", "ready", "message", "url", "observed_generation", "generation")}
             event["carry"] = self.carry
-            if is_ready(status):
-                yield TriggerEvent({"status": "ready", **event})
-                return
-            if is_failed(status):
-                yield TriggerEvent({"status": "failed", **event})
+            if status["outcome"] in ("ready", "failed"):
+                yield TriggerEvent({"status": status["outcome"], **event})
                 return
             self.log.info("%s: %s (%s)", where, status.get("state"), status.get("message") or "waiting")
             await asyncio.sleep(self.poll_interval)

@@ -38,7 +38,8 @@ def get_provider_info() -> dict[str, Any]:
         "versions": ["0.1.0"],
         "integrations": [{"integration-name": _INTEGRATION, "tags": ["software"]}],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks"]}],
-        "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators"]}],
+        "operators": [{"integration-name": _INTEGRATION,
+                       "python-modules": [f"{_PKG}.{m}" for m in ("train", "package", "deploy", "promote")]}],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers"]}],
         "extra-links": [

@@ -14,8 +14,9 @@ import pytest
 
 from modelhaul.config import ModelConfig
 from modelhaul.errors import DeployError
-from modelhaul.serving import initializer, kserve, seldon, validate
-from modelhaul.serving.deploy import ServedModel, build_manifests, check_name, default_name
+from modelhaul.serving import initializer, kserve, layouts, seldon, validate
+from modelhaul.serving.deploy import build_manifests, check_name, default_name
+from modelhaul.serving.model import ServedModel
 
 CRD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "crds"
 DIGEST = "sha256:" + "1" * 64
@@ -327,7 +328,7 @@ def test_single_predictor_may_leave_traffic_to_the_default():
 def test_model_without_a_server_is_refused_with_advice():
     cfg = ModelConfig.from_dict({"format": "GGUF", "framework": "llama.cpp"})
     with pytest.raises(DeployError, match="convert"):
-        initializer.model_kind(cfg)
+        layouts.model_kind(cfg)
 
 
 @pytest.mark.parametrize("ref,name", [

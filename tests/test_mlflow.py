@@ -14,7 +14,8 @@ import pytest
 
 from modelhaul import steps
 from modelhaul.errors import MLflowError
-from modelhaul.mlflow import get_alias_version, import_model, set_alias
+from modelhaul.tracking import import_model
+from modelhaul.tracking.client import get_alias_version, set_alias
 from tests.fixtures.mlflow import GIT_REMOTE_CLEAN, Checkout
 
 DOCUMENTED_KEYS = {"run_id", "model_uri", "model_id", "experiment_id", "metrics", "registered_model", "version"}
@@ -167,7 +168,7 @@ def test_alias_helpers_move_an_alias(trained: dict[str, Any]) -> None:
 SKINNY_ABSENT = {"numpy", "pandas", "sklearn", "scipy", "sqlalchemy", "alembic", "flask", "skops", "pyarrow"}
 SKINNY = """
 import json, sys
-from modelhaul.mlflow import import_model
+from modelhaul.tracking import import_model
 
 with import_model(sys.argv[1], tracking_uri=sys.argv[2]) as (model_dir, cfg):
     print(json.dumps(cfg.to_dict()))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelhaul.mlflow import flavor_versions, framework_and_format, parse_signature, read_mlmodel
+from modelhaul.tracking.mapping import flavor_versions, framework_and_format, parse_signature, read_mlmodel
 
 
 def _iris() -> tuple:

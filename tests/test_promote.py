@@ -15,8 +15,8 @@ from modelhaul.errors import DeployError, GateError
 from modelhaul.promote import promote_model, rollback_model
 from modelhaul.reference import parse
 from modelhaul.registry_options import RegistryOptions
-from modelhaul.serving.deploy import deploy_model
 from tests.fixtures.registry import unique_repo
+from tests.fixtures.serving import deploy_model
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ class Models:
     def rollback(self, **kw) -> dict:
         return rollback_model(ref=f"{self.repo}:latest", stage=kw.pop("stage", "production"),
                               tracking_uri=self.uri, deployment=kw.pop("deployment", None),
-                              options=self.options)
+                              options=self.options, **kw)
 
 
 def digest(pinned: str) -> str:
@@ -175,6 +175,23 @@ def test_rollback_of_a_first_promotion_has_nothing_to_restore(models):
     assert out["rolled_back"] is False
     assert "nothing to roll back to" in out["reason"]
     assert models.at("production") == digest(models.a)
+
+
+def test_a_rollback_guarded_by_a_candidate_only_undoes_that_candidates_promotion(models):
+    models.promote(models.a)
+    models.promote(models.b)
+
+    # a run whose candidate (c) was never promoted must not undo the good promotion of b
+    other = models.rollback(only_if_digest=digest(models.c))
+    assert other["rolled_back"] is False and other["skipped"] is True
+    assert f"points at {digest(models.b)}, not at this run's candidate {digest(models.c)}" in other["reason"]
+    assert models.at("production") == digest(models.b)
+    assert models.alias() == "2"
+
+    out = models.rollback(only_if_digest=digest(models.b))
+    assert out["rolled_back"] is True
+    assert models.at("production") == digest(models.a)
+    assert models.alias() == "1"
 
 
 def test_rollback_removes_an_alias_that_did_not_exist_before(models, tmp_path):

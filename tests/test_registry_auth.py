@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelhaul import auth
+from modelhaul import auth, registry
 from modelhaul.errors import AuthError, RegistryError
 from modelhaul.registry import RegistryTarget
 from modelhaul.registry_options import RegistryOptions
@@ -121,7 +121,7 @@ elif verb == "erase":
     assert json.loads(store.read_text()) == {}
     with pytest.raises(AuthError):
         RegistryTarget(auth_registry.host, unique_repo(), anonymous(auth_registry)).list_tags()
-    auth.login(auth_registry.host, auth_registry.username, auth_registry.password, anonymous(auth_registry))
+    registry.login(auth_registry.host, auth_registry.username, auth_registry.password, anonymous(auth_registry))
     assert json.loads(store.read_text())[auth_registry.host][1] == auth_registry.password
     assert auth_registry.password not in (tmp_path / "dc" / "config.json").read_text()
     target = RegistryTarget(auth_registry.host, unique_repo(), anonymous(auth_registry))
@@ -131,11 +131,11 @@ elif verb == "erase":
 def test_login_checks_then_writes_a_private_config_and_logout_forgets(auth_registry, clean_env):
     path = clean_env / ".docker" / "config.json"
     with pytest.raises(AuthError, match="refused") as e:
-        auth.login(auth_registry.host, auth_registry.username, "bad-password", anonymous(auth_registry))
+        registry.login(auth_registry.host, auth_registry.username, "bad-password", anonymous(auth_registry))
     assert "bad-password" not in str(e.value)
     assert not path.exists()
 
-    written = auth.login(auth_registry.host, auth_registry.username, auth_registry.password,
+    written = registry.login(auth_registry.host, auth_registry.username, auth_registry.password,
                          anonymous(auth_registry))
     assert written == path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -88,14 +88,14 @@ def test_skopeo_copies_modelhaul_push_and_modelhaul_reads_skopeo_push(registry, 
 
 def test_skopeo_inspects_with_modelhaul_login(auth_registry, tmp_path, skopeo, monkeypatch):
     """Credentials written by modelhaul's login are the docker config skopeo reads."""
-    from modelhaul import auth
+    from modelhaul import registry
     from modelhaul.registry_options import RegistryOptions
 
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dc"))
     monkeypatch.setenv("HOME", str(tmp_path))
     repo = unique_repo("interop")
     push(RegistryTarget(auth_registry.host, repo, auth_registry.options), [make_blob(tmp_path, 10)], "v1")
-    auth.login(auth_registry.host, auth_registry.username, auth_registry.password,
+    registry.login(auth_registry.host, auth_registry.username, auth_registry.password,
                RegistryOptions(plain_http=True))
     r = subprocess.run([skopeo, "inspect", "--raw", "--tls-verify=false",
                         "--authfile", str(tmp_path / "dc" / "config.json"),

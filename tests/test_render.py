@@ -16,7 +16,8 @@ import yaml
 from modelhaul import artifacts, steps
 from modelhaul.errors import DeployError
 from modelhaul.serving import initializer
-from modelhaul.serving.deploy import build_manifests, deploy_model, render
+from modelhaul.serving.deploy import build_manifests, render
+from tests.fixtures.serving import deploy_model
 from tests.test_manifests import CONFIGS, STABLE_DIGEST, served
 
 GOLDEN = Path(__file__).parent / "data" / "render"

@@ -11,7 +11,7 @@ import pytest
 
 from modelhaul import steps
 from modelhaul.errors import ConfigError, MLflowError
-from modelhaul.mlflow import import_model
+from modelhaul.tracking import import_model
 from tests.fixtures.mlflow import GIT_REMOTE_CLEAN, Checkout
 
 DOCUMENTED_KEYS = {"run_id", "model_uri", "model_id", "experiment_id", "metrics", "registered_model", "version"}

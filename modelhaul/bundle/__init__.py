@@ -27,6 +27,7 @@ from modelhaul.bundle.source import ModelFile, infer_format, list_files, open_so
 from modelhaul.bundle.tarball import decompress_zstd, extract_tar, write_tar
 from modelhaul.config import ModelConfig
 from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
+from modelhaul.oci import bundle_format_of_manifest
 from modelhaul.selection import chosen_layers
 
 BUNDLE_FORMATS = ("modelpack", "ormb")
@@ -150,28 +151,6 @@ def pack(
 
 
 # -- reading --------------------------------------------------------------------------------------
-
-
-def bundle_format_of_manifest(manifest: oci.Manifest) -> str:
-    """modelpack | ormb | kitops | oras | unknown, from the config media type (and layer annotations).
-
-    ``oras``: files pushed with ``oras push`` — an empty, unknown or foreign config and layers that
-    all carry a title; they are read as a model directory.
-    """
-    m = manifest.json
-    mt = (m.get("config") or {}).get("mediaType", "")
-    if mt in (oci.MODELPACK_CONFIG, layers_mod.CNAI_CONFIG) or m.get("artifactType") in (
-        oci.MODELPACK_ARTIFACT, layers_mod.CNAI_ARTIFACT
-    ):
-        return "modelpack"
-    if mt == oci.ORMB_CONFIG:
-        return "ormb"
-    if mt == oci.KITOPS_CONFIG:
-        return "kitops"
-    layers = m.get("layers") or []
-    if layers and all(oci.ANNOTATION_TITLE in (layer.get("annotations") or {}) for layer in layers):
-        return "oras"
-    return "unknown"
 
 
 def _read_small_blob(target: oci.Target, desc: dict[str, Any]) -> bytes:

@@ -13,18 +13,12 @@ from typing import Any
 
 from modelhaul import oci
 from modelhaul.errors import BundleError
-
-# ModelPack before its CNCF rename; modctl still reads these
-CNAI_ARTIFACT = "application/vnd.cnai.model.manifest.v1+json"
-CNAI_CONFIG = "application/vnd.cnai.model.config.v1+json"
-CNAI_LAYER_PREFIX = "application/vnd.cnai.model."
-CNAI_ANNOTATION_FILEPATH = "org.cnai.model.filepath"
-
-# what `oras push` writes: an empty or unknown config, layers named by their title annotation
-UNKNOWN_CONFIG = "application/vnd.unknown.config.v1+json"
-ORAS_FILE = "application/vnd.oci.image.layer.v1.tar"  # oras' default type for a *file* (not a tar)
-ORAS_DIRECTORY = "application/vnd.oci.image.layer.v1.tar+gzip"  # a pushed directory, tar+gzip
-ORAS_UNPACK = "io.deis.oras.content.unpack"
+from modelhaul.oci import (
+    CNAI_ANNOTATION_FILEPATH,
+    CNAI_LAYER_PREFIX,
+    ORAS_DIRECTORY,
+    ORAS_UNPACK,
+)
 
 # the part after ".v1." in a ModelPack, CNAI or KitOps layer type -> compression of the tar (None: raw)
 _PACKINGS = {"raw": None, "tar": "", "tar+gzip": "gzip", "tar+zstd": "zstd"}

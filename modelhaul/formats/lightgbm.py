@@ -10,7 +10,6 @@ from pathlib import Path
 
 from modelhaul.formats.base import ParsedModel, fail, tensor
 
-MAGIC = b"tree\n"
 _HEADER_LIMIT = 16 << 20
 
 

@@ -25,8 +25,6 @@ from modelhaul.errors import FormatError
 from modelhaul.formats.base import ParsedModel, fail, norm_dtype, tensor
 from modelhaul.formats.pickle_scan import Obj, scan_file
 
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav")
-
 # Types skops may construct without an explicit trust=True: constructing them runs no user code.
 SAFE_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "collections.OrderedDict")
 

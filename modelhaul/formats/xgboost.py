@@ -12,8 +12,6 @@ from typing import Any
 
 from modelhaul.formats.base import ParsedModel, fail, load_json, tensor
 
-SUFFIXES = (".json", ".ubj", ".bst", ".xgb", ".xgboost")
-
 
 def looks_like_json_model(path: Path) -> bool:
     from modelhaul.formats.base import read_head

@@ -26,95 +26,21 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelhaul.config import ModelConfig
+from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget
 from modelhaul.errors import DeployError
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.serving import initializer
+from modelhaul.serving.model import ANNOTATION, ServedModel
 
-TARGETS = ("seldon", "kserve")
+TARGETS = tuple(TARGET_KINDS)
 STAGE_TAG = "production"
 DEFAULT_SECRET = "modelhaul-registry"
 DEFAULT_RENDER_DIR = "modelhaul-manifests"
-ANNOTATION = "modelhaul.io/"
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 MAX_NAME = 45  # room for the suffixes Seldon and KServe add to the names of what they create
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """A model artifact as a serving manifest sees it: its pinned reference and its config."""
-
-    ref: str
-    config: ModelConfig
-
-    @property
-    def digest(self) -> str:
-        from modelhaul.reference import parse
-
-        return parse(self.ref).digest or ""
-
-    @property
-    def kind(self) -> str:
-        return initializer.model_kind(self.config)
-
-    def uri(self, *, server: str, name: str, plain_http: bool = False, insecure: bool = False) -> str:
-        return initializer.build_uri(self.ref, server=server, name=name, plain_http=plain_http,
-                                     insecure=insecure)
-
-    def labels(self) -> dict[str, str]:
-        """Selectable links back to the artifact: a short digest (labels hold 63 chars), the run."""
-        out = {f"{ANNOTATION}digest": self.digest.split(":", 1)[-1][:12], f"{ANNOTATION}format": self.kind}
-        run_id = _mlflow(self.config).get("run-id")
-        if run_id and _LABEL_VALUE_RE.match(run_id):
-            out[f"{ANNOTATION}mlflow-run"] = run_id
-        return out
-
-    def annotations(self, *, stable: ServedModel | None = None, canary_percent: int | None = None
-                    ) -> dict[str, str]:
-        """The full links: reference, digest, MLflow run and model, parent; the canary's stable model."""
-        out = {f"{ANNOTATION}ref": self.ref, f"{ANNOTATION}digest": self.digest}
-        if self.config.framework:
-            out[f"{ANNOTATION}framework"] = self.config.framework
-        out.update({f"{ANNOTATION}mlflow-{k}": v for k, v in _mlflow(self.config).items()})
-        if self.config.provenance and self.config.provenance.parent:
-            out[f"{ANNOTATION}parent"] = self.config.provenance.parent
-        if canary_percent is not None:
-            out[f"{ANNOTATION}canary-percent"] = str(canary_percent)
-            if stable is not None:
-                out[f"{ANNOTATION}stable-ref"] = stable.ref
-        return out
-
-
-    def object_metadata(self, name: str, namespace: str, *, stable: ServedModel | None = None,
-                        canary_percent: int | None = None) -> dict[str, Any]:
-        """``metadata`` of the serving resource (SeldonDeployment or InferenceService) for this model."""
-        return {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "modelhaul",
-                       **self.labels()},
-            "annotations": self.annotations(stable=stable, canary_percent=canary_percent),
-        }
-
-
-def _mlflow(config: ModelConfig) -> dict[str, str]:
-    m = config.provenance.mlflow if config.provenance else None
-    if m is None:
-        return {}
-    fields = {
-        "run-id": m.run_id,
-        "experiment-id": m.experiment_id,
-        "model-id": m.model_id,
-        "model-uri": m.model_uri,
-        "registered-model": m.registered_model,
-        "registered-version": m.version,
-    }
-    return {k: str(v) for k, v in fields.items() if v}
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -299,26 +225,9 @@ def find_stable(pinned: str, *, target: str, name: str, render_dir: str | Path |
 # -- the step ------------------------------------------------------------------------------------
 
 
-def deploy_model(
-    *,
-    ref: str,
-    target: str = "seldon",
-    name: str | None = None,
-    namespace: str = "default",
-    canary_percent: int | None = None,
-    stable_ref: str | None = None,
-    render_dir: str | None = None,
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    in_cluster: bool = False,
-    wait: bool = True,
-    timeout: float = 600.0,
-    initializer_image: str | None = None,
-    registry_secret: str | None = None,
-    options: RegistryOptions | None = None,
-    username: str | None = None,
-    password: str | None = None,
-) -> dict[str, Any]:
+def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None = None,
+                 options: RegistryOptions | None = None, *, username: str | None = None,
+                 password: str | None = None) -> dict[str, Any]:
     """Serve ``ref`` on Seldon Core v1 or KServe: render the manifests, or apply them and wait.
 
     ``options`` reaches the registry (to read the configs); ``username``/``password`` are the
@@ -331,6 +240,12 @@ def deploy_model(
     """
     from modelhaul import artifacts
 
+    target, name, namespace = settings.target, settings.name, settings.namespace
+    canary_percent, stable_ref, render_dir = settings.canary_percent, settings.stable_ref, settings.render_dir
+    wait, timeout = settings.wait, settings.timeout
+    initializer_image, registry_secret = settings.initializer_image, settings.registry_secret
+    kube = kube or KubeTarget()
+    kubeconfig, context, in_cluster = kube.kubeconfig, kube.context, kube.in_cluster
     if target not in TARGETS:
         raise DeployError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
     canary_percent = check_canary(canary_percent)

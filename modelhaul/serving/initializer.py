@@ -24,47 +24,15 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
-from modelhaul.config import ModelConfig
 from modelhaul.errors import DeployError, ModelhaulError, redact
 from modelhaul.flags import TRUE_WORDS, env_flag, parse_bool
+from modelhaul.paths import scratch_dir
 
 PREFIX = "modelhaul://"
 SERVERS = ("triton", "mlserver", "tfserving", "sklearn", "xgboost", "mlflow")
 DEFAULT_IMAGE = "modelhaul/initializer:0.1.0"
 
 # the serving kinds modelhaul knows, from a config's format (or, failing that, its framework)
-_KIND_BY_FORMAT = {
-    "onnx": "onnx",
-    "torchscript": "torchscript",
-    "savedmodel": "savedmodel", "saved_model": "savedmodel", "tensorflow": "savedmodel",
-    "mlflow": "mlflow", "mlmodel": "mlflow",
-    "sklearn": "sklearn", "scikit-learn": "sklearn", "joblib": "sklearn", "pickle": "sklearn",
-    "xgboost": "xgboost", "bst": "xgboost",
-}
-_KIND_BY_FRAMEWORK = {"sklearn": "sklearn", "scikit-learn": "sklearn", "xgboost": "xgboost"}
-KINDS = ("onnx", "torchscript", "savedmodel", "mlflow", "sklearn", "xgboost")
-
-
-def model_kind(config: ModelConfig) -> str:
-    """Which of :data:`KINDS` a model is, for choosing its server; DeployError when none fits.
-
-    An MLflow model directory (``MLmodel`` at its root) is ``mlflow`` whatever its flavor: the
-    MLflow server reads it as it is.
-    """
-    fmt = (config.format or "").strip().lower()
-    fw = (config.framework or "").strip().lower()
-    if "MLmodel" in config.directory_structure:  # an MLflow model directory, whatever its flavor
-        return "mlflow"
-    if fmt in _KIND_BY_FORMAT:
-        return _KIND_BY_FORMAT[fmt]
-    if fw in _KIND_BY_FRAMEWORK and fmt in ("", "others"):
-        return _KIND_BY_FRAMEWORK[fw]
-    raise DeployError(
-        f"format {config.format!r} (framework {config.framework!r}) has no server in Seldon Core or "
-        "KServe that modelhaul can set up; convert it first (modelhaul convert REF --to onnx)"
-    )
-
-
 def build_uri(pinned: str, *, server: str, name: str, plain_http: bool = False,
               insecure: bool = False) -> str:
     """The modelhaul:// URI of a digest-pinned reference (the tag, if any, is dropped)."""
@@ -177,7 +145,7 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
     verify_key = verify_key or os.environ.get("MODELHAUL_VERIFY_KEY") or None
     from modelhaul.serving import layouts
 
-    with artifacts.scratch_dir(prefix="modelhaul-init-") as tmp:
+    with scratch_dir(prefix="modelhaul-init-") as tmp:
         got = artifacts.fetch(ref, tmp / "artifact", options=opts)
         if verify_key:  # before a single file reaches dest: an unsigned or tampered model never serves
             from modelhaul.signing import verify_model

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from modelhaul.serving.initializer import PREFIX
 
 if TYPE_CHECKING:
-    from modelhaul.serving.deploy import ServedModel
+    from modelhaul.serving.model import ServedModel
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"

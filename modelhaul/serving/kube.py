@@ -27,14 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelhaul.errors import DeployError
+from modelhaul.serving.status import SERVING_KINDS, read_status
 
 FIELD_MANAGER = "modelhaul"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 RETRY_STATUSES = (409, 429, 500, 502, 503, 504)
-SERVING_KINDS = {
-    "SeldonDeployment": "machinelearning.seldon.io/v1",
-    "InferenceService": "serving.kserve.io/v1beta1",
-}
 # kind -> plural for the kinds modelhaul renders or commonly sits beside them; others are guessed
 PLURALS = {
     "SeldonDeployment": "seldondeployments",
@@ -225,64 +222,6 @@ def recent_events(api: Any, name: str, namespace: str, limit: int = 5) -> list[s
 # -- status --------------------------------------------------------------------------------------
 
 
-def read_status(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the status of a serving resource says: ``{state, ready, failed, message, url, ...}``.
-
-    ``state`` is Seldon's ``status.state`` (``Creating``/``Available``/``Failed``) or, for KServe,
-    ``Ready``/``NotReady``/``Failed``; ``Stale`` while the controller has not yet seen the spec.
-    """
-    kind = obj.get("kind", "")
-    status = obj.get("status") or {}
-    generation = (obj.get("metadata") or {}).get("generation")
-    observed = status.get("observedGeneration")
-    current = observed is None or generation is None or int(observed) >= int(generation)
-    if kind == "InferenceService":
-        state, message, url = _kserve_state(status)
-    elif kind == "SeldonDeployment":
-        state = status.get("state") or "Unknown"
-        message = status.get("description") or _condition_message(status.get("conditions") or [])
-        url = (status.get("address") or {}).get("url")
-    else:  # plain objects are ready once stored
-        state, message, url = "Applied", "", None
-    if not status and kind in SERVING_KINDS:
-        state = "Pending"
-    if not current:
-        state = "Stale"
-    ready = current and state in ("Available", "Ready", "Applied")
-    return {
-        "kind": kind,
-        "name": (obj.get("metadata") or {}).get("name"),
-        "state": state,
-        "ready": ready,
-        "failed": current and state == "Failed",
-        "message": message or "",
-        "url": url,
-        "observed_generation": observed,
-        "generation": generation,
-    }
-
-
-def _kserve_state(status: dict[str, Any]) -> tuple[str, str, str | None]:
-    conds = {c.get("type"): c for c in status.get("conditions") or []}
-    model = status.get("modelStatus") or {}
-    states = model.get("states") or {}
-    failure = model.get("lastFailureInfo") or {}
-    url = status.get("url") or (status.get("address") or {}).get("url")
-    if (model.get("transitionStatus") in ("BlockedByFailedLoad", "InvalidSpec")
-            or "FailedToLoad" in (states.get("activeModelState"), states.get("targetModelState"))):
-        msg = failure.get("message") or failure.get("reason") or _condition_message(list(conds.values()))
-        return "Failed", msg or model.get("transitionStatus", ""), url
-    needed = [t for t in ("Ready", "PredictorReady", "IngressReady") if t == "Ready" or t in conds]
-    if "Ready" in conds and all(str(conds[t].get("status")) == "True" for t in needed):
-        return "Ready", "", url
-    return "NotReady", _condition_message(list(conds.values())), url
-
-
-def _condition_message(conds: list[dict[str, Any]]) -> str:
-    bad = [c for c in conds if str(c.get("status")) != "True" and (c.get("message") or c.get("reason"))]
-    return "; ".join(f"{c.get('type')}: {c.get('message') or c.get('reason')}" for c in bad)
-
-
 def get_status(kind: str, name: str, namespace: str = "default", *, api_version: str | None = None,
                kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False
                ) -> dict[str, Any]:
@@ -418,68 +357,6 @@ def set_traffic(kind: str, name: str, namespace: str, *, to_digest: str, kubecon
     return {"changed": True, "state": st["state"], "url": st["url"]}
 
 
-# -- which cluster -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The cluster a deploy talks to, found the way ``kubectl`` finds it, and how to say which."""
-
-    server: str
-    context: str | None = None
-    kubeconfig: str | None = None
-    in_cluster: bool = False
-
-    def describe(self) -> str:
-        if self.in_cluster:
-            return f"{self.server} (in-cluster service account)"
-        return f"{self.server} (context {self.context})"
-
-
-def find_cluster(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False,
-                 env: dict[str, str] | None = None) -> Cluster | None:
-    """``--in-cluster``, else ``kubeconfig``/``$KUBECONFIG``/``~/.kube/config`` (its current context
-    unless ``context``), else the pod's service account when ``KUBERNETES_SERVICE_HOST`` is set.
-
-    None when there is no cluster to talk to; a kubeconfig that exists but cannot be used raises
-    :class:`DeployError`.
-    """
-    import os
-
-    from kubernetes import client, config
-
-    env = os.environ if env is None else env
-    cfg = client.Configuration()
-    if not in_cluster:
-        path = kubeconfig or env.get("KUBECONFIG") or None
-        default = os.path.expanduser("~/.kube/config")
-        if not path and os.path.isfile(default):
-            path = default
-        if path or context:
-            where = f"kubeconfig {path or default}"
-            try:
-                contexts, active = config.list_kube_config_contexts(config_file=path or default)
-                name = context or (active or {}).get("name")
-                if not name:
-                    raise DeployError(f"{where} has no current context: pass --context NAME")
-                if name not in {c.get("name") for c in contexts or []}:
-                    raise DeployError(f"{where} has no context {name!r}; kubectl config get-contexts lists them")
-                config.load_kube_config(config_file=path or default, context=name, client_configuration=cfg,
-                                        persist_config=False)
-            except DeployError:
-                raise
-            except Exception as exc:  # ConfigException, yaml errors, unreadable files
-                raise DeployError(f"cannot use the {where}: {exc}") from None
-            return Cluster(server=cfg.host, context=name, kubeconfig=path or default)
-        if not env.get("KUBERNETES_SERVICE_HOST"):
-            return None
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except Exception as exc:
-        raise DeployError(f"cannot use the in-cluster service account: {exc}") from None
-    return Cluster(server=cfg.host, in_cluster=True)
-
-
 def server_version(*, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
     """``Kubernetes vX.Y.Z at SERVER``: proves the cluster answers and accepts the credentials."""
     from kubernetes.client.rest import ApiException
@@ -490,3 +367,5 @@ def server_version(*, kubeconfig: str | None = None, context: str | None = None,
         except ApiException as exc:
             raise DeployError(f"Kubernetes API {api.configuration.host}: {_api_message(exc)}") from None
         return f"Kubernetes {data.get('gitVersion', '(unknown version)')} at {api.configuration.host}"
+
+

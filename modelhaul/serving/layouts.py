@@ -39,6 +39,38 @@ _MLSERVER_IMPL = {
 }
 
 
+_KIND_BY_FORMAT = {
+    "onnx": "onnx",
+    "torchscript": "torchscript",
+    "savedmodel": "savedmodel", "saved_model": "savedmodel", "tensorflow": "savedmodel",
+    "mlflow": "mlflow", "mlmodel": "mlflow",
+    "sklearn": "sklearn", "scikit-learn": "sklearn", "joblib": "sklearn", "pickle": "sklearn",
+    "xgboost": "xgboost", "bst": "xgboost",
+}
+_KIND_BY_FRAMEWORK = {"sklearn": "sklearn", "scikit-learn": "sklearn", "xgboost": "xgboost"}
+KINDS = ("onnx", "torchscript", "savedmodel", "mlflow", "sklearn", "xgboost")
+
+
+def model_kind(config: ModelConfig) -> str:
+    """Which of :data:`KINDS` a model is, for choosing its server; DeployError when none fits.
+
+    An MLflow model directory (``MLmodel`` at its root) is ``mlflow`` whatever its flavor: the
+    MLflow server reads it as it is.
+    """
+    fmt = (config.format or "").strip().lower()
+    fw = (config.framework or "").strip().lower()
+    if "MLmodel" in config.directory_structure:  # an MLflow model directory, whatever its flavor
+        return "mlflow"
+    if fmt in _KIND_BY_FORMAT:
+        return _KIND_BY_FORMAT[fmt]
+    if fw in _KIND_BY_FRAMEWORK and fmt in ("", "others"):
+        return _KIND_BY_FRAMEWORK[fw]
+    raise DeployError(
+        f"format {config.format!r} (framework {config.framework!r}) has no server in Seldon Core or "
+        "KServe that modelhaul can set up; convert it first (modelhaul convert REF --to onnx)"
+    )
+
+
 def server_for(config: ModelConfig, model_dir: Path | None = None) -> str:
     """The default server for a model: the one its Seldon/KServe deployment uses (see seldon.py).
 
@@ -50,8 +82,6 @@ def server_for(config: ModelConfig, model_dir: Path | None = None) -> str:
     fmt = (config.format or "").lower()
     if fmt == "lightgbm" or ((config.framework or "").lower() == "lightgbm" and fmt in ("", "others")):
         return "mlserver"
-    from modelhaul.serving.initializer import model_kind
-
     return _KIND_SERVER[model_kind(config)]
 
 

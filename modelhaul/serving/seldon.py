@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modelhaul.serving.deploy import ServedModel
+    from modelhaul.serving.model import ServedModel
 
 API_VERSION = "machinelearning.seldon.io/v1"
 KIND = "SeldonDeployment"

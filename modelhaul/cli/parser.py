@@ -1,0 +1,211 @@
+"""The ``modelhaul`` command's options, examples and help; the deploy options come from the step's declaration."""
+
+from __future__ import annotations
+
+import argparse
+
+from modelhaul.cli.commands import (
+    DEPLOY_OPTIONS,
+    cmd_convert,
+    cmd_deploy,
+    cmd_export,
+    cmd_import_mlflow,
+    cmd_inspect,
+    cmd_list,
+    cmd_login,
+    cmd_logout,
+    cmd_parse,
+    cmd_promote,
+    cmd_pull,
+    cmd_push,
+    cmd_rm,
+    cmd_rollback,
+    cmd_save,
+    cmd_sign,
+    cmd_tag,
+    cmd_train,
+    cmd_verify,
+)
+from modelhaul.declarations import Param
+
+DESCRIPTION = "The ``modelhaul`` command: ormb-style verbs for the local store and registries, and the steps."
+# options whose value may start with '-' ("--beats -loss"): argparse would take it for an option
+_DASH_VALUE_OPTIONS = ("--beats",)
+
+EXIT_REJECTED = 3
+"""``promote`` ran and said no: a script tells that apart from a failure (1) and a usage error (2)."""
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--beats -loss`` -> ``--beats=-loss``, so the README's form parses (``--beats --json`` is left alone)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg, value = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in _DASH_VALUE_OPTIONS and value.startswith("-") and not value.startswith("--"):
+            out.append(f"{arg}={value}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelhaul")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples keep their line breaks; defaults are shown next to each option."""
+
+
+def _add_declared(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> None:
+    """Options from a step's declaration: ``--flag`` per parameter, a true-by-default switch as ``--no-...``."""
+    for p in params:
+        if p.type is bool:
+            parser.add_argument(p.cli_flag, dest=("no_" if p.default else "") + p.name, action="store_true",
+                                help=("do not " if p.default else "") + p.help)
+        else:
+            parser.add_argument(p.cli_flag, dest=p.name, default=p.default, choices=p.choices, metavar=p.metavar,
+                                type=p.type if p.type in (int, float) else None, help=p.help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+    common.add_argument("--plain-http", action="store_true", help="talk to the registry over plain HTTP")
+    common.add_argument("--insecure", action="store_true", help="skip TLS certificate verification (testing only)")
+    common.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify the registry's certificate")
+
+    p = argparse.ArgumentParser(prog="modelhaul", description=DESCRIPTION, formatter_class=_Formatter,
+                                epilog="Run `modelhaul COMMAND --help` for a command's options and an example.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn, help_: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help_, description=help_, formatter_class=_Formatter,
+                            epilog="example:\n  " + example)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    ref_help = "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG"
+    sp = add("save", cmd_save, "pack a model directory into the local store (or an oci: layout)",
+             "modelhaul save ./iris registry.example.com/models/iris:v1")
+    sp.add_argument("dir", help="model directory (ormbfile.yaml + model/, a bare, MLflow or Kitfile directory)")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
+    sp.add_argument("--config", help="an ormbfile.yaml whose fields override the directory's")
+    sp = add("push", cmd_push, "upload a model from the local store (or straight from DIR) to its registry",
+             "modelhaul push registry.example.com/models/iris:v1\n"
+             "  modelhaul push ./iris registry.example.com/models/iris:v1   # publish a directory directly")
+    sp.add_argument("dir", nargs="?", help="a model directory to publish directly, without `save` first")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack",
+                    help="artifact format to write (with DIR)")
+    sp.add_argument("--config", help="with DIR: an ormbfile.yaml whose fields override the directory's")
+    include_help = ("fetch only the files whose path matches this glob (repeatable; over model/<path> "
+                    "or <path>, '*' crosses '/': '*.onnx', 'model/tokenizer/*'); ModelPack artifacts only")
+    sp = add("pull", cmd_pull, "download a model into the local store",
+             "modelhaul pull registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--include", action="append", metavar="GLOB", help=include_help)
+    sp = add("export", cmd_export, "write a model out as DIR/ormbfile.yaml + DIR/model/",
+             "modelhaul export registry.example.com/models/iris:v1 ./iris-v1\n"
+             "  modelhaul export registry.example.com/models/iris:v1-onnx ./onnx-only --include '*.onnx'")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("dir", help="new or empty directory to write the model into")
+    sp.add_argument("--include", action="append", metavar="GLOB", help=include_help)
+    sp = add("inspect", cmd_inspect, "show a model's manifest digest, config and layers",
+             "modelhaul inspect registry.example.com/models/iris:v1 --json")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--local", action="store_true", help="look in the local store, not the registry")
+    sp = add("tag", cmd_tag, "point a tag at a model (no bytes move within one registry)",
+             "modelhaul tag registry.example.com/models/iris:v1 registry.example.com/models/iris:staging")
+    sp.add_argument("src", help="the model to tag (" + ref_help + ")")
+    sp.add_argument("dst", help="the new reference")
+    sp.add_argument("--local", action="store_true", help="tag within the local store")
+    sp = add("list", cmd_list, "list models in the local store, or the tags of REF's repository",
+             "modelhaul list registry.example.com/models/iris")
+    sp.add_argument("ref", nargs="?", help="a repository to list the tags of (default: the local store)")
+    sp = add("rm", cmd_rm, "remove a model from the local store", "modelhaul rm registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
+    sp = add("login", cmd_login, "store registry credentials in the docker config",
+             "echo \"$TOKEN\" | modelhaul login registry.example.com -u robot --password-stdin")
+    sp.add_argument("host", help="registry host[:port]")
+    sp.add_argument("-u", "--username", help="user name (prompted for on a terminal when omitted)")
+    sp.add_argument("-p", "--password", help=argparse.SUPPRESS)
+    sp.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input (else it is prompted for on a terminal)")
+    sp = add("logout", cmd_logout, "remove stored registry credentials", "modelhaul logout registry.example.com")
+    sp.add_argument("host", help="registry host[:port]")
+
+    sp = add("train", cmd_train, "run a training entry point under an MLflow run",
+             "modelhaul train modelhaul.examples.iris:train --param n_estimators=50 --tracking-uri sqlite:///mlflow.db")
+    sp.add_argument("entry_point", help="package.module:function, or an MLflow Project directory")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="training parameter (repeatable)")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    sp.add_argument("--experiment", default="modelhaul", help="MLflow experiment name")
+    sp.add_argument("--registered-model", help="also register the model under this name")
+    sp.add_argument("--alias", help="alias to set on the registered version")
+    sp = add("import-mlflow", cmd_import_mlflow, "publish an MLflow model (runs:/ or models:/) with its run metadata",
+             "modelhaul import-mlflow models:/iris@champion registry.example.com/models/iris:v1 "
+             "--tracking-uri sqlite:///mlflow.db")
+    sp.add_argument("uri", help="runs:/RUN_ID/NAME, models:/NAME/VERSION, models:/NAME@ALIAS or models:/m-ID")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
+    sp = add("parse", cmd_parse, "read the model's signature into its config and push the result",
+             "modelhaul parse registry.example.com/models/iris:v1")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--dest", help="where to push the parsed artifact (default: the same tag)")
+    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files (runs their code)")
+    sp = add("convert", cmd_convert, "convert a model (ONNX, TorchScript) with a parity check",
+             "modelhaul convert registry.example.com/models/iris:v1 registry.example.com/models/iris:v1-onnx")
+    sp.add_argument("ref", help="the model to convert (" + ref_help + ")")
+    sp.add_argument("dst", help="where to push the converted model")
+    sp.add_argument("--to", default="onnx", choices=["onnx", "torchscript"], help="target format")
+    sp.add_argument("--tolerance", type=float, help="largest output difference the parity check accepts")
+    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files (runs their code)")
+    sp = add("deploy", cmd_deploy, "serve a model on Seldon Core or KServe (or render the manifests with --render)",
+             "modelhaul deploy registry.example.com/models/iris@sha256:... --target kserve --namespace models\n"
+             "  modelhaul deploy registry.example.com/models/iris:v1 --render ./gitops/iris   # no cluster\n\n"
+             "The cluster is found like kubectl finds it: --kubeconfig, else $KUBECONFIG, else ~/.kube/config\n"
+             "(its current context unless --context), else the pod's service account (--in-cluster, or\n"
+             "automatically inside a pod). Manifests are written only with --render DIR.")
+    sp.add_argument("ref", help=ref_help)
+    _add_declared(sp, DEPLOY_OPTIONS)
+    sp = add("promote", cmd_promote, "move a stage tag to the model when its gate passes",
+             "modelhaul promote registry.example.com/models/iris@sha256:... --gate \"accuracy >= 0.9\" "
+             "--beats accuracy\n\n"
+             f"Exit code {EXIT_REJECTED} when the model is rejected (gate, --beats, --require-signature): nothing "
+             "moved;\n1 when promote itself failed.")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--stage", default="production", help="the stage tag to move")
+    sp.add_argument("--gate", action="append", help='e.g. "accuracy >= 0.9" (repeatable)')
+    sp.add_argument("--beats", help="metric that must beat the model at the stage (-metric: lower is better)")
+    sp.add_argument("--min-delta", type=float, default=0.0, help="by how much --beats must be beaten")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (to move the registered model's alias too)")
+    sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
+    sp.add_argument("--require-signature", metavar="PUB",
+                    help="reject the candidate unless it is signed by this public key (PEM) and untampered")
+    sp = add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion",
+             "modelhaul rollback registry.example.com/models/iris:v1 --stage production")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--stage", default="production", help="the stage tag to restore")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (to move the registered model's alias too)")
+    sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
+    sp = add("sign", cmd_sign, "sign a model (OpenSSF model signing) and attach its SLSA provenance",
+             "modelhaul sign registry.example.com/models/iris:v1 --key signing-key.pem")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--key", required=True, help="elliptic-curve private key, PEM")
+    sp.add_argument("--key-password-stdin", action="store_true", help="read the key's password from standard input")
+    sp = add("verify", cmd_verify, "check a model's signature, files and provenance against a public key",
+             "modelhaul verify registry.example.com/models/iris:v1 --key signing-key.pub")
+    sp.add_argument("ref", help=ref_help)
+    sp.add_argument("--key", required=True, help="the signer's public key, PEM")
+    return p

@@ -1,0 +1,251 @@
+"""Each step's parameters, declared once, as small typed values the adapters derive theirs from.
+
+A :class:`Param` says what a parameter is (name, type, default, help, whether it is a secret and
+whether Airflow renders it as a template); the CLI's options, the Airflow operators' arguments and
+``template_fields``, and the KFP components' signatures are built from these lists, so adding a
+parameter is one edit here (and its use in the core). The groups that several steps share are
+values: :data:`REGISTRY_ACCESS` (how to reach a registry: the fields of
+:class:`~modelhaul.registry_options.RegistryOptions`), :class:`KubeTarget` (which cluster) and
+:class:`DeploymentSettings` (what to serve and how). TFX's ``ComponentSpec`` and
+Airflow providers' typed hooks are the models.
+
+This module is cheap to import (no third-party library) and is, with ``modelhaul.steps``, the
+only part of the core the adapters may import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from modelhaul.errors import ConfigError
+from modelhaul.flags import parse_bool
+from modelhaul.registry_options import RegistryOptions
+
+__all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "STEPS", "TARGET_KINDS", "TRAIN",
+           "REGISTRY_ACCESS", "DeploymentSettings", "KubeTarget", "Param", "jsonable", "kind_of", "parse_bool",
+           "registry_options", "tracking_uri_of"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a step.
+
+    ``flag``/``attr`` rename it for the CLI (``--canary``) and for an Airflow operator
+    (``deployment_name``, where ``name`` would read as the task's); ``cli=False`` keeps it off the
+    command line (secrets come from the environment or standard input there).
+    """
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    secret: bool = False
+    templated: bool = True
+    required: bool = False
+    choices: tuple[str, ...] | None = None
+    flag: str | None = None
+    metavar: str | None = None
+    attr: str | None = None
+    cli: bool = True
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def operator_attr(self) -> str:
+        return self.attr or self.name
+
+    def coerce(self, value: Any) -> Any:
+        """A templated value as the step expects it: ``"true"`` is True, ``"5"`` is 5, ``""`` is the default."""
+        if value is None or value == "" and self.type is not str:
+            return self.default
+        if self.type is bool:
+            return parse_bool(value, self.operator_attr)
+        if self.type in (int, float):
+            try:
+                return self.type(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.operator_attr}={value!r}: expected a number") from None
+        return value
+
+
+def _values(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``cls`` present in ``kwargs`` (None means: the default)."""
+    return {f.name: kwargs[f.name] for f in fields(cls) if kwargs.get(f.name) is not None}
+
+
+# how to reach a registry: the fields of RegistryOptions a step takes (the timeouts come from the environment)
+REGISTRY_ACCESS: tuple[Param, ...] = (
+    Param("plain_http", bool, False, "talk to the registry over plain HTTP", templated=False),
+    Param("insecure", bool, False, "skip TLS certificate verification (testing only)", templated=False),
+    Param("ca_file", str, None, "CA bundle to verify the registry's certificate", metavar="PEM", templated=False),
+    Param("username", str, None, "registry user (else MODELHAUL_USERNAME, else the docker config)", cli=False,
+          templated=False),
+    Param("password", str, None, "registry password (else MODELHAUL_PASSWORD)", secret=True, cli=False,
+          templated=False),
+)
+REGISTRY_ACCESS_NAMES = frozenset(p.name for p in REGISTRY_ACCESS)
+
+
+def registry_options(registry: Mapping[str, Any], step: str) -> RegistryOptions:
+    """A step's registry arguments, checked (one line naming an unknown one), resolved against the environment."""
+    unknown(REGISTRY_ACCESS, registry, step)
+    return RegistryOptions.resolve(**registry)
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    """Which cluster: a kubeconfig (and context), or the pod's service account; none means render."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("kubeconfig", str, None, "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)", metavar="FILE"),
+        Param("context", str, None, "kubeconfig context (default: its current context)", attr="kube_context"),
+        Param("in_cluster", bool, False, "use the pod's service account", templated=False),
+    )
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> KubeTarget:
+        values = _values(cls, kwargs)
+        if "in_cluster" in values:
+            values["in_cluster"] = parse_bool(values["in_cluster"], "in_cluster")
+        return cls(**values)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.kubeconfig or self.context or self.in_cluster)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"kubeconfig": self.kubeconfig, "context": self.context, "in_cluster": self.in_cluster}
+
+
+TARGET_KINDS = {"seldon": "SeldonDeployment", "kserve": "InferenceService"}
+
+
+def kind_of(target: str) -> str:
+    """The resource kind a deploy ``target`` creates (``seldon`` -> ``SeldonDeployment``); a kind stays."""
+    return TARGET_KINDS.get(str(target).lower(), target)
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """What to serve where: platform, resource name and namespace, canary, render or apply, waiting."""
+
+    target: str = "seldon"
+    name: str | None = None
+    namespace: str = "default"
+    canary_percent: int | None = None
+    stable_ref: str | None = None
+    render_dir: str | None = None
+    wait: bool = True
+    timeout: float = 600.0
+    initializer_image: str | None = None
+    registry_secret: str | None = None
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("target", str, "seldon", "serving platform", choices=tuple(TARGET_KINDS)),
+        Param("name", str, None, "resource name (default: from the repository name)", attr="deployment_name"),
+        Param("namespace", str, "default", "namespace to deploy into"),
+        Param("canary_percent", int, None, "serve as a canary with this share of traffic", flag="--canary",
+              metavar="PERCENT"),
+        Param("stable_ref", str, None, "the model the canary runs beside (default: the one serving now)"),
+        Param("render_dir", str, None, "write manifests to DIR instead of applying them", flag="--render",
+              metavar="DIR"),
+        Param("wait", bool, True, "wait for readiness after applying", flag="--no-wait", attr="wait_for_ready",
+              templated=False),
+        Param("timeout", float, 600.0, "seconds to wait for readiness", templated=False),
+        Param("initializer_image", str, None, "image of the model initializer (default: modelhaul's)"),
+        Param("registry_secret", str, None,
+              "Secret with MODELHAUL_USERNAME/MODELHAUL_PASSWORD the model initializer reads", metavar="NAME"),
+    )
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> DeploymentSettings:
+        """The settings given in ``kwargs`` (values as given: the deploy step checks them, in one line each)."""
+        return cls(**_values(cls, kwargs))
+
+    def kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+REF = Param("ref", str, None, "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG", required=True)
+
+TRACKING_URI = Param("tracking_uri", str, None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+TRUST = Param("trust", bool, False, "allow loading pickle/joblib files (runs their code)")
+STAGE = Param("stage", str, "production", "the stage tag to move")
+DEPLOYMENT = Param("deployment", dict, None, "the result of the deploy step (where traffic moves)")
+_ACCESS = REGISTRY_ACCESS
+
+# one declaration per step, in the step's own order; steps.py's signatures are checked against them
+TRAIN: tuple[Param, ...] = (
+    Param("entry_point", str, None, "package.module:function, or an MLflow Project directory", required=True),
+    Param("params", dict, None, "training parameters", attr="train_params"),
+    TRACKING_URI,
+    Param("experiment", str, "modelhaul", "MLflow experiment name"),
+    Param("run_name", str, None, "MLflow run name"),
+    Param("registered_model", str, None, "also register the model under this name"),
+    Param("alias", str, None, "alias to set on the registered version"),
+)
+PACKAGE: tuple[Param, ...] = (
+    Param("source", str, None, "runs:/..., models:/... or a model directory", required=True),
+    REF, TRACKING_URI,
+    Param("bundle_format", str, "modelpack", "artifact format to write", choices=("modelpack", "ormb")),
+    Param("config", dict, None, "ModelConfig fields that override the model's"),
+    *_ACCESS,
+)
+PARSE: tuple[Param, ...] = (
+    REF, Param("dest_ref", str, None, "where to push the parsed artifact (default: the same tag)"), TRUST, *_ACCESS,
+)
+CONVERT: tuple[Param, ...] = (
+    REF,
+    Param("to", str, "onnx", "target format", choices=("onnx", "torchscript")),
+    Param("dest_ref", str, None, "where to push the converted model", required=True),
+    Param("tolerance", float, None, "largest output difference the parity check accepts"),
+    Param("opset", int, None, "ONNX opset to convert to"),
+    TRUST, *_ACCESS,
+)
+# steps.deploy: the model, how to serve it, on which cluster, reading which registry
+DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *_ACCESS)
+PROMOTE: tuple[Param, ...] = (
+    REF, STAGE,
+    Param("gate", list, None, 'expressions like "accuracy >= 0.9" over the candidate\'s metrics'),
+    Param("beats", str, None, "metric that must beat the model at the stage (-metric: lower is better)"),
+    Param("min_delta", float, 0.0, "by how much beats must be beaten"),
+    TRACKING_URI, DEPLOYMENT,
+    Param("require_signature", str, None, "reject the candidate unless signed by this public key (PEM)"),
+    *_ACCESS,
+)
+ROLLBACK: tuple[Param, ...] = (
+    REF, STAGE, TRACKING_URI, DEPLOYMENT,
+    Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)"),
+    *_ACCESS,
+)
+STEPS: dict[str, tuple[Param, ...]] = {"train": TRAIN, "package": PACKAGE, "parse": PARSE, "convert": CONVERT,
+                                       "deploy": DEPLOY, "promote": PROMOTE, "rollback": ROLLBACK}
+
+
+def unknown(params: tuple[Param, ...], kwargs: Mapping[str, Any], step: str) -> None:
+    """Refuse an argument the step does not declare, in one line."""
+    extra = sorted(set(kwargs) - {p.name for p in params})
+    if extra:
+        raise ConfigError(f"{step}: unknown argument(s) {', '.join(extra)}; "
+                          f"expected {', '.join(p.name for p in params)}")
+
+
+def jsonable(value: Any) -> Any:
+    """What XCom and KFP outputs can carry everywhere: plain JSON (paths, datetimes... become strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def tracking_uri_of(explicit: str | None, connection: str | None = None, fallback: str | None = None) -> str | None:
+    """MLflow tracking URI precedence: the argument, a connection's, ``MLFLOW_TRACKING_URI``, the fallback."""
+    import os
+
+    return explicit or connection or os.environ.get("MLFLOW_TRACKING_URI") or fallback

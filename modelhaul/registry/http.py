@@ -1,0 +1,334 @@
+"""HTTP to a registry: a session per thread, the auth flow, bounded reads, and retries of what is transient."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from modelhaul import oci
+from modelhaul.errors import AuthError, RegistryError, redact
+from modelhaul.registry.auth_flow import _Auth
+from modelhaul.registry_options import RegistryOptions
+
+MiB = 1 << 20
+PIECE = MiB  # send granularity, and the read size of small downloads
+RECV_PIECE = 2 * MiB  # read/hash/write granularity of large downloads (x3 buffers x 4 parallel blobs)
+BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
+MANIFEST_ACCEPT = ", ".join([
+    oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+])
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+DOCKER_HUB_API = "registry-1.docker.io"
+
+
+class _Transient(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class _NoRanges(Exception):
+    """The registry answered a ranged GET with the whole blob: download it in one stream."""
+
+
+class _ChunksRejected(Exception):
+    """The registry refused a PATCH chunk: fall back to one streamed PUT."""
+
+
+class _FileBody:
+    """A re-iterable request body that streams ``length`` bytes of ``path`` from ``offset`` in MiB pieces.
+
+    ``__len__`` lets requests send a Content-Length (not chunked transfer encoding); iterating again
+    re-reads the file, so a retried request sends the same bytes. With ``hasher`` (a hashlib object
+    holding the hash of the bytes before ``offset``), each pass hashes a copy of it and leaves the
+    hash of everything sent so far in :attr:`hashed`: a retried pass never hashes bytes twice.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int, progress: Callable[[int], None] | None,
+                 hasher: Any = None):
+        self.path, self.offset, self.length, self.progress = path, offset, length, progress
+        self.hasher, self.hashed = hasher, None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[memoryview]:
+        # one buffer, refilled: urllib3 sends each piece (sendall) before it asks for the next one
+        buf = bytearray(PIECE)
+        view = memoryview(buf)
+        left = self.length
+        h = self.hasher.copy() if self.hasher is not None else None
+        self.hashed = None
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.offset)
+            while left > 0:
+                n = f.readinto(view[: min(PIECE, left)])
+                if not n:
+                    raise RegistryError(f"{self.path}: file shrank while uploading; do not edit a model "
+                                        "while it is being pushed")
+                left -= n
+                if h is not None:
+                    h.update(view[:n])
+                if self.progress:
+                    self.progress(n)
+                yield view[:n]
+        self.hashed = h
+
+
+def api_host(host: str) -> str:
+    """Where a registry's API answers: Docker Hub's name differs from its reference name."""
+    return DOCKER_HUB_API if host in ("docker.io", "index.docker.io") else host
+
+
+class RegistryClient:
+    """The HTTP side of one repository of a registry: sessions per thread, authentication, retries, errors."""
+
+    chunk_threshold = 256 * MiB  # blobs above this go up in PATCH chunks (proxies cap request sizes)
+    chunk_size = 128 * MiB
+    attempts = 6  # tries per request or upload session before giving up
+    backoff = 0.25  # first retry delay in seconds; doubles each time (capped at 8 s)
+    parallel = 4
+    max_tag_pages = 1000  # a tag list longer than this many pages is refused, not followed forever
+    range_threshold = 512 * MiB  # blobs at least this big come down in parallel ranged GETs
+    range_parts = 4  # how many ranges (connections) such a blob is split into
+
+    def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
+                 *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
+        self.host = registry_host
+        self.repository = repository
+        self.options = options or RegistryOptions.resolve()
+        self.mount_from = mount_from
+        self.progress = progress
+        scheme = "http" if self.options.plain_http else "https"
+        self.base = f"{scheme}://{api_host(registry_host)}/v2/{repository}"
+        if self.options.plain_http:
+            self.verify: bool | str = True
+        elif self.options.insecure:
+            self.verify = False
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        else:
+            self.verify = self.options.ca_file or True
+        self._auth = _Auth(registry_host, self.options, self.verify)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._chunks_ok = True
+        self._ranges_ok = True
+        self._present: set[str] = set()  # digests known to be in the repository
+
+    def __repr__(self) -> str:
+        return f"RegistryTarget({self.host}/{self.repository})"
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+    @property
+    def registry(self) -> str:
+        """The registry host, as in references (the transfer layer compares it to detect mounts)."""
+        return self.host
+
+    def close(self) -> None:
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+        self._local = threading.local()
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            from http.cookiejar import DefaultCookiePolicy
+
+            s = requests.Session()
+            s.verify = self.verify
+            s.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # Harbor's CSRF cookies
+            s.headers["User-Agent"] = "modelhaul"
+            self._local.session = s
+            with self._lock:
+                self._sessions.append(s)
+        return s
+
+    def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None, body: Any = None,
+              stream: bool = False, what: str = "") -> requests.Response:
+        """One request, answering auth challenges; transport failures, 5xx and 429 raise _Transient."""
+        what = what or self.name
+        timeout = (self.options.connect_timeout, self.options.read_timeout)
+        for _round in range(3):
+            h = dict(headers or {})
+            sent = self._auth.header
+            if sent:
+                h["Authorization"] = sent
+            try:
+                # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
+                resp = self._session().request(method, url, headers=h, data=body, stream=True,
+                                               timeout=timeout, verify=self.verify)
+                if not stream and method != "HEAD" and resp.status_code not in TRANSIENT_STATUS:
+                    _read_bounded(resp, what)  # a HEAD's Content-Length is the blob's, with no body
+            except requests.exceptions.SSLError as e:
+                raise RegistryError(self._tls_message(e)) from None
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as e:
+                reason = _describe(e)
+                if reason == "unknown host":
+                    raise RegistryError(f"{what}: cannot resolve {self.host}; check the registry name"
+                                        ) from None
+                raise _Transient(reason) from None
+            if resp.status_code in (401, 403):
+                resp.close()
+                if self._auth.answer(resp, sent, what):
+                    continue
+                raise self._auth_error(resp, what)
+            if resp.status_code in TRANSIENT_STATUS:
+                resp.close()
+                raise _Transient(f"HTTP {resp.status_code}", _retry_after(resp))
+            return resp
+        raise self._auth_error(resp, what)
+
+    def _retrying(self, op: Callable[[], Any], what: str) -> Any:
+        """Run ``op`` until it stops raising :class:`_Transient`, with exponential backoff and jitter.
+
+        Gives up after :attr:`attempts` tries, or when the next try would start more than the
+        options' ``retry_budget`` seconds after the first failure.
+        """
+        first_failure: float | None = None
+        for attempt in range(self.attempts):
+            try:
+                return op()
+            except _Transient as e:
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                delay = e.retry_after if e.retry_after is not None else self.backoff * 2 ** attempt
+                delay = min(delay, 60.0 if e.retry_after is not None else 8.0) * random.uniform(1, 1.2)
+                if attempt == self.attempts - 1 or now + delay - first_failure > self.options.retry_budget:
+                    raise RegistryError(
+                        f"{what}: the registry kept failing ({e}) after {attempt + 1} attempts "
+                        f"in {now - first_failure:.0f}s of retry budget "
+                        f"{self.options.retry_budget:g}s (MODELHAUL_RETRY_BUDGET); "
+                        "check that it is up and retry") from None
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _request(self, method: str, url: str, *, what: str, **kw: Any) -> requests.Response:
+        return self._retrying(lambda: self._send(method, url, what=what, **kw), what)
+
+    def _auth_error(self, resp: requests.Response, what: str) -> AuthError:
+        creds = self._auth.credentials()
+        if resp.status_code == 403:
+            return AuthError(f"{what}: access denied by {self.host}; the credentials in use lack "
+                             f"permission (check them with `modelhaul login {self.host}`)")
+        if creds:
+            return AuthError(f"{what}: {self.host} refused the credentials; "
+                             f"run `modelhaul login {self.host}` with valid ones")
+        return AuthError(f"{what}: {self.host} requires authentication; run `modelhaul login {self.host}`")
+
+    def _tls_message(self, e: Exception) -> str:
+        text = str(e)
+        hint = ("pass the registry's CA (ca_file / --ca-file), or --insecure to skip verification"
+                if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower()
+                else "if the registry speaks plain HTTP, pass --plain-http")
+        reason = re.search(r"\[SSL[^\]]*\][^)'\"]*", text)
+        why = reason.group(0).strip() if reason else "handshake"
+        return redact(f"{self.host}: TLS failed ({why}); {hint}")
+
+    def _error(self, resp: requests.Response, what: str) -> RegistryError:
+        codes = _error_codes(resp)
+        detail = f"HTTP {resp.status_code}" + (f" {','.join(codes)}" if codes else "")
+        return RegistryError(redact(f"{what}: {self.host} answered {detail}"))
+
+
+def _read_bounded(resp: requests.Response, what: str) -> None:
+    """Read a streamed response's body into ``resp.content``, refusing one above :data:`BODY_LIMIT`.
+
+    A Content-Length above the limit is refused before any byte is read; a body without one (chunked)
+    is counted as it arrives and cut one piece past the limit, so memory stays bounded either way.
+    """
+    def refuse(size: str) -> RegistryError:
+        resp.close()
+        return RegistryError(f"{what}: the registry answered with {size} bytes; modelhaul reads at most "
+                             f"{BODY_LIMIT // MiB} MiB for a manifest, a tag page or an error (containerd's "
+                             "manifest limit); check the registry")
+
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > BODY_LIMIT:
+        raise refuse(length)
+    body = bytearray()
+    for piece in resp.iter_content(64 * 1024):
+        body += piece
+        if len(body) > BODY_LIMIT:
+            raise refuse("more than that")
+    resp._content = bytes(body)  # what requests' own .content would hold, read under a limit
+
+
+def _body_reader(resp: requests.Response) -> Callable[[memoryview], int]:
+    """The zero-copy ``readinto`` of an identity-encoded body: http.client's, under urllib3's.
+
+    urllib3's own ``readinto`` reads into a temporary bytes object and copies it; a verified pull
+    of 1 GiB then moves every byte through memory twice more than needed. http.client fills the
+    buffer straight from the socket (and still honours Content-Length or chunked framing).
+    """
+    fp = getattr(resp.raw, "_fp", None)
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if fp is None or encoded or not hasattr(fp, "readinto"):
+        return resp.raw.readinto
+    return fp.readinto
+
+
+def _interrupted(e: Exception) -> Exception:
+    """What a failure while receiving a body becomes: a retry (the transport broke) or itself."""
+    transport = (requests.RequestException, OSError, ValueError, http.client.HTTPException)
+    if isinstance(e, transport) or e.__class__.__module__.startswith("urllib3"):  # urllib3's ProtocolError
+        return _Transient(f"download interrupted ({type(e).__name__})")
+    return e
+
+
+def _describe(e: Exception) -> str:
+    """A short, credential-free reason for a transport failure."""
+    text = str(e)
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "unknown host"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "reset by peer" in text or "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "connection reset"
+    if isinstance(e, requests.Timeout):
+        return "timed out"
+    return type(e).__name__
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _error_codes(resp: requests.Response) -> list[str]:
+    try:
+        return [str(e.get("code")) for e in resp.json().get("errors", []) if isinstance(e, dict)]
+    except ValueError:
+        return []
+

@@ -1,0 +1,71 @@
+"""Reaching a deployment again from the deploy step's result: serve another model there, move traffic."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget
+from modelhaul.errors import ConfigError
+from modelhaul.reference import parse
+from modelhaul.registry_options import RegistryOptions
+
+
+def settings_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    """How to reach the deployment again, from the deploy step's result (plus any keys added to it).
+
+    The deploy result names what it applied or rendered; where it does not carry the connection
+    (``kubeconfig``/``context``/``in_cluster``, ``render_dir``, ``registry_secret``), they are taken
+    from keys the caller added, or inferred from the rendered files and applied objects.
+    """
+    d = deployment
+    if not d.get("name"):
+        raise ConfigError("deployment: pass the result of the deploy step (it names the service)")
+    kube = {"kubeconfig": d.get("kubeconfig"), "context": d.get("context"),
+            "in_cluster": bool(d.get("in_cluster", False))}
+    applied = list(d.get("applied") or [])
+    files = [str(f) for f in d.get("manifests") or [] if isinstance(f, str)]
+    render_dir = d.get("render_dir")
+    if applied and not render_dir and not any(kube.values()):
+        raise ConfigError(
+            f"deployment {d['name']!r} was applied to a cluster: add kubeconfig/context (or in_cluster) "
+            "to the deployment dict so that traffic can move there"
+        )
+    if not applied and not any(kube.values()) and not render_dir and files:
+        render_dir = os.path.dirname(files[0])
+    secret = d.get("registry_secret")
+    if not secret:
+        for item in applied:  # "Secret/<namespace>/<name>"
+            if item.startswith("Secret/"):
+                secret = item.rsplit("/", 1)[-1]
+        for f in files:  # "<dir>/secret-<name>.yaml"
+            base = os.path.basename(f)
+            if base.startswith("secret-") and base.endswith(".yaml"):
+                secret = base[len("secret-"):-len(".yaml")]
+    return {"target": d.get("target", "seldon"), "name": d["name"], "namespace": d.get("namespace", "default"),
+            "render_dir": render_dir, **kube, "wait": bool(d.get("wait", True)),
+            "timeout": float(d.get("timeout", 600.0)), "initializer_image": d.get("initializer_image"),
+            "registry_secret": secret}
+
+
+def redeploy(deployment: dict[str, Any], ref: str, options: RegistryOptions | None) -> dict[str, Any]:
+    """Serve ``ref`` alone (one predictor, all traffic) where ``deployment`` runs."""
+    from modelhaul.serving.deploy import deploy_model
+
+    settings = settings_of(deployment)
+    return deploy_model(ref, DeploymentSettings.of({**settings, "canary_percent": None, "stable_ref": None}),
+                        KubeTarget.of(settings), options)
+
+
+def shift_traffic(deployment: dict[str, Any], candidate: str, options: RegistryOptions | None
+                   ) -> dict[str, Any]:
+    """Canary to 100% (when one runs in a cluster), then the candidate as the only predictor."""
+    s = settings_of(deployment)
+    kind = TARGET_KINDS.get(str(s["target"]))
+    if deployment.get("canary_percent") and deployment.get("applied") and not s["render_dir"] and kind:
+        from modelhaul.serving.kube import set_traffic
+
+        set_traffic(kind, s["name"], s["namespace"], to_digest=parse(candidate).digest or "",
+                    kubeconfig=s["kubeconfig"], context=s["context"], in_cluster=s["in_cluster"],
+                    wait=s["wait"], timeout=s["timeout"])
+    return redeploy(deployment, candidate, options)

@@ -1,0 +1,86 @@
+"""Airflow: move a stage to the candidate when its gate passes, and roll it back (``steps.promote``/``rollback``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelhaul.declarations import PROMOTE, ROLLBACK
+from modelhaul.operators._compat import AirflowException, AirflowSkipException
+from modelhaul.operators.base import MLflowRegistryStepOperator, declared_operator, maybe_json
+from modelhaul.operators.hooks import deployment_here
+from modelhaul.operators.lineage import artifact_dataset
+from modelhaul.operators.links import RegistryArtifactLink
+
+
+def _gate(value: Any) -> list[str] | str | None:
+    """A gate expression, a list of them, or the JSON text of a list (a ``| tojson`` template)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        return json.loads(value)
+    return value  # "" reaches the core, which refuses it: an empty gate is a templating mistake
+
+
+_DeclaredPromote = declared_operator("_DeclaredPromote", MLflowRegistryStepOperator, PROMOTE, module=__name__)
+_DeclaredRollback = declared_operator("_DeclaredRollback", MLflowRegistryStepOperator, ROLLBACK, module=__name__)
+
+
+class PromoteModelOperator(_DeclaredPromote):
+    """Move the ``stage`` tag to the candidate when its gate passes (``steps.promote``).
+
+    ``on_reject``: ``skip`` (default: the task is skipped, so ``outlets`` emit no event and nothing
+    downstream runs), ``fail``, or ``succeed`` (return the result with ``promoted: false``). A rejected
+    gate never touches the stage tag. XCom: ``{promoted, reason, candidate, previous, stage, ref, digest}``.
+    """
+
+    step = "promote"
+    operator_extra_links = (RegistryArtifactLink(),)
+
+    def __init__(self, *, on_reject: str = "skip", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if on_reject not in ("skip", "fail", "succeed"):
+            raise ValueError(f"on_reject={on_reject!r}: choose skip, fail or succeed")
+        self.on_reject = on_reject
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        _, reg = self.registry()
+        uri, env = self.mlflow()
+        result = self.call_step(
+            {**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
+            gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
+            tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
+            require_signature=self.require_signature or None, **reg.step_kwargs())
+        if not result.get("promoted"):
+            reason = result.get("reason") or "gate not met"
+            context["ti"].xcom_push(key="promotion", value=result)
+            if self.on_reject == "fail":
+                raise AirflowException(f"promotion to {self.stage} rejected: {reason}")
+            if self.on_reject == "skip":
+                raise AirflowSkipException(f"promotion to {self.stage} rejected: {reason}")
+            return result
+        self.emit_assets(context, result)
+        self._set_lineage([artifact_dataset(result.get("candidate"))], [artifact_dataset(result.get("ref"))],
+                          result)
+        return result
+
+
+class RollbackModelOperator(_DeclaredRollback):
+    """Restore the digest that was at ``stage`` before the last promotion (``steps.rollback``).
+
+    With ``only_if_digest`` the rollback happens only when ``stage`` still points at that digest
+    (the candidate of this run): a run whose candidate was never promoted must not undo an
+    earlier, good promotion. XCom: ``{rolled_back, reason, stage, restored, replaced, ref, digest}``.
+    """
+
+    step = "rollback"
+    operator_extra_links = (RegistryArtifactLink(),)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        _, reg = self.registry()
+        uri, env = self.mlflow()
+        result = self.call_step({**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
+                                tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
+                                only_if_digest=self.only_if_digest, **reg.step_kwargs())
+        if result.get("skipped"):
+            raise AirflowSkipException(result["reason"])
+        self._set_lineage([], [artifact_dataset(result.get("ref"))])
+        return result
