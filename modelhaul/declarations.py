@@ -238,7 +238,8 @@ PROMOTE: tuple[Param, ...] = (
 )
 ROLLBACK: tuple[Param, ...] = (
     REF, replace(STAGE, help="the stage tag to restore"), TRACKING_URI_ALIAS, DEPLOYMENT,
-    Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)"),
+    Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)",
+          metavar="DIGEST"),
     *_ACCESS,
 )
 SIGN: tuple[Param, ...] = (
