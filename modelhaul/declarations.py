@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from modelhaul.errors import ConfigError
 from modelhaul.flags import parse_bool
 from modelhaul.registry_options import RegistryOptions
 
-__all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "STEPS", "TARGET_KINDS", "TRAIN",
+__all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "SIGN", "STEPS", "TARGET_KINDS", "TRAIN",
+           "VERIFY",
            "REGISTRY_ACCESS", "DeploymentSettings", "KubeTarget", "Param", "jsonable", "kind_of", "parse_bool",
            "registry_options", "tracking_uri_of"]
 
@@ -35,7 +36,9 @@ class Param:
 
     ``flag``/``attr`` rename it for the CLI (``--canary``) and for an Airflow operator
     (``deployment_name``, where ``name`` would read as the task's); ``cli=False`` keeps it off the
-    command line (secrets come from the environment or standard input there).
+    command line (secrets come from the environment or standard input there). On the command line a
+    required parameter without a ``flag`` is positional (``metavar`` names it in the usage line),
+    ``repeat`` takes the option once per value, and ``help`` is the option's help text.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Param:
     metavar: str | None = None
     attr: str | None = None
     cli: bool = True
+    repeat: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -178,15 +182,19 @@ class DeploymentSettings:
 REF = Param("ref", str, None, "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG", required=True)
 
 TRACKING_URI = Param("tracking_uri", str, None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+# promote and rollback move the registered model's alias too when MLflow is given
+TRACKING_URI_ALIAS = replace(TRACKING_URI, help="MLflow tracking URI (to move the registered model's alias too)")
 TRUST = Param("trust", bool, False, "allow loading pickle/joblib files (runs their code)")
 STAGE = Param("stage", str, "production", "the stage tag to move")
-DEPLOYMENT = Param("deployment", dict, None, "the result of the deploy step (where traffic moves)")
+# the result of the deploy step (where traffic moves); on the command line, the file `deploy --json` wrote
+DEPLOYMENT = Param("deployment", dict, None, "JSON file with the result of `deploy --json`")
 _ACCESS = REGISTRY_ACCESS
 
 # one declaration per step, in the step's own order; steps.py's signatures are checked against them
 TRAIN: tuple[Param, ...] = (
     Param("entry_point", str, None, "package.module:function, or an MLflow Project directory", required=True),
-    Param("params", dict, None, "training parameters", attr="train_params"),
+    Param("params", dict, None, "training parameter (repeatable)", attr="train_params", flag="--param",
+          metavar="KEY=VALUE", repeat=True),
     TRACKING_URI,
     Param("experiment", str, "modelhaul", "MLflow experiment name"),
     Param("run_name", str, None, "MLflow run name"),
@@ -194,19 +202,23 @@ TRAIN: tuple[Param, ...] = (
     Param("alias", str, None, "alias to set on the registered version"),
 )
 PACKAGE: tuple[Param, ...] = (
-    Param("source", str, None, "runs:/..., models:/... or a model directory", required=True),
+    # runs:/..., models:/... or a model directory; the CLI's import-mlflow takes the MLflow URIs
+    Param("source", str, None, "runs:/RUN_ID/NAME, models:/NAME/VERSION, models:/NAME@ALIAS or models:/m-ID",
+          required=True, metavar="uri"),
     REF, TRACKING_URI,
-    Param("bundle_format", str, "modelpack", "artifact format to write", choices=("modelpack", "ormb")),
-    Param("config", dict, None, "ModelConfig fields that override the model's"),
+    Param("bundle_format", str, "modelpack", "artifact format to write", choices=("modelpack", "ormb"),
+          flag="--format"),
+    Param("config", dict, None, "ModelConfig fields that override the model's", cli=False),
     *_ACCESS,
 )
 PARSE: tuple[Param, ...] = (
-    REF, Param("dest_ref", str, None, "where to push the parsed artifact (default: the same tag)"), TRUST, *_ACCESS,
+    REF, Param("dest_ref", str, None, "where to push the parsed artifact (default: the same tag)", flag="--dest"),
+    TRUST, *_ACCESS,
 )
 CONVERT: tuple[Param, ...] = (
-    REF,
+    replace(REF, help=f"the model to convert ({REF.help})"),
     Param("to", str, "onnx", "target format", choices=("onnx", "torchscript")),
-    Param("dest_ref", str, None, "where to push the converted model", required=True),
+    Param("dest_ref", str, None, "where to push the converted model", required=True, metavar="dst"),
     Param("tolerance", float, None, "largest output difference the parity check accepts"),
     Param("opset", int, None, "ONNX opset to convert to"),
     TRUST, *_ACCESS,
@@ -215,20 +227,33 @@ CONVERT: tuple[Param, ...] = (
 DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *_ACCESS)
 PROMOTE: tuple[Param, ...] = (
     REF, STAGE,
-    Param("gate", list, None, 'expressions like "accuracy >= 0.9" over the candidate\'s metrics'),
+    # expressions over the candidate's metrics
+    Param("gate", list, None, 'e.g. "accuracy >= 0.9" (repeatable)', repeat=True),
     Param("beats", str, None, "metric that must beat the model at the stage (-metric: lower is better)"),
-    Param("min_delta", float, 0.0, "by how much beats must be beaten"),
-    TRACKING_URI, DEPLOYMENT,
-    Param("require_signature", str, None, "reject the candidate unless signed by this public key (PEM)"),
+    Param("min_delta", float, 0.0, "by how much --beats must be beaten"),
+    TRACKING_URI_ALIAS, DEPLOYMENT,
+    Param("require_signature", str, None,
+          "reject the candidate unless it is signed by this public key (PEM) and untampered", metavar="PUB"),
     *_ACCESS,
 )
 ROLLBACK: tuple[Param, ...] = (
-    REF, STAGE, TRACKING_URI, DEPLOYMENT,
-    Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)"),
+    REF, replace(STAGE, help="the stage tag to restore"), TRACKING_URI_ALIAS, DEPLOYMENT,
+    Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)",
+          metavar="DIGEST"),
     *_ACCESS,
 )
+SIGN: tuple[Param, ...] = (
+    REF, Param("key", str, None, "elliptic-curve private key, PEM", required=True, flag="--key", secret=True),
+    # from standard input on the command line (--key-password-stdin), else MODELHAUL_SIGNING_KEY_PASSWORD
+    Param("key_password", str, None, "the private key's password", secret=True, cli=False),
+    *_ACCESS,
+)
+VERIFY: tuple[Param, ...] = (
+    REF, Param("key", str, None, "the signer's public key, PEM", required=True, flag="--key"), *_ACCESS,
+)
 STEPS: dict[str, tuple[Param, ...]] = {"train": TRAIN, "package": PACKAGE, "parse": PARSE, "convert": CONVERT,
-                                       "deploy": DEPLOY, "promote": PROMOTE, "rollback": ROLLBACK}
+                                       "deploy": DEPLOY, "promote": PROMOTE, "rollback": ROLLBACK, "sign": SIGN,
+                                       "verify": VERIFY}
 
 
 def unknown(params: tuple[Param, ...], kwargs: Mapping[str, Any], step: str) -> None:

@@ -1,4 +1,9 @@
-"""What each command of ``modelhaul`` does: read its arguments, call one step, return the step's result."""
+"""What each command of ``modelhaul`` does: read its arguments, call one step, return the step's result.
+
+A step command's arguments are its step's declaration (:mod:`modelhaul.declarations`): the parser
+adds one per declared parameter and :func:`declared_kwargs` reads them back by name, so a parameter
+added to a declaration reaches the command line without an edit here.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,41 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul import steps
-from modelhaul.declarations import DEPLOY, REGISTRY_ACCESS_NAMES, Param
+from modelhaul.declarations import (
+    CONVERT,
+    DEPLOY,
+    PACKAGE,
+    PARSE,
+    PROMOTE,
+    REGISTRY_ACCESS,
+    REGISTRY_ACCESS_NAMES,
+    ROLLBACK,
+    SIGN,
+    TRAIN,
+    VERIFY,
+    Param,
+)
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 
 _KUBE = ("kubeconfig", "context", "in_cluster")
-DEPLOY_OPTIONS = tuple(p for p in DEPLOY if p.cli and p.name != "ref" and p.name not in REGISTRY_ACCESS_NAMES)
+
+
+def options_of(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    """A step's own command-line arguments: the registry access ones are every command's (and secrets none)."""
+    return tuple(p for p in params if p.cli and p.name not in REGISTRY_ACCESS_NAMES)
 
 
 def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"plain_http": args.plain_http, "insecure": args.insecure, "ca_file": args.ca_file}
+    return {p.name: getattr(args, p.name) for p in REGISTRY_ACCESS if p.cli}
+
+
+def declared_kwargs(args: argparse.Namespace, params: tuple[Param, ...]) -> dict[str, Any]:
+    """The step's arguments from the command line: each declared one by name, a file or KEY=VALUE list read."""
+    kwargs = {p.name: _declared_value(args, p) for p in params if p.cli}
+    for name, read in _READERS.items():
+        if name in kwargs:
+            kwargs[name] = read(kwargs[name])
+    return kwargs
 
 
 def _progress(args: argparse.Namespace):
@@ -95,32 +126,34 @@ def cmd_logout(args) -> dict[str, Any]:
 
 
 def cmd_import_mlflow(args) -> dict[str, Any]:
-    return steps.package(source=args.uri, ref=args.ref, tracking_uri=args.tracking_uri,
-                         bundle_format=args.format, **_registry_kwargs(args))
+    return steps.package(**declared_kwargs(args, PACKAGE))
 
 
-def cmd_train(args) -> dict[str, Any]:
+def _key_values(pairs: list[str] | None) -> dict[str, str]:
+    """``--param KEY=VALUE`` (repeatable) as the training parameters."""
     params = {}
-    for kv in args.param or []:
+    for kv in pairs or []:
         key, sep, value = kv.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--param {kv!r}: expected KEY=VALUE (e.g. --param c=0.5)")
         params[key] = value
-    return steps.train(entry_point=args.entry_point, params=params, tracking_uri=args.tracking_uri,
-                       experiment=args.experiment, registered_model=args.registered_model, alias=args.alias)
+    return params
+
+
+def cmd_train(args) -> dict[str, Any]:
+    return steps.train(**declared_kwargs(args, TRAIN))
 
 
 def cmd_parse(args) -> dict[str, Any]:
-    return steps.parse(ref=args.ref, dest_ref=args.dest, trust=args.trust, **_registry_kwargs(args))
+    return steps.parse(**declared_kwargs(args, PARSE))
 
 
 def cmd_convert(args) -> dict[str, Any]:
-    return steps.convert(ref=args.ref, to=args.to, dest_ref=args.dst, tolerance=args.tolerance,
-                         trust=args.trust, **_registry_kwargs(args))
+    return steps.convert(**declared_kwargs(args, CONVERT))
 
 
 def cmd_deploy(args) -> dict[str, Any]:
-    settings = {p.name: _declared_value(args, p) for p in DEPLOY_OPTIONS}
+    settings = declared_kwargs(args, DEPLOY)
     cluster = None
     if settings["render_dir"]:
         settings = {k: v for k, v in settings.items() if k not in _KUBE}
@@ -130,7 +163,7 @@ def cmd_deploy(args) -> dict[str, Any]:
             raise DeployError("no Kubernetes cluster configured: pass --render DIR to write the manifests, or "
                               "set KUBECONFIG / create ~/.kube/config (or pass --kubeconfig, --context, --in-cluster)")
         settings.update({k: cluster[k] for k in _KUBE})
-    result = steps.deploy(ref=args.ref, **settings, **_registry_kwargs(args))
+    result = steps.deploy(**settings)
     if cluster is not None:
         result["cluster"] = cluster["server"]
     return result
@@ -143,16 +176,11 @@ def _declared_value(args: argparse.Namespace, p: Param) -> Any:
 
 
 def cmd_promote(args) -> dict[str, Any]:
-    deployment = _deployment_arg(args.deployment)
-    return steps.promote(ref=args.ref, stage=args.stage, gate=args.gate, beats=args.beats,
-                         min_delta=args.min_delta, tracking_uri=args.tracking_uri, deployment=deployment,
-                         require_signature=args.require_signature, **_registry_kwargs(args))
+    return steps.promote(**declared_kwargs(args, PROMOTE))
 
 
 def cmd_rollback(args) -> dict[str, Any]:
-    deployment = _deployment_arg(args.deployment)
-    return steps.rollback(ref=args.ref, stage=args.stage, tracking_uri=args.tracking_uri, deployment=deployment,
-                          **_registry_kwargs(args))
+    return steps.rollback(**declared_kwargs(args, ROLLBACK))
 
 
 def _deployment_arg(path: str | None) -> dict[str, Any] | None:
@@ -178,8 +206,12 @@ def _deployment_arg(path: str | None) -> dict[str, Any] | None:
 
 def cmd_sign(args) -> dict[str, Any]:
     key_password = sys.stdin.readline().rstrip("\n") if args.key_password_stdin else None
-    return steps.sign(ref=args.ref, key=args.key, key_password=key_password, **_registry_kwargs(args))
+    return steps.sign(**declared_kwargs(args, SIGN), key_password=key_password)
 
 
 def cmd_verify(args) -> dict[str, Any]:
-    return steps.verify(ref=args.ref, key=args.key, **_registry_kwargs(args))
+    return steps.verify(**declared_kwargs(args, VERIFY))
+
+
+# declared values the command line gives in another form: a file, or KEY=VALUE pairs
+_READERS = {"params": _key_values, "deployment": _deployment_arg}

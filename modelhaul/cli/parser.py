@@ -1,11 +1,10 @@
-"""The ``modelhaul`` command's options, examples and help; the deploy options come from the step's declaration."""
+"""The ``modelhaul`` command's options, examples and help; a step command's options come from its declaration."""
 
 from __future__ import annotations
 
 import argparse
 
 from modelhaul.cli.commands import (
-    DEPLOY_OPTIONS,
     cmd_convert,
     cmd_deploy,
     cmd_export,
@@ -25,8 +24,22 @@ from modelhaul.cli.commands import (
     cmd_tag,
     cmd_train,
     cmd_verify,
+    options_of,
 )
-from modelhaul.declarations import Param
+from modelhaul.declarations import (
+    CONVERT,
+    DEPLOY,
+    PACKAGE,
+    PARSE,
+    PROMOTE,
+    REF,
+    REGISTRY_ACCESS,
+    ROLLBACK,
+    SIGN,
+    TRAIN,
+    VERIFY,
+    Param,
+)
 
 DESCRIPTION = "The ``modelhaul`` command: ormb-style verbs for the local store and registries, and the steps."
 # options whose value may start with '-' ("--beats -loss"): argparse would take it for an option
@@ -65,22 +78,26 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 
 def _add_declared(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> None:
-    """Options from a step's declaration: ``--flag`` per parameter, a true-by-default switch as ``--no-...``."""
+    """Arguments from a step's declaration: a required one without a flag is positional, the others are
+    ``--flag`` options (a true-by-default switch as ``--no-...``, a repeatable one appends)."""
     for p in params:
-        if p.type is bool:
+        if p.required and p.flag is None:
+            parser.add_argument(p.name, metavar=p.metavar, help=p.help)
+        elif p.type is bool:
             parser.add_argument(p.cli_flag, dest=("no_" if p.default else "") + p.name, action="store_true",
                                 help=("do not " if p.default else "") + p.help)
+        elif p.repeat:
+            parser.add_argument(p.cli_flag, dest=p.name, action="append", metavar=p.metavar, required=p.required,
+                                help=p.help)
         else:
             parser.add_argument(p.cli_flag, dest=p.name, default=p.default, choices=p.choices, metavar=p.metavar,
-                                type=p.type if p.type in (int, float) else None, help=p.help)
+                                type=p.type if p.type in (int, float) else None, required=p.required, help=p.help)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
-    common.add_argument("--plain-http", action="store_true", help="talk to the registry over plain HTTP")
-    common.add_argument("--insecure", action="store_true", help="skip TLS certificate verification (testing only)")
-    common.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify the registry's certificate")
+    _add_declared(common, tuple(p for p in REGISTRY_ACCESS if p.cli))
 
     p = argparse.ArgumentParser(prog="modelhaul", description=DESCRIPTION, formatter_class=_Formatter,
                                 epilog="Run `modelhaul COMMAND --help` for a command's options and an example.")
@@ -93,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    ref_help = "model reference: REGISTRY/REPO:TAG[@sha256:...] or oci:PATH:TAG"
+    ref_help = REF.help
     sp = add("save", cmd_save, "pack a model directory into the local store (or an oci: layout)",
              "modelhaul save ./iris registry.example.com/models/iris:v1")
     sp.add_argument("dir", help="model directory (ormbfile.yaml + model/, a bare, MLflow or Kitfile directory)")
@@ -146,66 +163,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("train", cmd_train, "run a training entry point under an MLflow run",
              "modelhaul train modelhaul.examples.iris:train --param n_estimators=50 --tracking-uri sqlite:///mlflow.db")
-    sp.add_argument("entry_point", help="package.module:function, or an MLflow Project directory")
-    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="training parameter (repeatable)")
-    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
-    sp.add_argument("--experiment", default="modelhaul", help="MLflow experiment name")
-    sp.add_argument("--registered-model", help="also register the model under this name")
-    sp.add_argument("--alias", help="alias to set on the registered version")
+    _add_declared(sp, options_of(TRAIN))
     sp = add("import-mlflow", cmd_import_mlflow, "publish an MLflow model (runs:/ or models:/) with its run metadata",
              "modelhaul import-mlflow models:/iris@champion registry.example.com/models/iris:v1 "
              "--tracking-uri sqlite:///mlflow.db")
-    sp.add_argument("uri", help="runs:/RUN_ID/NAME, models:/NAME/VERSION, models:/NAME@ALIAS or models:/m-ID")
-    sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
-    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
+    _add_declared(sp, options_of(PACKAGE))
     sp = add("parse", cmd_parse, "read the model's signature into its config and push the result",
              "modelhaul parse registry.example.com/models/iris:v1")
-    sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--dest", help="where to push the parsed artifact (default: the same tag)")
-    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files (runs their code)")
+    _add_declared(sp, options_of(PARSE))
     sp = add("convert", cmd_convert, "convert a model (ONNX, TorchScript) with a parity check",
              "modelhaul convert registry.example.com/models/iris:v1 registry.example.com/models/iris:v1-onnx")
-    sp.add_argument("ref", help="the model to convert (" + ref_help + ")")
-    sp.add_argument("dst", help="where to push the converted model")
-    sp.add_argument("--to", default="onnx", choices=["onnx", "torchscript"], help="target format")
-    sp.add_argument("--tolerance", type=float, help="largest output difference the parity check accepts")
-    sp.add_argument("--trust", action="store_true", help="allow loading pickle/joblib files (runs their code)")
+    _add_declared(sp, options_of(CONVERT))
     sp = add("deploy", cmd_deploy, "serve a model on Seldon Core or KServe (or render the manifests with --render)",
              "modelhaul deploy registry.example.com/models/iris@sha256:... --target kserve --namespace models\n"
              "  modelhaul deploy registry.example.com/models/iris:v1 --render ./gitops/iris   # no cluster\n\n"
              "The cluster is found like kubectl finds it: --kubeconfig, else $KUBECONFIG, else ~/.kube/config\n"
              "(its current context unless --context), else the pod's service account (--in-cluster, or\n"
              "automatically inside a pod). Manifests are written only with --render DIR.")
-    sp.add_argument("ref", help=ref_help)
-    _add_declared(sp, DEPLOY_OPTIONS)
+    _add_declared(sp, options_of(DEPLOY))
     sp = add("promote", cmd_promote, "move a stage tag to the model when its gate passes",
              "modelhaul promote registry.example.com/models/iris@sha256:... --gate \"accuracy >= 0.9\" "
              "--beats accuracy\n\n"
              f"Exit code {EXIT_REJECTED} when the model is rejected (gate, --beats, --require-signature): nothing "
              "moved;\n1 when promote itself failed.")
-    sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--stage", default="production", help="the stage tag to move")
-    sp.add_argument("--gate", action="append", help='e.g. "accuracy >= 0.9" (repeatable)')
-    sp.add_argument("--beats", help="metric that must beat the model at the stage (-metric: lower is better)")
-    sp.add_argument("--min-delta", type=float, default=0.0, help="by how much --beats must be beaten")
-    sp.add_argument("--tracking-uri", help="MLflow tracking URI (to move the registered model's alias too)")
-    sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
-    sp.add_argument("--require-signature", metavar="PUB",
-                    help="reject the candidate unless it is signed by this public key (PEM) and untampered")
+    _add_declared(sp, options_of(PROMOTE))
     sp = add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion",
              "modelhaul rollback registry.example.com/models/iris:v1 --stage production")
-    sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--stage", default="production", help="the stage tag to restore")
-    sp.add_argument("--tracking-uri", help="MLflow tracking URI (to move the registered model's alias too)")
-    sp.add_argument("--deployment", help="JSON file with the result of `deploy --json`")
+    _add_declared(sp, options_of(ROLLBACK))
     sp = add("sign", cmd_sign, "sign a model (OpenSSF model signing) and attach its SLSA provenance",
              "modelhaul sign registry.example.com/models/iris:v1 --key signing-key.pem")
-    sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--key", required=True, help="elliptic-curve private key, PEM")
+    _add_declared(sp, options_of(SIGN))
+    # the key's password is a secret: from standard input, never an argument (else MODELHAUL_SIGNING_KEY_PASSWORD)
     sp.add_argument("--key-password-stdin", action="store_true", help="read the key's password from standard input")
     sp = add("verify", cmd_verify, "check a model's signature, files and provenance against a public key",
              "modelhaul verify registry.example.com/models/iris:v1 --key signing-key.pub")
-    sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--key", required=True, help="the signer's public key, PEM")
+    _add_declared(sp, options_of(VERIFY))
     return p
