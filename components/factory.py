@@ -12,19 +12,21 @@ from collections.abc import Callable
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
 
-from modelhaul.components import functions
+from modelhaul.components import functions, recovery
 from modelhaul.components.runtime import Runtime, published
 
 #: The step components, in pipeline order, plus the exit-handler variant of rollback.
 STEP_NAMES = ("train", "package", "parse", "convert", "sign", "deploy", "promote", "smoke_check", "rollback")
 NAMES = (*STEP_NAMES, "rollback_on_failure")
+#: the components that run after promote (their bodies are in ``recovery``)
+RECOVERY = ("smoke_check", "rollback", "rollback_on_failure")
 
 
 def body(name: str) -> Callable:
     """The plain Python function behind component ``name``."""
     if name not in NAMES:
         raise KeyError(f"no component named {name!r}; known: {', '.join(NAMES)}")
-    return getattr(functions, name)
+    return getattr(recovery if name in RECOVERY else functions, name)
 
 
 def build(name: str, runtime: Runtime | None = None) -> BaseComponent:

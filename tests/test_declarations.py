@@ -247,11 +247,11 @@ def test_each_kfp_component_takes_its_steps_declaration(step):
     pytest.importorskip("kfp")
     import typing
 
-    import components.functions as functions
+    from modelhaul.components.factory import body
     from modelhaul.declarations import STEPS
 
     declared = {p.name: p for p in STEPS[step]}
-    taken = {k: v for k, v in inspect.signature(getattr(functions, step)).parameters.items()
+    taken = {k: v for k, v in inspect.signature(body(step)).parameters.items()
              if typing.get_origin(v.annotation) is not typing.Annotated}  # Input[...] / Output[...] artifacts
     assert set(taken) - set(declared) <= KFP_EXTRA, f"component {step}: not declared: {set(taken) - set(declared)}"
     excused = set(KFP_NOT_TAKEN) | KFP_NOT_TAKEN_BY.get(step, set())
