@@ -138,18 +138,20 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,
           include: Sequence[str] | None = None) -> dict[str, Any]:
     """Pull ``ref`` and write it out as ``dest/ormbfile.yaml`` + ``dest/model/...`` (ormb's layout).
 
+    Straight from the registry into ``dest`` (verified; each byte written once), using the blobs
+    the local store already has; ``modelhaul pull`` is what fills the store.
     ``dest`` must not exist or be empty; on any failure nothing is left behind there. ``include``
     (globs over ``model/<path>``, see :mod:`modelhaul.selection`) fetches and writes only the chosen
     files of a ModelPack artifact. Returns ``{ref, digest, path, model_dir, format, framework}``.
     """
     from modelhaul.bundle import unpack
-    from modelhaul.transfer import pull_to_layout
+    from modelhaul.transfer import pull_for_export
 
     r = parse(ref)
     dest = check_export_destination(dest)
     src = open_target(r, options)
-    with pull_to_layout(src, r.reference, include=include) as (layout, manifest):
-        cfg = unpack(manifest, layout, dest, include=include)
+    with pull_for_export(src, r.reference) as (layout, manifest, download):
+        cfg = unpack(manifest, layout, dest, include=include, download=download)
     return {
         "ref": str(r.with_digest(manifest.digest)),
         "digest": manifest.digest,

@@ -11,10 +11,13 @@ copy-on-write and costs nothing; otherwise ``copy_file_range`` copies in the ker
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 CHUNK = 8 << 20
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -95,3 +98,38 @@ def copy_file(src: str | Path, dst: str | Path, *, mode: int | None = None) -> s
             tmp.unlink()
         raise
     return how
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's ``renameat2`` (2.28+), or None."""
+    import ctypes
+
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
+def rename_noreplace(src: str | Path, dst_name: str, dst_dir_fd: int) -> None:
+    """Rename ``src`` to ``dst_name`` in the directory ``dst_dir_fd``; FileExistsError if anything is there.
+
+    ``renameat2(RENAME_NOREPLACE)`` where the kernel and filesystem have it. Renaming over an
+    existing file instead would make ext4 (``auto_da_alloc``) flush the whole file to disk first:
+    ~0.4 s per GiB on this kind of machine for a pull that is otherwise in the page cache.
+    Elsewhere: a new hard link, then the old name is removed (the file keeps one name).
+    """
+    import ctypes
+
+    renameat2 = _renameat2()
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(src), dst_dir_fd, os.fsencode(dst_name), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), dst_name)
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(src))
+    os.link(src, dst_name, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul import oci, referrers
-from modelhaul.bundle import Packed
+from modelhaul.bundle import Downloader, Packed
+from modelhaul.errors import DigestMismatch
 from modelhaul.store import LayoutTarget
 
 PARALLEL = int(os.environ.get("MODELHAUL_PARALLEL", "4"))
@@ -179,6 +180,51 @@ def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None =
         if not include:
             cache.put_manifest(manifest.data, manifest.media_type, None)
         yield cache, manifest
+
+
+class _StoreFirst:
+    """Blobs from the user's store where it holds them (a local copy beats a download), else ``src``."""
+
+    def __init__(self, store: LayoutTarget, src: oci.Target):
+        self.store, self.src = store, src
+
+    def blob_path(self, digest: str) -> Path | None:
+        try:
+            return self.store.blob_path(digest)
+        except DigestMismatch:  # a stored blob edited in place: it is gone now, download it instead
+            return None
+
+    def fetch_blob(self, digest: str, size: int, dest: Path) -> None:
+        (self.store if self.blob_path(digest) else self.src).fetch_blob(digest, size, dest)
+
+
+@contextlib.contextmanager
+def pull_for_export(src: oci.Target, reference: str) -> Iterator[tuple[Any, oci.Manifest, Downloader | None]]:
+    """What :func:`modelhaul.bundle.unpack` needs to write ``reference`` out straight from ``src``.
+
+    Yields ``(layout, manifest, download)``: from a registry, the blobs the user's store already
+    holds are copied from it and the rest are downloaded (verified, several at once) into the
+    export's own temp directory by ``download``, so each byte is written once: a pull for an
+    export does not fill the store. From an ``oci:`` layout, ``src`` itself and no download.
+    """
+    if isinstance(src, LayoutTarget):
+        yield src, src.get_manifest(reference), None
+        return
+    from modelhaul.store import default_store_path
+
+    store = LayoutTarget(default_store_path(), prefix=f"{src.host}/{src.repository}:")  # type: ignore[attr-defined]
+    layout = _StoreFirst(store, src)
+
+    def download(layers: list[dict[str, Any]], into: Path) -> dict[str, Path]:
+        sizes = {d["digest"]: int(d.get("size", 0)) for d in layers if layout.blob_path(d["digest"]) is None}
+        into.mkdir(exist_ok=True)
+        paths = {digest: into / f"blob-{i}" for i, digest in enumerate(sizes)}  # digests are not file names
+        _run_all(lambda digest: src.fetch_blob(digest, sizes[digest], paths[digest]), list(sizes),
+                 _parallelism(src))
+        return paths
+
+    with store.writing():  # garbage collection keeps the store's blobs while they are copied out
+        yield layout, src.get_manifest(reference), download
 
 
 def copy_referrers(src: oci.Target, dst: oci.Target, subject_digest: str) -> int:

@@ -160,6 +160,22 @@ def test_a_raw_layer_never_follows_a_symlink_an_earlier_layer_made(tmp_path, env
     _assert_refused(done, tmp_path, before)
 
 
+@pytest.mark.parametrize(("links", "raw"), [
+    ([_link("dir", ".")], [(f"dir/{TOKEN}", b"raw bytes")]),
+    ([_link(TOKEN, "sub"), _file("sub/x", b"x")], [(TOKEN, b"raw bytes")]),
+    ([], [("model.onnx", b"first"), ("model.onnx", b"second")]),  # one path, two layers
+], ids=["through-directory-link", "own-name-is-a-link", "written-twice"])
+def test_a_raw_layer_pulled_straight_from_a_registry_is_moved_into_place_as_safely(tmp_path, env, registry,
+                                                                                  links, raw):
+    """``export`` from a registry renames the downloaded blob into place instead of copying it."""
+    local = _layout(tmp_path / "evil", "modelpack", links, raw=raw)
+    ref = registry.ref(f"safety/raw-{uuid.uuid4().hex[:8]}", "v1")
+    transfer.copy(LayoutTarget(Path(local[4:-3])), "v1", artifacts.open_target(parse(ref), registry.options), "v1")
+    before = _snapshot(tmp_path)
+    done = _run("modelhaul.cli", "export", ref, str(tmp_path / "out"), "--plain-http", env=env)
+    _assert_refused(done, tmp_path, before)
+
+
 def test_a_benign_archive_still_extracts_with_links_inside(tmp_path, env):
     members = [_file("model.onnx", b"onnx"), _file("sub/data.bin", b"d"), _link("alias.onnx", "model.onnx"),
                _link("hard.onnx", "model.onnx", tarfile.LNKTYPE)]

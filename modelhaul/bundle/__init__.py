@@ -7,6 +7,7 @@ back on read; foreign artifacts (no annotation) get a config mapped from their o
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -62,6 +63,8 @@ class Packed:
 
 
 Digester = Callable[[Path], str]
+# brings the chosen layers' blobs a layout lacks into a directory, verified: {digest: owned file}
+Downloader = Callable[[list[dict[str, Any]], Path], dict[str, Path]]
 # uploads what a producer writes to a stream, returning (digest, size), or None when it cannot
 LayerStreamer = Callable[[Callable[[Any], tuple[str, int]]], "tuple[str, int] | None"]
 
@@ -254,6 +257,25 @@ def write_layer_file(blob: Path, root: Path, relpath: str) -> None:
         os.close(dir_fd)
 
 
+def move_layer_file(blob: Path, root: Path, relpath: str) -> None:
+    """Move a verified blob this pull downloaded (same filesystem) to ``root/relpath``: no second copy.
+
+    The directories are opened as :func:`write_layer_file` opens them (never through a link), and
+    the rename refuses a name that exists (a path written twice, or a link an earlier layer made).
+    """
+    from modelhaul import fscopy
+
+    parts = _safe_relpath(relpath).parts
+    dir_fd = _open_dir_inside(root, parts[:-1])
+    try:
+        os.chmod(blob, fscopy.default_mode())
+        fscopy.rename_noreplace(blob, parts[-1], dir_fd)
+    except FileExistsError:
+        raise UnsafeArchive(f"layer file path {relpath!r} is written twice by the artifact; refusing") from None
+    finally:
+        os.close(dir_fd)
+
+
 def _move_into_place(work: Path, dest: Path) -> None:
     """Rename the finished ``work`` directory to ``dest``; an existing (empty) ``dest`` is kept as it is."""
     from modelhaul import fscopy
@@ -282,10 +304,14 @@ def _extract_layer(layer: dict[str, Any], blob: Path, how: layers_mod.LayerPlan,
             plain.unlink(missing_ok=True)
 
 
-def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[str] | None = None) -> ModelConfig:
+def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[str] | None = None,
+           download: Downloader | None = None) -> ModelConfig:
     """Write ``dest/ormbfile.yaml`` + ``dest/model/...`` from an artifact whose blobs are in ``layout``.
 
-    ``include`` (globs, see :mod:`modelhaul.selection`) writes only the chosen files.
+    ``include`` (globs, see :mod:`modelhaul.selection`) writes only the chosen files. ``download``
+    (a pull straight into the export, see :func:`modelhaul.artifacts.fetch`) brings the blobs
+    ``layout`` lacks into a directory beside ``dest`` first; a raw layer's downloaded blob is then
+    renamed into place, so each byte is written once.
 
     Everything is written to a sibling temp directory first and renamed into place at the end, so
     a refused entry or a corrupt blob leaves nothing at ``dest``.
@@ -299,17 +325,26 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[st
         model = work / "model"
         model.mkdir()
         only_layer = len(manifest.layers) == 1
-        for layer in chosen_layers(manifest, include):
-            how = layers_mod.plan(kind, layer, only_layer=only_layer)
-            if how.how == "skip":
-                continue
-            blob = layout.blob_path(layer["digest"])
+        planned = [(layer, how) for layer in chosen_layers(manifest, include)
+                   if (how := layers_mod.plan(kind, layer, only_layer=only_layer)).how != "skip"]
+        owned = download([layer for layer, _ in planned], work / ".blobs") if download else {}
+        uses = collections.Counter(layer["digest"] for layer, _ in planned)
+        for layer, how in planned:
+            digest = layer["digest"]
+            uses[digest] -= 1
+            blob = owned.get(digest) or layout.blob_path(digest)
             if blob is None:
-                raise BundleError(f"blob {layer['digest']} is missing from the local store; pull again")
-            if how.how == "file":
+                raise BundleError(f"blob {digest} is missing from the local store; pull again")
+            last_use = digest in owned and uses[digest] == 0
+            if how.how == "file" and last_use:
+                move_layer_file(blob, model, how.path or "")
+            elif how.how == "file":
                 write_layer_file(blob, model, how.path or "")
             else:
                 _extract_layer(layer, blob, how, model, work)
+                if last_use:
+                    blob.unlink()  # room on the disk for the next layer of a big model
+        shutil.rmtree(work / ".blobs", ignore_errors=True)
         if oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}) and (
             kind == "oras" or not cfg.format
         ):  # a foreign artifact that does not say its format: the files are out, infer it from them
