@@ -82,7 +82,7 @@ class _Version(argparse.Action):
                          help="show program's version number and exit", **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        parser._print_message(f"{parser.prog} {_version()}\n", sys.stdout)
+        sys.stdout.write(f"{parser.prog} {_version()}\n")
         parser.exit()
 
 
