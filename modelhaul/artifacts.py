@@ -10,14 +10,16 @@ import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelhaul import oci
-from modelhaul.config import ModelConfig, Provenance
 from modelhaul.errors import ConfigError, NotFound
 from modelhaul.paths import scratch_dir
 from modelhaul.reference import Reference, parse, parse_destination
 from modelhaul.registry_options import RegistryOptions
+
+if TYPE_CHECKING:  # pydantic and yaml cost a re-publish more than its HEADs: imported where a config is built
+    from modelhaul.config import ModelConfig
 
 
 def open_target(ref: Reference, options: RegistryOptions | None = None) -> oci.Target:
@@ -45,26 +47,34 @@ def publish(
     inferred from the files). Returns ``{ref, digest, size, format, framework, media_type,
     bundle_format}`` where ``ref`` is digest-pinned.
     """
-    from modelhaul.bundle import pack
+    from modelhaul import packcache
     from modelhaul.transfer import push_packed, upload_digester
 
     r = parse_destination(ref, "publishing")
     target = open_target(r, options)
+    seen = packcache.look(src, bundle_format, config)
+    known = packcache.lookup(seen)
+    if known is not None:  # packed before and unchanged since: HEADs and the manifest, no config built
+        digest = push_packed(known, target, tag=r.tag or "latest")
+        return _result(r, digest, known, known.format, known.framework, bundle_format)
+    from modelhaul.bundle import pack
+
     with pack(Path(src), bundle_format=bundle_format, config=config, digester=upload_digester(target),
               stream_layer=getattr(target, "upload_stream", None)) as p:
         digest = push_packed(p, target, tag=r.tag or "latest")
-        return _result(r, digest, p.manifest_media_type, p.config, p.size, bundle_format)
+        packcache.remember(seen, p)
+        return _result(r, digest, p, p.config.format, p.config.framework, bundle_format)
 
 
-def _result(r: Reference, digest: str, media_type: str, cfg: ModelConfig, size: int, bundle_format: str
+def _result(r: Reference, digest: str, packed: Any, fmt: str | None, framework: str | None, bundle_format: str
             ) -> dict[str, Any]:
     return {
         "ref": str(r.with_digest(digest)),
         "digest": digest,
-        "size": size,
-        "format": cfg.format,
-        "framework": cfg.framework,
-        "media_type": media_type,
+        "size": packed.size,
+        "format": fmt,
+        "framework": framework,
+        "media_type": packed.manifest_media_type,
         "bundle_format": bundle_format,
     }
 
@@ -197,6 +207,8 @@ def checkout(ref: str, options: RegistryOptions | None = None) -> Iterator[tuple
 
 def with_parent(cfg: ModelConfig, parent: str) -> ModelConfig:
     """``cfg`` with ``provenance.parent`` set to the digest-pinned ``parent``."""
+    from modelhaul.config import Provenance
+
     prov = cfg.provenance or Provenance()
     return cfg.model_copy(update={"provenance": prov.model_copy(update={"parent": parent})})
 

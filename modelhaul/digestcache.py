@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from modelhaul import oci
@@ -44,6 +45,15 @@ def _db() -> sqlite3.Connection | None:
             return None
         _conn, _conn_path = conn, path
         return conn
+
+
+@contextlib.contextmanager
+def database() -> Iterator[sqlite3.Connection | None]:
+    """The cache's SQLite connection (None when it cannot be opened), held under this process's lock:
+    other caches of what is known about unchanged files keep their tables in the same file."""
+    db = _db()
+    with _lock:
+        yield db
 
 
 def lookup(path: str | Path, st: os.stat_result | None = None) -> str | None:

@@ -13,12 +13,14 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelhaul import oci, referrers
-from modelhaul.bundle import Downloader, Packed
 from modelhaul.errors import DigestMismatch
 from modelhaul.store import LayoutTarget
+
+if TYPE_CHECKING:
+    from modelhaul.bundle import Downloader
 
 PARALLEL = int(os.environ.get("MODELHAUL_PARALLEL", "4"))
 Progress = Callable[[str, int], None]
@@ -39,7 +41,15 @@ def _parallelism(target: oci.Target) -> int:
     return 1 if isinstance(target, LayoutTarget) else PARALLEL
 
 
-def push_packed(packed: Packed, target: oci.Target, tag: str | None, progress: Progress | None = None) -> str:
+class Pushable(Protocol):
+    """An artifact ready to push: a :class:`~modelhaul.bundle.Packed`, or one the pack cache remembers."""
+
+    manifest: bytes
+    manifest_media_type: str
+    blobs: list[oci.Blob]
+
+
+def push_packed(packed: Pushable, target: oci.Target, tag: str | None, progress: Progress | None = None) -> str:
     """Upload a packed artifact's blobs, then its manifest (under ``tag``). Returns the manifest digest."""
     # biggest first, so the long uploads start early and small ones fill the gaps
     blobs = sorted(packed.blobs, key=lambda b: -b.size)

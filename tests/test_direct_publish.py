@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -51,3 +54,102 @@ def test_push_dir_uploads_new_bytes_once_and_republishes_with_heads(registry, mo
                            options=registry.options)
     assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
     assert back["digest"] == first["digest"]
+
+
+# -- re-publishing from the pack cache: nothing packing reads may change unseen -------------------
+
+
+def _push(src, ref, *extra, home=None) -> dict:
+    """``modelhaul push DIR REF --json`` in its own process (``home``: another MODELHAUL_HOME)."""
+    env = dict(os.environ, **({"MODELHAUL_HOME": str(home)} if home else {}))
+    out = subprocess.run([sys.executable, "-m", "modelhaul.cli", "push", str(src), ref, "--plain-http", "--json",
+                          *extra], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _edit_file(src):
+    (src / "model" / "weights.bin").write_bytes(os.urandom(3 * MiB))  # same size, new bytes
+
+
+def _add_file(src):
+    (src / "model" / "README.md").write_text("# a model\n")
+
+
+def _remove_file(src):
+    (src / "model" / "config.json").unlink()
+
+
+def _rename_file(src):
+    (src / "model" / "config.json").rename(src / "model" / "settings.json")
+
+
+def _edit_ormbfile(src):
+    (src / "ormbfile.yaml").write_text("author: someone else\nformat: PyTorch\n")
+
+
+def _make_executable(src):
+    (src / "model" / "config.json").chmod(0o755)
+
+
+@pytest.mark.parametrize("change", [_edit_file, _add_file, _remove_file, _rename_file, _edit_ormbfile,
+                                    _make_executable])
+def test_a_change_to_what_packing_reads_packs_again(registry, model, tmp_path, change):
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    first = _push(model, ref)
+    assert _push(model, ref) == first  # unchanged: the remembered artifact, the same answer
+    change(model)
+    again = _push(model, ref)
+    assert again["digest"] != first["digest"]
+    assert again["digest"] == _push(model, ref, home=tmp_path / "fresh")["digest"]  # what no cache gives
+
+
+def test_a_changed_config_file_packs_again(registry, model, tmp_path):
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    cfg = tmp_path / "override.yaml"
+    cfg.write_text("description: first\n")
+    first = _push(model, ref, "--config", str(cfg))
+    assert _push(model, ref, "--config", str(cfg)) == first
+    cfg.write_text("description: second\n")
+    again = _push(model, ref, "--config", str(cfg))
+    assert again["digest"] != first["digest"]
+    assert again["digest"] == _push(model, ref, "--config", str(cfg), home=tmp_path / "fresh")["digest"]
+    assert _push(model, ref)["digest"] not in (first["digest"], again["digest"])  # and without --config
+
+
+def test_a_remembered_artifact_goes_up_whole_to_a_repository_that_lacks_it(registry, model, tmp_path):
+    first = _push(model, f"{registry.host}/{unique_repo()}:v1")
+    other = _push(model, f"{registry.host}/{unique_repo()}:v1")  # HEADs miss: every blob is sent
+    assert other["digest"] == first["digest"]
+    artifacts.fetch(other["ref"], tmp_path / "out", options=registry.options)
+    assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
+
+
+def test_a_cache_row_naming_a_file_outside_the_model_is_not_trusted(registry, model, tmp_path):
+    first = _push(model, f"{registry.host}/{unique_repo()}:v1")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"not for the registry")
+    with sqlite3.connect(tmp_path / "home" / "digests.sqlite") as db:
+        assert db.execute("UPDATE packs SET paths=?", (json.dumps([str(secret)] * 2),)).rowcount == 1
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    with faulty_proxy(registry) as proxy:
+        assert _push(model, ref.replace(registry.host, proxy.host))["digest"] == first["digest"]
+        sent = sum(r.body_size for r in proxy.requests if r.method in ("PATCH", "PUT") and "/blobs/" in r.path)
+    assert sent >= 3 * MiB  # packed again from the directory, not from the row's paths
+    artifacts.fetch(ref, tmp_path / "out", options=registry.options)
+    assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
+
+
+HEAVY = ("pydantic", "yaml", "rich", "jsonschema", "modelhaul.config", "modelhaul.bundle")
+
+
+def test_republishing_an_unchanged_model_builds_no_config(registry, model):
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    first = _push(model, ref)
+    code = ("import json, sys\nfrom modelhaul.cli import main\n"
+            f"rc = main(['push', {str(model)!r}, {ref!r}, '--plain-http', '--json'])\n"
+            f"sys.stderr.write(json.dumps([rc, sorted(m for m in {HEAVY!r} if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    rc, heavy = json.loads(out.stderr.splitlines()[-1])
+    assert rc == 0 and json.loads(out.stdout) == first
+    assert heavy == []
