@@ -27,6 +27,9 @@ MiB = 1 << 20
 def ranged(target: RegistryTarget, parts: int = 3) -> RegistryTarget:
     target.range_threshold = MiB
     target.range_parts = parts
+    target.range_chunk = MiB  # pieces of 1 MiB, handed out in order to ``parts`` connections
+    target.range_probe = MiB  # after the first piece on one connection, ...
+    target.range_below = float("inf")  # ... one connection is never fast enough: the rest in parallel
     target.backoff = 0.01
     return target
 
@@ -47,20 +50,20 @@ def test_a_large_blob_comes_in_parallel_ranges_with_the_exact_bytes(registry, pu
         ranged(RegistryTarget(proxy.host, repo, proxy.options)).fetch_blob(blob.digest, blob.size, tmp_path / "out")
         asked = sorted(r.headers.get("Range") for r in proxy.seen("GET", "/blobs/"))
     assert (tmp_path / "out").read_bytes() == data
-    step = -(-blob.size // 3)
-    assert asked == [f"bytes=0-{step - 1}", f"bytes={step}-{2 * step - 1}", f"bytes={2 * step}-{blob.size - 1}"]
+    starts = range(0, blob.size, MiB)
+    assert asked == sorted(f"bytes={s}-{min(s + MiB, blob.size) - 1}" for s in starts)  # each piece once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src.bin"]  # no partial file left
 
 
 def test_a_range_cut_short_is_asked_for_again_and_the_result_is_exact(registry, pushed, tmp_path):
     repo, blob, data = pushed
-    step = -(-blob.size // 3)
+    step = MiB
     with faulty_proxy(registry, Fault("GET", "/blobs/", "truncate", count=1)) as proxy:
         t = ranged(RegistryTarget(proxy.host, repo, proxy.options))
         t.fetch_blob(blob.digest, blob.size, tmp_path / "out")
         asked = [r.headers.get("Range") for r in proxy.seen("GET", "/blobs/")]
     assert (tmp_path / "out").read_bytes() == data
-    assert len(asked) == 4  # the first range twice: its second request starts where the cut left it
+    assert len(asked) == 6 + 1  # the first piece twice: its second request starts where the cut left it
     resumed = [a for a in asked if a.startswith("bytes=") and a.endswith(f"-{step - 1}")]
     assert len(resumed) == 2 and resumed[1] != "bytes=0-" + str(step - 1)
 
@@ -100,7 +103,7 @@ def test_a_corrupt_range_is_refused_and_nothing_is_left(tmp_path):
     with hostile_registry(serve_ranges(data, corrupt_at=3 * MiB)) as (host, state):
         with pytest.raises(DigestMismatch, match="the downloaded bytes hash to sha256:"):
             hostile_target(host).fetch_blob(digest, len(data), tmp_path / "out" / "blob")
-        assert len(state.paths) == 3
+        assert len(state.paths) == 4  # every piece once: the mismatch shows only in the whole
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -119,7 +122,19 @@ def test_a_registry_that_ignores_range_still_gives_the_blob_in_one_stream(tmp_pa
     with hostile_registry(serve_ranges(data, ranges=False)) as (host, state):
         t = hostile_target(host)
         t.fetch_blob(digest, len(data), tmp_path / "blob")
-        assert [h.get("Range") for h in state.headers] == [f"bytes=0-{MiB - 1}", None]
+        assert [h.get("Range") for h in state.headers] == [f"bytes=0-{MiB - 1}"]  # and got it all in one
         t.fetch_blob(digest, len(data), tmp_path / "again")  # remembered: no ranged try this time
-        assert len(state.paths) == 3
+        assert [h.get("Range") for h in state.headers] == [f"bytes=0-{MiB - 1}", None]
     assert (tmp_path / "blob").read_bytes() == data == (tmp_path / "again").read_bytes()
+
+
+def test_a_connection_that_keeps_up_brings_the_rest_alone(registry, pushed, tmp_path):
+    """On a fast link more connections only compete for the CPU: after the probe, one GET for the rest."""
+    repo, blob, data = pushed
+    with faulty_proxy(registry) as proxy:
+        target = ranged(RegistryTarget(proxy.host, repo, proxy.options))
+        target.range_below = 0  # any rate keeps up
+        target.fetch_blob(blob.digest, blob.size, tmp_path / "out")
+        asked = [r.headers.get("Range") for r in proxy.seen("GET", "/blobs/")]
+    assert asked == [f"bytes=0-{MiB - 1}", f"bytes={MiB}-"]
+    assert (tmp_path / "out").read_bytes() == data

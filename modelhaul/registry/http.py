@@ -20,7 +20,7 @@ from modelhaul.registry_options import RegistryOptions
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
-RECV_PIECE = 2 * MiB  # read/hash/write granularity of large downloads (x3 buffers x 4 parallel blobs)
+RECV_PIECE = MiB  # read/write/hash granularity of large downloads (x6 buffers x 4 parallel blobs)
 BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 MANIFEST_ACCEPT = ", ".join([
     oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
@@ -101,7 +101,10 @@ class RegistryClient:
     parallel = 4
     max_tag_pages = 1000  # a tag list longer than this many pages is refused, not followed forever
     range_threshold = 512 * MiB  # blobs at least this big come down in parallel ranged GETs
-    range_parts = 4  # how many ranges (connections) such a blob is split into
+    range_parts = 4  # how many connections such a blob comes down over
+    range_chunk = 32 * MiB  # the ranged GETs' size: handed out in order, so hashing follows closely
+    range_probe = 64 * MiB  # a large blob's first bytes, on one connection, timed to choose between
+    range_below = 512 * MiB  # ... going on alone (this many bytes/s or more) and parallel ranges
 
     def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
                  *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
