@@ -59,14 +59,11 @@ def child(kind: str, args: dict) -> dict:
 
         t0 = time.perf_counter()
         artifacts.fetch(args["ref"], args["dest"], options=opts, include=args.get("include"))
-    elif kind == "save_store":  # `modelhaul save`: hash, then copy each file into the store (it owns its bytes)
-        from modelhaul.bundle import pack
-        from modelhaul.store import user_store
-        from modelhaul.transfer import push_packed
+    elif kind == "save_store":  # `modelhaul save`: hash while the kernel copies each new file into the store
+        from modelhaul import verbs
 
         t0 = time.perf_counter()
-        with pack(Path(args["dir"])) as packed:
-            out["digest"] = push_packed(packed, user_store(args["ref"].rsplit(":", 1)[0]), "v1")
+        out["digest"] = verbs.save(directory=args["dir"], ref=args["ref"])["digest"]
     elif kind == "push_store":  # `modelhaul push`: the store's blobs to the registry
         from modelhaul import artifacts, transfer
         from modelhaul.reference import parse

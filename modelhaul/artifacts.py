@@ -59,8 +59,9 @@ def publish(
         return _result(r, digest, known, known.format, known.framework, bundle_format)
     from modelhaul.bundle import pack
 
-    with pack(Path(src), bundle_format=bundle_format, config=config, digester=upload_digester(target),
-              stream_layer=getattr(target, "upload_stream", None)) as p:
+    writing = target.writing() if r.is_layout else contextlib.nullcontext()  # blobs go in before the manifest
+    with writing, pack(Path(src), bundle_format=bundle_format, config=config, digester=upload_digester(target),
+                       stream_layer=getattr(target, "upload_stream", None)) as p:
         digest = push_packed(p, target, tag=r.tag or "latest")
         packcache.remember(seen, p)
         return _result(r, digest, p, p.config.format, p.config.framework, bundle_format)

@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,6 +180,45 @@ class LayoutTarget:
             dst.unlink()  # the source was written to while we copied it: the copy is not that digest
             raise changed
         digestcache.remember(dst, blob.digest)  # copied from verified, unchanged bytes: trusted without a re-read
+
+    def upload_file(self, path: Path, media_type: str = "application/octet-stream",
+                    annotations: dict[str, str] | None = None) -> oci.Blob:
+        """Store a file whose digest is not known yet: hash it on one thread while the kernel copies it.
+
+        The two passes over the file run at once (hashing ~0.7 s per GiB on one core, the copy
+        ~0.4 s on another), so ``save`` costs about the hash alone instead of hash plus copy. The
+        copy lands in a temp file in the store and is renamed to its digest; a file written to
+        meanwhile is refused, as in :meth:`put_blob`.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from modelhaul import digestcache
+
+        self._init()
+        path = Path(path)
+        before = os.stat(path)
+        tmp = self.root / "blobs" / f".upload.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="modelhaul-hash") as pool:
+                hashed = pool.submit(oci.sha256_file, path)
+                store_copy(path, tmp)
+                digest = hashed.result()
+            after = os.stat(path)
+            if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+                raise DigestMismatch(f"{path} changed while it was saved; save the model again")
+            dst = self.path_for(digest)
+            if dst.is_file() and digestcache.verify(dst, digest):
+                tmp.unlink()
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        digestcache.remember(dst, digest)  # copied from unchanged bytes while they were hashed
+        digestcache.remember(path, digest, before)
+        return oci.Blob(media_type, digest, before.st_size, path=path, annotations=dict(annotations or {}))
 
     def fetch_blob(self, digest: str, size: int, dest: Path) -> None:
         from modelhaul import fscopy

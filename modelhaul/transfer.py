@@ -74,11 +74,12 @@ STREAM_HASH_MIN = 32 << 20  # below this, hashing first costs little and lets HE
 
 
 def upload_digester(target: oci.Target) -> Callable[[Path], str] | None:
-    """For a registry target: a digester that uploads new large files while hashing them.
+    """A digester that stores new large files in ``target`` while hashing them.
 
-    A file whose digest the cache knows (unchanged since it was last hashed) is not read at all;
-    a new or changed large file goes up in PATCH chunks with its digest computed on the way, so
-    publishing reads it once instead of hash-then-upload. Small files are just hashed.
+    A file whose digest the cache knows (unchanged since it was last hashed) is not read at all.
+    A new or changed large file goes up to a registry in PATCH chunks with its digest computed on
+    the way, so publishing reads it once instead of hash-then-upload; into a local layout it is
+    copied by the kernel while another thread hashes it. Small files are just hashed.
     """
     upload = getattr(target, "upload_file", None)
     if upload is None:

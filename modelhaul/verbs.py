@@ -48,10 +48,11 @@ def save(*, directory: str, ref: str, bundle_format: str = "modelpack", config: 
     if r.is_layout:
         return artifacts.publish(directory, ref, bundle_format=bundle_format, config=config)
     from modelhaul.bundle import pack
-    from modelhaul.transfer import push_packed
+    from modelhaul.transfer import push_packed, upload_digester
 
     store, r = _store_for(ref)
-    with pack(Path(directory), bundle_format=bundle_format, config=config) as p:
+    with store.writing(), pack(Path(directory), bundle_format=bundle_format, config=config,
+                               digester=upload_digester(store)) as p:
         digest = push_packed(p, store, r.tag or "latest")
         return {"ref": str(r.with_tag(r.tag or "latest").with_digest(digest)), "digest": digest,
                 "size": p.size, "format": p.config.format, "bundle_format": bundle_format}

@@ -285,3 +285,22 @@ def test_sigterm_during_an_export_leaves_no_partial_directory(tmp_path):
         proc.kill()
     assert proc.returncode == 143, err
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_large_new_file_is_copied_into_the_store_while_it_is_hashed(tmp_path):
+    """Files of 32 MiB and more go in through ``upload_file`` (hash and kernel copy at once)."""
+    env = {**os.environ, "MODELHAUL_HOME": str(tmp_path / "home")}
+    (tmp_path / "m").mkdir()
+    weights = tmp_path / "m" / "model.bin"
+    weights.write_bytes(os.urandom(40 << 20))
+    done = _cli("save", str(tmp_path / "m"), "localhost:5000/big/m:v1", env=env)
+    assert done.returncode == 0, done.stderr
+    blobs = [p for p in (tmp_path / "home").rglob("blobs/sha256/*") if p.stat().st_size == 40 << 20]
+    assert len(blobs) == 1 and oci.sha256_file(blobs[0]) == f"sha256:{blobs[0].name}"
+    assert blobs[0].stat().st_ino != weights.stat().st_ino and stat.S_IMODE(blobs[0].stat().st_mode) == 0o444
+    assert not [p for p in (tmp_path / "home").rglob("*.tmp")]  # the copy's temp file was renamed
+    with open(weights, "r+b") as f:  # an in-place edit after the save does not reach the saved version
+        f.write(b"edited")
+    done = _cli("export", "localhost:5000/big/m:v1", str(tmp_path / "out"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert oci.sha256_file(tmp_path / "out/model/model.bin") == f"sha256:{blobs[0].name}"
