@@ -140,3 +140,31 @@ def test_without_renameat2_the_move_still_refuses_a_second_write(registry, tmp_p
     with pytest.raises(UnsafeArchive, match="written twice"):
         artifacts.fetch(ref2, tmp_path / "out2", options=registry.options)
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_full_disk_is_said_at_once_and_not_retried_as_a_network_failure(registry, tmp_path):
+    """A write that fails here (the file-size limit stands in for a full disk) is one line, one GET."""
+    src = tmp_path / "src"
+    (src / "model").mkdir(parents=True)
+    (src / "model" / "model.bin").write_bytes(os.urandom(20 * MiB))
+    ref = registry.ref(unique_repo("direct"), "v1")
+    artifacts.publish(src, ref, options=registry.options)
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))\n"
+        "from modelhaul.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = dict(os.environ, MODELHAUL_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    with faulty_proxy(registry) as proxy:
+        done = subprocess.run([sys.executable, "-c", script, "export", ref.replace(registry.host, proxy.host),
+                               str(tmp_path / "out"), "--plain-http"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        gets = proxy.seen("GET", "/blobs/sha256:")
+    assert done.returncode == 1, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "writing the download failed (File too large)" in done.stderr and str(tmp_path) in done.stderr
+    assert len(gets) == 1  # not retried as if the registry had failed
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "src"]

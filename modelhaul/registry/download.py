@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from modelhaul.errors import AuthError, DigestMismatch, NotFound
+from modelhaul.errors import AuthError, DigestMismatch, ModelhaulError, NotFound
 from modelhaul.registry.http import (
     PIECE,
     RECV_PIECE,
@@ -29,6 +29,13 @@ from modelhaul.registry.http import (
     _read_bounded,
     _Transient,
 )
+
+
+def _local_write_failed(where: str, e: OSError) -> ModelhaulError:
+    """A failed write on this machine (disk full, file too large): said at once, not retried as a
+    network failure; the partial file is kept so the next attempt resumes."""
+    return ModelhaulError(f"{Path(where).parent}: writing the download failed ({e.strerror or e}); free space there "
+                          "(or choose another destination) and run the command again")
 
 
 class _Hasher:
@@ -105,7 +112,10 @@ class _Partial:
 
     def write(self, data: memoryview) -> None:
         """Write without hashing (the caller hashes, in order)."""
-        self.f.write(data)
+        try:
+            self.f.write(data)
+        except OSError as e:
+            raise _local_write_failed(self.f.name, e) from None
         self.offset += len(data)
 
     def digest(self) -> str:
@@ -280,7 +290,7 @@ class BlobDownloads(RegistryClient):
                                              f"registry sent {got or 'no Content-Range'}; refusing the blob")
                     accepted.set()
                     try:
-                        self._receive_range(resp, fd, i, end, done, cond, failed, what)
+                        self._receive_range(resp, fd, part.f.name, i, end, done, cond, failed, what)
                     except (DigestMismatch, _Transient):
                         raise
                     except Exception as e:
@@ -308,7 +318,10 @@ class BlobDownloads(RegistryClient):
                 accepted.set()  # release the waiting connections: they see ``failed`` and stop
 
         try:
-            os.ftruncate(fd, size)
+            try:
+                os.ftruncate(fd, size)
+            except OSError as e:
+                raise _local_write_failed(part.f.name, e) from None
             parts = min(self.range_parts, len(spans))
             with ThreadPoolExecutor(parts, thread_name_prefix="modelhaul-range") as pool:
                 futures = [pool.submit(connection, n == 0) for n in range(parts)]
@@ -331,7 +344,7 @@ class BlobDownloads(RegistryClient):
         part.h, part.offset = h, size  # type: ignore[possibly-undefined]
         return f"{part.algo}:{h.hexdigest()}"
 
-    def _receive_range(self, resp: requests.Response, fd: int, i: int, end: int, done: list[int],
+    def _receive_range(self, resp: requests.Response, fd: int, path: str, i: int, end: int, done: list[int],
                        cond: threading.Condition, failed: list[BaseException], what: str) -> None:
         """Write one range's body at its place in the file, advancing its frontier ``done[i]``."""
         readinto = _body_reader(resp)
@@ -343,7 +356,10 @@ class BlobDownloads(RegistryClient):
                 raise _Transient(f"connection closed at {done[i]} of range ending {end}")
             written = 0
             while written < n:
-                written += os.pwrite(fd, view[written:n], done[i] + written)
+                try:
+                    written += os.pwrite(fd, view[written:n], done[i] + written)
+                except OSError as e:
+                    raise _local_write_failed(path, e) from None
             with cond:
                 done[i] += n
                 cond.notify_all()
