@@ -23,12 +23,6 @@ MiB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MODELHAUL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def model(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     (src / "model" / "copies").mkdir(parents=True)
@@ -91,15 +85,20 @@ def test_a_corrupt_blob_leaves_no_export_and_no_temp_files(registry, tmp_path, h
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "src"]
 
 
+def one_file_model(registry, tmp_path: Path, size: int) -> str:
+    """A model of one random file of ``size`` bytes, published; its reference."""
+    (tmp_path / "src" / "model").mkdir(parents=True)
+    (tmp_path / "src" / "model" / "model.bin").write_bytes(os.urandom(size))
+    (tmp_path / "src" / "ormbfile.yaml").write_text("format: ONNX\n")  # ormb's layout: the files under model/
+    ref = registry.ref(unique_repo("direct"), "v1")
+    artifacts.publish(tmp_path / "src", ref, options=registry.options)
+    return ref
+
+
 def test_each_byte_is_written_once(registry, tmp_path):
     """The kernel's count of bytes the process wrote (``wchar``: write, pwrite, copy_file_range)."""
-    src = tmp_path / "src"
-    (src / "model").mkdir(parents=True)
     size = 32 * MiB
-    (src / "model" / "model.bin").write_bytes(os.urandom(size))
-    (src / "ormbfile.yaml").write_text("format: ONNX\n")
-    ref = registry.ref(unique_repo("direct"), "v1")
-    artifacts.publish(src, ref, options=registry.options)
+    ref = one_file_model(registry, tmp_path, size)
     script = (
         "import json, sys\n"
         "from modelhaul import artifacts\n"
@@ -144,11 +143,7 @@ def test_without_renameat2_the_move_still_refuses_a_second_write(registry, tmp_p
 
 def test_a_full_disk_is_said_at_once_and_not_retried_as_a_network_failure(registry, tmp_path):
     """A write that fails here (the file-size limit stands in for a full disk) is one line, one GET."""
-    src = tmp_path / "src"
-    (src / "model").mkdir(parents=True)
-    (src / "model" / "model.bin").write_bytes(os.urandom(20 * MiB))
-    ref = registry.ref(unique_repo("direct"), "v1")
-    artifacts.publish(src, ref, options=registry.options)
+    ref = one_file_model(registry, tmp_path, 20 * MiB)
     script = (
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"

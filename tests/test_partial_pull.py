@@ -17,12 +17,6 @@ from modelhaul.errors import ConfigError
 from tests.fixtures.registry import faulty_proxy, unique_repo
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MODELHAUL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def ten_files(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     (src / "model" / "shards").mkdir(parents=True)
