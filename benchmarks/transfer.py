@@ -206,7 +206,10 @@ class Bench:
         return res["seconds"], rss, res
 
     def best(self, fn) -> tuple[float, float, dict]:
-        runs = [fn() for _ in range(self.repeat)]
+        runs = []
+        for _ in range(self.repeat):
+            os.sync()  # the previous step's dirty pages are written now, not during this measurement
+            runs.append(fn())
         return min(runs, key=lambda r: r[0])
 
     # curl: the floor
@@ -467,9 +470,9 @@ def render(cases: list[dict], started: str, duration: float, quick: bool, skip: 
         f"{' --quick' if quick else ''}{skipped}`.",
         "",
         "Ratios are wall time over curl's for the same bytes (PUT for uploads, GET for downloads). "
-        "Peak RSS is the largest process of each child's tree (GNU time). Absolute times are noisy "
-        "on a shared machine (disk writeback from the previous step weighs on the next): compare "
-        "within one run.",
+        "Peak RSS is the largest process of each child's tree (GNU time). Every measurement starts "
+        "after a `sync`, so the previous step's writeback does not weigh on it. Absolute times are "
+        "noisy on a shared machine: compare within one run.",
         "",
     ]
     for c in cases:
