@@ -335,12 +335,6 @@ class BlobDownloads(RegistryClient):
                     hasher.work.put((buf, n))
                 if self.progress:
                     self.progress(n)
-        except BaseException:
-            if hasher is not None:
-                hasher.close()
-                hasher = None
-            part.resync_if_torn()
-            raise
-        finally:
+        finally:  # a failed write is not retried (see _local_write_failed): nothing to re-hash
             if hasher is not None:
                 hasher.close()

@@ -3,7 +3,6 @@ the thread that hashes received pieces while the next ones arrive."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import queue
@@ -17,7 +16,8 @@ from modelhaul.registry.http import RECV_PIECE, MiB
 
 def _local_write_failed(where: str, e: OSError) -> ModelhaulError:
     """A failed write on this machine (disk full, file too large): said at once, not retried as a
-    network failure; the partial file is kept so the next attempt resumes."""
+    network failure. A pull into the store keeps its partial file, and the next process resumes it
+    (re-hashing what the file holds, torn last piece included)."""
     return ModelhaulError(f"{Path(where).parent}: writing the download failed ({e.strerror or e}); free space there "
                           "(or choose another destination) and run the command again")
 
@@ -76,13 +76,6 @@ class _Partial:
         while n := self.f.readinto(buf):
             self.h.update(view[:n])
         self.offset = self.f.seek(0, os.SEEK_END)
-
-    def resync_if_torn(self) -> None:
-        """After a failed write: re-hash from the file if it holds more than was hashed (a torn piece)."""
-        with contextlib.suppress(OSError):
-            self.f.flush()
-        if os.fstat(self.f.fileno()).st_size != self.offset:
-            self.resync()
 
     def reset(self) -> None:
         self.f.seek(0)
