@@ -163,3 +163,35 @@ def test_a_full_disk_is_said_at_once_and_not_retried_as_a_network_failure(regist
     assert len(gets) == 1  # not retried as if the registry had failed
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "src"]
+
+
+def test_a_pull_cut_by_a_full_disk_resumes_from_what_the_file_holds(registry, tmp_path):
+    """``pull`` keeps its partial file in the store; the next process asks only for the rest."""
+    size = 20 * MiB
+    ref = one_file_model(registry, tmp_path, size)
+    limit = 8 * MiB + 512 * 1024  # the 9th 1 MiB piece is written half
+    script = (
+        "import resource, signal, sys\n"
+        "if sys.argv[1] == 'limited':\n"
+        "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "from modelhaul.cli import main\n"
+        "sys.exit(main(sys.argv[2:]))\n"
+    )
+    env = dict(os.environ, MODELHAUL_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    with faulty_proxy(registry) as proxy:
+        pref = ref.replace(registry.host, proxy.host)
+        first = subprocess.run([sys.executable, "-c", script, "limited", "pull", pref, "--plain-http"], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert first.returncode == 1 and "writing the download failed" in first.stderr, first.stderr
+        partial = [p for p in (tmp_path / "home").rglob("*.partial")]
+        assert [p.stat().st_size for p in partial] == [limit]
+        second = subprocess.run([sys.executable, "-c", script, "free", "pull", pref, "--plain-http"], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr
+        ranges = [s.headers.get("Range") for s in proxy.seen("GET", "/blobs/sha256:") if s.status != 404]
+    assert f"bytes={limit}-" in ranges  # resumed where the file ends, the half piece kept
+    done = subprocess.run([sys.executable, "-m", "modelhaul.cli", "export", pref, str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)  # from the store: the proxy is gone
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "model" / "model.bin").read_bytes() == (tmp_path / "src/model/model.bin").read_bytes()
