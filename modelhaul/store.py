@@ -99,33 +99,23 @@ class LayoutTarget:
                 os.unlink(tmp)
             raise
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self) -> contextlib.AbstractContextManager[None]:
         """Held (shared) for a whole save or pull, so garbage collection waits for it to finish."""
-        self._init()
-        with open(self.root / ".gc.lock", "a+") as lk:
-            fcntl.flock(lk, fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(lk, fcntl.LOCK_UN)
+        return self._flock(".gc.lock", fcntl.LOCK_SH)
 
-    @contextlib.contextmanager
-    def _collecting(self) -> Iterator[None]:
+    def _collecting(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive against every :meth:`writing` (in any process), for garbage collection."""
-        self._init()
-        with open(self.root / ".gc.lock", "a+") as lk:
-            fcntl.flock(lk, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lk, fcntl.LOCK_UN)
+        return self._flock(".gc.lock", fcntl.LOCK_EX)
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return self._flock(".lock", fcntl.LOCK_EX)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _flock(self, name: str, mode: int) -> Iterator[None]:
+        """``flock`` on the layout's lock file ``name``, across processes, for the block."""
         self._init()
-        with open(self.root / ".lock", "a+") as lk:
-            fcntl.flock(lk, fcntl.LOCK_EX)
+        with open(self.root / name, "a+") as lk:
+            fcntl.flock(lk, mode)
             try:
                 yield
             finally:

@@ -172,24 +172,25 @@ def ingest_chosen(src: oci.Target, manifest: oci.Manifest, cache: LayoutTarget,
     return layers
 
 
+def _user_store_of(src: oci.Target) -> LayoutTarget:
+    """The user's store, namespaced to the registry repository ``src``."""
+    from modelhaul.store import default_store_path
+
+    return LayoutTarget(default_store_path(), prefix=f"{src.host}/{src.repository}:")  # type: ignore[attr-defined]
+
+
 @contextlib.contextmanager
-def pull_to_layout(src: oci.Target, reference: str, cache: LayoutTarget | None = None,
-                   include: Sequence[str] | None = None) -> Iterator[tuple[LayoutTarget, oci.Manifest]]:
+def pull_to_layout(src: oci.Target, reference: str) -> Iterator[tuple[LayoutTarget, oci.Manifest]]:
     """Make the artifact's blobs available in a local layout: ``src`` itself when it is one, else
-    the user's store (the cache that makes a second pull free). With ``include`` (globs, see
-    :mod:`modelhaul.selection`) only the chosen layers of a ModelPack artifact are fetched."""
+    the user's store (the cache that makes a second pull free)."""
     if isinstance(src, LayoutTarget):
         yield src, src.get_manifest(reference)
         return
-    if cache is None:
-        from modelhaul.store import default_store_path
-
-        cache = LayoutTarget(default_store_path(), prefix=f"{src.host}/{src.repository}:")  # type: ignore[attr-defined]
+    cache = _user_store_of(src)
     with cache.writing():
         manifest = src.get_manifest(reference)
-        ingest_chosen(src, manifest, cache, include)
-        if not include:
-            cache.put_manifest(manifest.data, manifest.media_type, None)
+        ingest_chosen(src, manifest, cache)
+        cache.put_manifest(manifest.data, manifest.media_type, None)
         yield cache, manifest
 
 
@@ -221,9 +222,7 @@ def pull_for_export(src: oci.Target, reference: str) -> Iterator[tuple[Any, oci.
     if isinstance(src, LayoutTarget):
         yield src, src.get_manifest(reference), None
         return
-    from modelhaul.store import default_store_path
-
-    store = LayoutTarget(default_store_path(), prefix=f"{src.host}/{src.repository}:")  # type: ignore[attr-defined]
+    store = _user_store_of(src)
     layout = _StoreFirst(store, src)
 
     def download(layers: list[dict[str, Any]], into: Path) -> dict[str, Path]:

@@ -103,6 +103,24 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+def _terminate_once_writing(args: list[str], env: dict[str, str], glob_root: Path, pattern: str
+                            ) -> tuple[subprocess.Popen, str]:
+    """Run ``modelhaul ARGS``, send SIGTERM once a file matching ``pattern`` passes 16 MiB; (process, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "modelhaul.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > (16 << 20) for p in glob_root.glob(pattern)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"nothing matching {pattern} was ever written"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc, err
+
+
 def test_a_changed_file_is_never_pushed_under_its_old_digest(tmp_path, registry):
     (tmp_path / "m").mkdir()
     weights = tmp_path / "m" / "model.onnx"
@@ -186,19 +204,8 @@ def test_sigterm_during_an_ormb_save_leaves_no_temp_pack_behind(tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, "MODELHAUL_HOME": str(tmp_path / "home"), "MODELHAUL_TMPDIR": str(scratch)}
-    proc = subprocess.Popen([sys.executable, "-m", "modelhaul.cli", "save", str(tmp_path / "m"),
-                             "localhost:5000/big/model:v1", "--format", "ormb"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not any(p.stat().st_size > (16 << 20) for p in scratch.glob("modelhaul-pack-*/*")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the pack never started"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    proc, err = _terminate_once_writing(["save", str(tmp_path / "m"), "localhost:5000/big/model:v1", "--format",
+                                         "ormb"], env, scratch, "modelhaul-pack-*/*")
     assert proc.returncode == 143, err
     assert err.strip() == "error: terminated by SIGTERM"
     assert list(scratch.iterdir()) == []
@@ -271,18 +278,7 @@ def test_sigterm_during_an_export_leaves_no_partial_directory(tmp_path):
     assert _cli("save", str(tmp_path / "m"), ref, env=env).returncode == 0
     out = tmp_path / "exports" / "out"
     out.parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "modelhaul.cli", "export", ref, str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not any(p.stat().st_size > (16 << 20) for p in out.parent.glob(".out.partial-*/model/*")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the export never started"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    proc, err = _terminate_once_writing(["export", ref, str(out)], env, out.parent, ".out.partial-*/model/*")
     assert proc.returncode == 143, err
     assert list(out.parent.iterdir()) == []
 

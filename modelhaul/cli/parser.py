@@ -117,10 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn, help_: str, example: str) -> argparse.ArgumentParser:
+    def add(name: str, fn, help_: str, example: str, step: tuple[Param, ...] = ()) -> argparse.ArgumentParser:
+        """A subcommand; with ``step`` (a declaration) its options are the step's declared parameters."""
         sp = sub.add_parser(name, parents=[common], help=help_, description=help_, formatter_class=_Formatter,
                             epilog="example:\n  " + example)
         sp.set_defaults(fn=fn)
+        if step:
+            _add_declared(sp, options_of(step))
         return sp
 
     ref_help = REF.help
@@ -174,41 +177,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("logout", cmd_logout, "remove stored registry credentials", "modelhaul logout registry.example.com")
     sp.add_argument("host", help="registry host[:port]")
 
-    sp = add("train", cmd_train, "run a training entry point under an MLflow run",
-             "modelhaul train modelhaul.examples.iris:train --param n_estimators=50 --tracking-uri sqlite:///mlflow.db")
-    _add_declared(sp, options_of(TRAIN))
-    sp = add("import-mlflow", cmd_import_mlflow, "publish an MLflow model (runs:/ or models:/) with its run metadata",
+    add("train", cmd_train, "run a training entry point under an MLflow run",
+             "modelhaul train modelhaul.examples.iris:train --param n_estimators=50 --tracking-uri sqlite:///mlflow.db",
+             step=TRAIN)
+    add("import-mlflow", cmd_import_mlflow, "publish an MLflow model (runs:/ or models:/) with its run metadata",
              "modelhaul import-mlflow models:/iris@champion registry.example.com/models/iris:v1 "
-             "--tracking-uri sqlite:///mlflow.db")
-    _add_declared(sp, options_of(PACKAGE))
-    sp = add("parse", cmd_parse, "read the model's signature into its config and push the result",
-             "modelhaul parse registry.example.com/models/iris:v1")
-    _add_declared(sp, options_of(PARSE))
-    sp = add("convert", cmd_convert, "convert a model (ONNX, TorchScript) with a parity check",
-             "modelhaul convert registry.example.com/models/iris:v1 registry.example.com/models/iris:v1-onnx")
-    _add_declared(sp, options_of(CONVERT))
-    sp = add("deploy", cmd_deploy, "serve a model on Seldon Core or KServe (or render the manifests with --render)",
+             "--tracking-uri sqlite:///mlflow.db", step=PACKAGE)
+    add("parse", cmd_parse, "read the model's signature into its config and push the result",
+             "modelhaul parse registry.example.com/models/iris:v1", step=PARSE)
+    add("convert", cmd_convert, "convert a model (ONNX, TorchScript) with a parity check",
+             "modelhaul convert registry.example.com/models/iris:v1 registry.example.com/models/iris:v1-onnx",
+             step=CONVERT)
+    add("deploy", cmd_deploy, "serve a model on Seldon Core or KServe (or render the manifests with --render)",
              "modelhaul deploy registry.example.com/models/iris@sha256:... --target kserve --namespace models\n"
              "  modelhaul deploy registry.example.com/models/iris:v1 --render ./gitops/iris   # no cluster\n\n"
              "The cluster is found like kubectl finds it: --kubeconfig, else $KUBECONFIG, else ~/.kube/config\n"
              "(its current context unless --context), else the pod's service account (--in-cluster, or\n"
-             "automatically inside a pod). Manifests are written only with --render DIR.")
-    _add_declared(sp, options_of(DEPLOY))
-    sp = add("promote", cmd_promote, "move a stage tag to the model when its gate passes",
+             "automatically inside a pod). Manifests are written only with --render DIR.", step=DEPLOY)
+    add("promote", cmd_promote, "move a stage tag to the model when its gate passes",
              "modelhaul promote registry.example.com/models/iris@sha256:... --gate \"accuracy >= 0.9\" "
              "--beats accuracy\n\n"
              f"Exit code {EXIT_REJECTED} when the model is rejected (gate, --beats, --require-signature): nothing "
-             "moved;\n1 when promote itself failed.")
-    _add_declared(sp, options_of(PROMOTE))
-    sp = add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion",
-             "modelhaul rollback registry.example.com/models/iris:v1 --stage production")
-    _add_declared(sp, options_of(ROLLBACK))
+             "moved;\n1 when promote itself failed.", step=PROMOTE)
+    add("rollback", cmd_rollback, "restore the model that was at the stage before the last promotion",
+             "modelhaul rollback registry.example.com/models/iris:v1 --stage production", step=ROLLBACK)
     sp = add("sign", cmd_sign, "sign a model (OpenSSF model signing) and attach its SLSA provenance",
-             "modelhaul sign registry.example.com/models/iris:v1 --key signing-key.pem")
-    _add_declared(sp, options_of(SIGN))
+             "modelhaul sign registry.example.com/models/iris:v1 --key signing-key.pem", step=SIGN)
     # the key's password is a secret: from standard input, never an argument (else MODELHAUL_SIGNING_KEY_PASSWORD)
     sp.add_argument("--key-password-stdin", action="store_true", help="read the key's password from standard input")
-    sp = add("verify", cmd_verify, "check a model's signature, files and provenance against a public key",
-             "modelhaul verify registry.example.com/models/iris:v1 --key signing-key.pub")
-    _add_declared(sp, options_of(VERIFY))
+    add("verify", cmd_verify, "check a model's signature, files and provenance against a public key",
+             "modelhaul verify registry.example.com/models/iris:v1 --key signing-key.pub", step=VERIFY)
     return p
