@@ -107,8 +107,9 @@ OPERATOR_TEMPLATE_FIELDS = {  # as they were before the declarations: a DAG's te
     "ParseModelOperator": {"ref", "dest_ref", "trust"},
     "ConvertModelOperator": {"ref", "dest_ref", "to", "tolerance", "opset", "trust"},
     "PromoteModelOperator": {"ref", "stage", "gate", "beats", "min_delta", "deployment", "tracking_uri",
-                             "require_signature"},
-    "RollbackModelOperator": {"ref", "stage", "deployment", "only_if_digest", "tracking_uri"},
+                             "require_signature", "kubeconfig", "kube_context"},
+    "RollbackModelOperator": {"ref", "stage", "deployment", "only_if_digest", "tracking_uri", "kubeconfig",
+                              "kube_context"},
 }
 
 

@@ -59,25 +59,20 @@ CLUSTER_SCOPED = {"ClusterStorageContainer", "ClusterServingRuntime", "Namespace
 @contextmanager
 def connect(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False
             ) -> Iterator[Any]:
-    """An ``ApiClient`` from a kubeconfig file and context, or the pod's service account.
+    """An ``ApiClient`` for the cluster kubectl would use with the same flags and environment.
 
-    With neither a path nor ``in_cluster``, the client's defaults apply (``KUBECONFIG``, then
-    ``~/.kube/config``), so a step behaves like ``kubectl`` in the same shell.
+    See :func:`modelhaul.serving.cluster.resolve`: ``--kubeconfig``, else the ``$KUBECONFIG`` list
+    merged as kubectl merges it, else ``~/.kube/config``; or the pod's service account.
     """
-    from kubernetes import client, config
+    from kubernetes import client
 
-    cfg = client.Configuration()
-    try:
-        if in_cluster:
-            config.load_incluster_config(client_configuration=cfg)
-        else:
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg,
-                                    persist_config=False)
-    except Exception as exc:  # ConfigException, FileNotFoundError, yaml errors...
-        where = "in-cluster service account" if in_cluster else (
-            f"kubeconfig {kubeconfig or '(default)'}" + (f", context {context!r}" if context else ""))
-        raise DeployError(f"cannot load Kubernetes credentials from the {where}: {exc}") from None
-    api = client.ApiClient(cfg)
+    from modelhaul.serving.cluster import resolve
+
+    found = resolve(kubeconfig, context, in_cluster)
+    if found is None:
+        raise DeployError("no Kubernetes cluster configured: set KUBECONFIG or create ~/.kube/config "
+                          "(or pass --kubeconfig, --context, --in-cluster)")
+    api = client.ApiClient(found[0])
     try:
         yield api
     finally:
