@@ -74,15 +74,13 @@ def _check_deployment(deployment: dict[str, Any] | None, doing: str) -> dict[str
     return deployment
 
 
-def _put_back(repo: Reference, tags: tuple[str, str], was: tuple[str | None, str | None],
-              options: RegistryOptions | None) -> str:
-    """Return ``(stage, stage-previous)`` to the digests they held (``None``: the tag did not exist)."""
+def _put_back(tags: tuple[str, str], was: tuple[str, str | None], options: RegistryOptions | None) -> str:
+    """Return ``(stage, stage-previous)`` to the digests they held. A tag that did not exist stays
+    where it is: a registry deletes a manifest, not a tag, so deleting it would delete a model."""
     for tag, pinned in zip(tags, was, strict=True):
         if pinned:
             artifacts.retag(pinned, tag, options)
-        elif _at(repo, tag, options):
-            artifacts.delete(str(repo.with_tag(tag).unpinned()), options)
-    return f"{tags[0]} put back on {_digest(was[0])}" if was[0] else f"{tags[0]} removed again"
+    return f"{tags[0]} put back on {_digest(was[0])}"
 
 
 # -- promote -------------------------------------------------------------------------------------
@@ -178,12 +176,12 @@ def _rollout_failed(candidate: str, stage: str, exc: Exception, cand: Reference,
     head = f"the rollout of {candidate} to {stage} failed: {exc}"
     if moved_from is None:
         return f"{head} — the tags had not moved (it was already at {stage})"
+    if not moved_from[0]:
+        return f"{head} — it stays at {stage}: a first promotion has no model to put back"
     try:
-        undone = _put_back(cand, stage_tags(stage)[:2], moved_from, options)
+        undone = _put_back(stage_tags(stage)[:2], (moved_from[0], moved_from[1]), options)
     except ModelhaulError as undo_exc:
         return f"{head} — putting the {stage} tag back failed too ({undo_exc}): run rollback for stage {stage}"
-    if not moved_from[0]:
-        return f"{head} — {undone} (first promotion; nothing else served before)"
     try:
         redeploy(deployment, moved_from[0], options)
     except ModelhaulError as again:
