@@ -7,6 +7,7 @@ Against the real kube-apiserver (tests/fixtures/cluster.py): two kubeconfig file
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -119,3 +120,22 @@ def test_relative_certificate_paths_are_read_beside_their_file(kube_cluster, tmp
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "rel.yaml"))
     with kube.connect() as api:
         assert access.whoami(api) == "admin"
+
+
+def test_an_exec_plugin_user_is_the_same_identity_for_kubectl_and_modelhaul(files, tmp_path, monkeypatch):
+    """A user whose token comes from an exec credential plugin (as cloud CLIs do)."""
+    import stat
+
+    token = yaml.safe_load(Path(files["nobody"]).read_text())["users"][0]["user"]["token"]
+    plugin = tmp_path / "credential-plugin"
+    plugin.write_text("#!/bin/sh\necho '" + json.dumps({
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+        "status": {"token": token}}) + "'\n")
+    plugin.chmod(plugin.stat().st_mode | stat.S_IEXEC)
+    cfg = yaml.safe_load(Path(files["nobody"]).read_text())
+    cfg["users"] = [{"name": "nobody", "user": {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin), "interactiveMode": "Never"}}}]
+    (tmp_path / "exec.yaml").write_text(yaml.safe_dump(cfg))
+
+    assert kubectl_whoami(str(tmp_path / "exec.yaml"), []) == files["sa"]
+    assert modelhaul_whoami(monkeypatch, str(tmp_path / "exec.yaml"), None, None) == files["sa"]
