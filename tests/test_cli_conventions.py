@@ -233,3 +233,14 @@ def test_deploy_names_the_initializer_image_given(env, model_ref, tmp_path):
     rendered = {p.name: p.read_text() for p in (tmp_path / "gitops").glob("*.yaml")}
     assert image in rendered["seldondeployment-iris.yaml"]
     assert image in rendered["clusterstoragecontainer-modelhaul.yaml"]
+
+
+def test_help_says_each_default_once_and_never_none(env):
+    """Issue 22: `deploy --help` printed '(default: from the repository name) (default: None)'."""
+    for command in ("deploy", "promote", "rollback"):
+        res = run(command, "--help", env=env)
+        text = " ".join(res.stdout.split())
+        assert res.returncode == 0 and "(default: None)" not in text, command
+    deploy = " ".join(run("deploy", "--help", env=env).stdout.split())
+    assert "resource name (default: from the repository name) --namespace" in deploy
+    assert "serving platform (default: seldon)" in deploy
