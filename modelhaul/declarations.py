@@ -225,19 +225,26 @@ CONVERT: tuple[Param, ...] = (
 )
 # steps.deploy: the model, how to serve it, on which cluster, reading which registry
 DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *_ACCESS)
+# promote/rollback reach the deployment's cluster as the deploy result recorded, unless told otherwise
+KUBE_OVERRIDE: tuple[Param, ...] = (
+    replace(KubeTarget.PARAMS[0], help="kubeconfig for the deployment's cluster, found as kubectl finds it "
+                                       "(default: what the deploy result recorded)"),
+    replace(KubeTarget.PARAMS[1], help="kubeconfig context for the deployment's cluster "
+                                       "(default: what the deploy result recorded)"),
+)
 PROMOTE: tuple[Param, ...] = (
     REF, STAGE,
     # expressions over the candidate's metrics
     Param("gate", list, None, 'e.g. "accuracy >= 0.9" (repeatable)', repeat=True),
     Param("beats", str, None, "metric that must beat the model at the stage (-metric: lower is better)"),
     Param("min_delta", float, 0.0, "by how much --beats must be beaten"),
-    TRACKING_URI_ALIAS, DEPLOYMENT,
+    TRACKING_URI_ALIAS, DEPLOYMENT, *KUBE_OVERRIDE,
     Param("require_signature", str, None,
           "reject the candidate unless it is signed by this public key (PEM) and untampered", metavar="PUB"),
     *_ACCESS,
 )
 ROLLBACK: tuple[Param, ...] = (
-    REF, replace(STAGE, help="the stage tag to restore"), TRACKING_URI_ALIAS, DEPLOYMENT,
+    REF, replace(STAGE, help="the stage tag to restore"), TRACKING_URI_ALIAS, DEPLOYMENT, *KUBE_OVERRIDE,
     Param("only_if_digest", str, None, "act only when the stage points at this digest (this run's candidate)",
           metavar="DIGEST"),
     *_ACCESS,

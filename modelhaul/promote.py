@@ -14,6 +14,11 @@ version, so rollback can restore the alias even when the previous artifact never
 model registry. With a ``deployment`` (the result of the deploy step), traffic moves too: to 100%
 on a running canary first, then to a single predictor serving the candidate.
 
+Before a tag moves, the deployment's cluster is asked whether this identity may read and patch the
+deployment (``SelfSubjectAccessReview``, :mod:`modelhaul.serving.access`): a refusal that could be
+seen in advance changes nothing. A rollout that fails after the tags moved puts them back (and
+serves the model that was at the stage again), so the registry and the cluster agree.
+
 Both operations are safe to re-run: a repeated promotion of the model already at the stage (or a
 repeated rollback) leaves the tags alone and re-asserts alias and deployment, which finishes a run
 that failed half-way.
@@ -28,7 +33,7 @@ from modelhaul import gate as gates
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 from modelhaul.reference import TAG_RE, Reference, parse
 from modelhaul.registry_options import RegistryOptions
-from modelhaul.serving.redeploy import redeploy, settings_of, shift_traffic
+from modelhaul.serving.redeploy import preflight, redeploy, settings_of, shift_traffic
 from modelhaul.tracking.aliases import promote_alias, rollback_alias
 
 PREVIOUS_SUFFIX = "-previous"
@@ -52,6 +57,32 @@ def _digest(pinned: str | None) -> str | None:
     return parse(pinned).digest if pinned else None
 
 
+def with_cluster(deployment: dict[str, Any] | None, kubeconfig: str | None, context: str | None
+                 ) -> dict[str, Any] | None:
+    """The deployment reached through ``kubeconfig``/``context`` (found as kubectl finds them) instead of
+    what the deploy result recorded; either one replaces both recorded values."""
+    if not deployment or not (kubeconfig or context):
+        return deployment
+    return {**deployment, "kubeconfig": kubeconfig, "context": context, "in_cluster": False}
+
+
+def _check_deployment(deployment: dict[str, Any] | None, doing: str) -> dict[str, Any] | None:
+    """An unusable deployment dict, or a cluster that would refuse us, fails before anything moves."""
+    if deployment:
+        settings_of(deployment)
+        preflight(deployment, doing)
+    return deployment
+
+
+def _put_back(tags: tuple[str, str], was: tuple[str, str | None], options: RegistryOptions | None) -> str:
+    """Return ``(stage, stage-previous)`` to the digests they held. A tag that did not exist stays
+    where it is: a registry deletes a manifest, not a tag, so deleting it would delete a model."""
+    for tag, pinned in zip(tags, was, strict=True):
+        if pinned:
+            artifacts.retag(pinned, tag, options)
+    return f"{tags[0]} put back on {_digest(was[0])}"
+
+
 # -- promote -------------------------------------------------------------------------------------
 
 
@@ -67,20 +98,21 @@ def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
 def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
-                  require_signature: str | None = None) -> dict[str, Any]:
+                  require_signature: str | None = None, kubeconfig: str | None = None,
+                  context: str | None = None) -> dict[str, Any]:
     """Move ``<stage>`` to ``ref`` when the gate passes; see the module docstring for what moves.
 
     Returns ``{promoted, reason, candidate, previous, stage, ref, digest, checks, alias,
     deployment}``. A gate that is not met changes nothing and returns ``promoted: False``; a
     malformed gate raises GateError before anything is read. A failed rollout raises DeployError
-    after the tags and alias moved: run rollback to restore the previous model.
+    after putting the tags back (the alias only moves once the rollout succeeded).
     """
     stage_tag, previous_tag, _ = stage_tags(stage)
     gates.parse(gate)  # a typo in the gate is the pipeline's fault: fail before touching anything
     if beats:
         gates.parse_beats(beats, min_delta)
-    if deployment:
-        settings_of(deployment)  # an unusable deployment dict fails before anything moves
+    deployment = with_cluster(deployment, kubeconfig, context)
+    _check_deployment(deployment, f"promote of {ref} to {stage}")
     cfg, candidate = artifacts.load_config(ref, options)
     cand = parse(candidate)
     current = _at(cand, stage_tag, options)
@@ -88,6 +120,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
         "promoted": False, "reason": "", "candidate": candidate, "previous": current, "stage": stage,
         "ref": candidate, "digest": cand.digest, "checks": [], "alias": None, "deployment": None,
     }
+    moved_from: tuple[str | None, str | None] | None = None  # (stage, stage-previous) before they moved
 
     if require_signature:  # an unsigned or tampered candidate is rejected like a failed gate
         from modelhaul.errors import SignatureError
@@ -118,6 +151,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
             record["reason"] = "gate not met: " + "; ".join(failed or checks)
             _retire_canary(record, deployment, options)
             return record
+        moved_from = (current, _at(cand, previous_tag, options))
         if current:
             artifacts.retag(current, previous_tag, options)
             record["previous"] = str(cand.with_tag(previous_tag).unpinned().with_digest(_digest(current)))
@@ -126,17 +160,33 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
         record["promoted"] = True
         record["reason"] = ("gate passed: " + "; ".join(checks)) if checks else "promoted without a gate"
 
-    record["alias"] = promote_alias(cfg, stage, tracking_uri)
     if deployment:
         try:  # the candidate as given: the reference its canary was deployed with, so nothing restarts
             record["deployment"] = shift_traffic(deployment, candidate, options)
         except ModelhaulError as exc:
-            prev = record["previous"] or "nothing (first promotion)"
-            raise DeployError(
-                f"{candidate} is now at {stage}, but the rollout failed: {exc} — run rollback for "
-                f"stage {stage} to restore {prev}"
-            ) from exc
+            raise DeployError(_rollout_failed(candidate, stage, exc, cand, moved_from, deployment, options)) from exc
+    record["alias"] = promote_alias(cfg, stage, tracking_uri)
     return record
+
+
+def _rollout_failed(candidate: str, stage: str, exc: Exception, cand: Reference,
+                    moved_from: tuple[str | None, str | None] | None, deployment: dict[str, Any],
+                    options: RegistryOptions | None) -> str:
+    """Put the tags back after a failed rollout and serve the model they point at; say what happened."""
+    head = f"the rollout of {candidate} to {stage} failed: {exc}"
+    if moved_from is None:
+        return f"{head} — the tags had not moved (it was already at {stage})"
+    if not moved_from[0]:
+        return f"{head} — it stays at {stage}: a first promotion has no model to put back"
+    try:
+        undone = _put_back(stage_tags(stage)[:2], (moved_from[0], moved_from[1]), options)
+    except ModelhaulError as undo_exc:
+        return f"{head} — putting the {stage} tag back failed too ({undo_exc}): run rollback for stage {stage}"
+    try:
+        redeploy(deployment, moved_from[0], options)
+    except ModelhaulError as again:
+        return f"{head} — {undone}, but serving it again failed: {again}; deploy {moved_from[0]} again"
+    return f"{head} — {undone} and serving it again"
 
 
 def _previous_of(cand: Reference, previous_tag: str, not_digest: str | None,
@@ -150,7 +200,8 @@ def _previous_of(cand: Reference, previous_tag: str, not_digest: str | None,
 
 def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | None = None,
                    deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
-                   only_if_digest: str | None = None) -> dict[str, Any]:
+                   only_if_digest: str | None = None, kubeconfig: str | None = None,
+                   context: str | None = None) -> dict[str, Any]:
     """Put the model at ``<stage>-previous`` back at ``<stage>`` (tag, alias, deployment).
 
     The model taken off the stage is kept at ``<stage>-rolledback``. Only one step back: a second
@@ -161,8 +212,8 @@ def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | N
     alias, deployment}``.
     """
     stage_tag, previous_tag, rolledback_tag = stage_tags(stage)
-    if deployment:
-        settings_of(deployment)
+    deployment = with_cluster(deployment, kubeconfig, context)
+    _check_deployment(deployment, f"rollback of stage {stage}")
     repo = parse(ref).unpinned()
     current = _at(repo, stage_tag, options)
     if only_if_digest is not None and (not only_if_digest or _digest(current) != only_if_digest):

@@ -233,6 +233,7 @@ def promote(
     min_delta: float = 0.0,
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
+    kubeconfig: str | None = None, context: str | None = None,  # instead of the deploy result's cluster
     require_signature: str | None = None,
     **registry: Any,
 ) -> Result:
@@ -245,14 +246,14 @@ def promote(
     of :func:`deploy`) shifts to 100% on the candidate. A rejected gate moves no tag or alias and
     retires the candidate's canary. ``require_signature`` (a public key, path or PEM text): a
     candidate that is not signed by it, or whose files differ from the signature, is rejected the
-    same way. Returns ``{promoted, reason, candidate, previous, stage, ref, digest}``.
+    same way. A cluster that would refuse the deployment's patch fails it before any tag moves.
     """
     from modelhaul.promote import promote_model
 
     opts = registry_options(registry, "promote")
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts,
-                         require_signature=require_signature or None)
+                         require_signature=require_signature or None, kubeconfig=kubeconfig, context=context)
 
 
 @needs_extras("rollback")
@@ -262,6 +263,7 @@ def rollback(
     stage: str = "production",
     tracking_uri: str | None = None,
     deployment: dict[str, Any] | None = None,
+    kubeconfig: str | None = None, context: str | None = None,  # instead of the deploy result's cluster
     only_if_digest: str | None = None,
     **registry: Any,
 ) -> Result:
@@ -276,7 +278,7 @@ def rollback(
 
     opts = registry_options(registry, "rollback")
     return rollback_model(ref=ref, stage=stage, tracking_uri=tracking_uri, deployment=deployment,
-                          options=opts, only_if_digest=only_if_digest)
+                          options=opts, only_if_digest=only_if_digest, kubeconfig=kubeconfig, context=context)
 
 
 @needs_extras("sign")

@@ -48,6 +48,7 @@ class PromoteModelOperator(_DeclaredPromote):
             {**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
             gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
             tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
+            kubeconfig=self.kubeconfig or None, context=self.kube_context or None,
             require_signature=self.require_signature or None, **reg.step_kwargs())
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
@@ -79,6 +80,7 @@ class RollbackModelOperator(_DeclaredRollback):
         uri, env = self.mlflow()
         result = self.call_step({**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
                                 tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
+                                kubeconfig=self.kubeconfig or None, context=self.kube_context or None,
                                 only_if_digest=self.only_if_digest, **reg.step_kwargs())
         if result.get("skipped"):
             raise AirflowSkipException(result["reason"])

@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.mlflow",
     "tests.fixtures.kube",
+    "tests.fixtures.cluster",
     "tests.fixtures.airflow",
     "tests.fixtures.mlserver",
 ]

@@ -1,5 +1,5 @@
 """``airflow connections test`` (the UI's "Test" button) for each modelhaul connection type, against the
-real registry, the real MLflow server and the Kubernetes API emulator."""
+real registry, the real MLflow server and the real kube-apiserver (tests/fixtures/cluster.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _test(conn_id: str, value: str) -> tuple[bool, str]:
 
 @pytest.mark.slow
 def test_each_connection_type_tests_green_against_the_real_service(airflow_home, auth_registry, mlflow_server,
-                                                                   kube_emulator):
+                                                                   kube_cluster):
     ok, out = _test("reg_ok", registry_conn_uri(auth_registry))
     assert ok, out
     ok, out = _test("reg_bad", registry_conn_uri(auth_registry, password="not-the-password"))
@@ -35,16 +35,16 @@ def test_each_connection_type_tests_green_against_the_real_service(airflow_home,
     ok, out = _test("mlflow_gone", json.dumps({"conn_type": "modelhaul_mlflow", "host": "127.0.0.1:9"}))
     assert not ok and "unreachable" in out
 
-    inline = Path(kube_emulator.kubeconfig).read_text()
+    inline = Path(kube_cluster.kubeconfig).read_text()
     ok, out = _test("kube_ok", json.dumps({"conn_type": "modelhaul_kubernetes", "extra": {"kube_config": inline}}))
     assert ok, out
     # a connection made for the cncf.kubernetes provider is read the same way
     ok, out = _test("kube_cncf", json.dumps({"conn_type": "kubernetes", "extra": {
-        "kube_config_path": kube_emulator.kubeconfig, "cluster_context": "nowhere"}}))
+        "kube_config_path": kube_cluster.kubeconfig, "cluster_context": "nowhere"}}))
     assert not ok, out
 
 
-def test_hooks_report_what_answered(auth_registry, mlflow_server, kube_emulator, monkeypatch):
+def test_hooks_report_what_answered(auth_registry, mlflow_server, kube_cluster, monkeypatch):
     from modelhaul.operators.hooks import KubernetesClusterHook, MLflowHook, RegistryHook
 
     monkeypatch.setenv("AIRFLOW_CONN_REG", registry_conn_uri(auth_registry))
@@ -54,6 +54,5 @@ def test_hooks_report_what_answered(auth_registry, mlflow_server, kube_emulator,
     ok, msg = MLflowHook("ml").test_connection()
     assert ok and "healthy" in msg, msg
     monkeypatch.setenv("AIRFLOW_CONN_K8S", json.dumps({"conn_type": "modelhaul_kubernetes", "extra": {
-        "kube_config_path": kube_emulator.kubeconfig}}))
-    assert KubernetesClusterHook("k8s").test_connection() == (
-        True, f"Kubernetes v1.30.0-emulator at http://{kube_emulator.host}")
+        "kube_config_path": kube_cluster.kubeconfig}}))
+    assert KubernetesClusterHook("k8s").test_connection() == (True, f"Kubernetes v1.28.0 at {kube_cluster.server}")

@@ -1,7 +1,8 @@
 """The deferrable deployment wait: the worker applies and defers, the trigger polls the cluster.
 
-The cluster is the API emulator (tests/fixtures/kube.py), reached through a ``kubernetes``
-connection; the model lives in a local OCI layout, which needs no server.
+The cluster is the real kube-apiserver (tests/fixtures/cluster.py; the test plays the Seldon
+controller), reached through a ``kubernetes`` connection whose namespace is the test's own; the model
+lives in a local OCI layout, which needs no server.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ def model_ref(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def kube_conn(kube_emulator, monkeypatch) -> str:
-    monkeypatch.setenv("AIRFLOW_CONN_KUBE_EMU", json.dumps({"conn_type": "kubernetes", "extra": {
-        "kube_config_path": kube_emulator.kubeconfig, "cluster_context": kube_emulator.context}}))
-    return "kube_emu"
+def kube_conn(kube_cluster, kube_ns, monkeypatch) -> str:
+    monkeypatch.setenv("AIRFLOW_CONN_KUBE_TEST", json.dumps({"conn_type": "kubernetes", "extra": {
+        "kube_config_path": kube_cluster.kubeconfig, "cluster_context": kube_cluster.context,
+        "namespace": kube_ns}}))
+    return "kube_test"
 
 
 def run_trigger(trigger, timeout: float = 60.0):
@@ -50,7 +52,8 @@ def deploy_operator(ref: str, kube_conn: str, name: str, **kw):
                                kube_conn_id=kube_conn, **kw)
 
 
-def test_deploy_defers_and_the_trigger_fires_when_the_model_serves(model_ref, kube_conn, kube_emulator):
+def test_deploy_defers_and_the_trigger_fires_when_the_model_serves(model_ref, kube_conn, kube_cluster, kube_ns,
+                                                                    controller):
     from airflow.sdk.exceptions import TaskDeferred
 
     from modelhaul.operators import DeploymentReadyTrigger
@@ -58,7 +61,7 @@ def test_deploy_defers_and_the_trigger_fires_when_the_model_serves(model_ref, ku
     op = deploy_operator(model_ref, kube_conn, "iris")
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
-    assert kube_emulator.get("SeldonDeployment", "iris") is not None  # applied before deferring
+    assert kube_cluster.get("SeldonDeployment", "iris", kube_ns) is not None  # applied before deferring
     trigger = deferred.value.trigger
     classpath, kwargs = trigger.serialize()
     assert classpath == "modelhaul.operators.triggers.DeploymentReadyTrigger"
@@ -74,10 +77,10 @@ def test_deploy_defers_and_the_trigger_fires_when_the_model_serves(model_ref, ku
     assert op.get_openlineage_facets_on_complete(None) is None
 
 
-def test_a_failing_rollout_fails_the_task_with_the_reason(model_ref, kube_conn, kube_emulator):
+def test_a_failing_rollout_fails_the_task_with_the_reason(model_ref, kube_conn, controller):
     from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
-    kube_emulator.behave("broken", "failed")
+    controller.behave("broken", "failed")
     op = deploy_operator(model_ref, kube_conn, "broken")
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
@@ -87,20 +90,20 @@ def test_a_failing_rollout_fails_the_task_with_the_reason(model_ref, kube_conn, 
         op.execute_complete({}, event=event.payload)
 
 
-def test_the_sensor_pokes_once_then_defers_and_waits_for_ready(model_ref, kube_conn, kube_emulator):
+def test_the_sensor_pokes_once_then_defers_and_waits_for_ready(model_ref, kube_conn, controller):
     """Changed (issue 12): the sensor used to defer without a first poke; now a deployment that already
     serves never goes through the triggerer."""
     from airflow.sdk.exceptions import TaskDeferred
 
     from modelhaul.operators import DeploymentReadySensor
 
+    controller.behave("iris", "never")  # the rollout is still going when the sensor first looks
     deploy_operator(model_ref, kube_conn, "iris", wait_for_ready=False, deferrable=False).execute({})
     sensor = DeploymentReadySensor(task_id="ready", deployment_name="iris", kube_conn_id=kube_conn,
                                    deferrable=True, poke_interval=0.05, timeout=60)
-    before = len(kube_emulator.requests)
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute({})  # the controller lags: the first poke sees a stale status
-    assert len(kube_emulator.requests) == before + 1
+        sensor.execute({})
+    controller.behave("iris", "available")
     event = run_trigger(deferred.value.trigger)
     assert sensor.execute_complete({}, event=event.payload)["state"] == "Available"
     # now it serves: the first poke finishes the task, nothing is deferred

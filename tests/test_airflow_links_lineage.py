@@ -18,7 +18,7 @@ class _PushedXCom:
         self.pushed[key] = value
 
 
-def test_links_are_persisted_before_the_deploy_defers(model_ref, kube_conn, kube_emulator):  # noqa: F811
+def test_links_are_persisted_before_the_deploy_defers(model_ref, kube_conn):  # noqa: F811
     from airflow.sdk.exceptions import TaskDeferred
 
     from modelhaul.operators.links import ARTIFACT_REF_KEY

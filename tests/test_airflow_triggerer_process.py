@@ -50,15 +50,15 @@ def _in_another_process(code: str, payload: object) -> dict:
 
 
 @pytest.fixture
-def inline_conn(kube_emulator, monkeypatch) -> str:
-    inline = Path(kube_emulator.kubeconfig).read_text()
+def inline_conn(kube_cluster, kube_ns, monkeypatch) -> str:
+    inline = Path(kube_cluster.kubeconfig).read_text()
     monkeypatch.setenv("AIRFLOW_CONN_KUBE_INLINE", json.dumps({"conn_type": "kubernetes", "extra": {
-        "kube_config": inline, "namespace": "models"}}))
+        "kube_config": inline, "namespace": kube_ns}}))
     return "kube_inline"
 
 
 def test_deferred_deploy_resumes_in_a_separate_triggerer_and_promote_reaches_the_cluster(
-        inline_conn, kube_emulator, tmp_path, airflow_home):
+        inline_conn, kube_cluster, kube_ns, controller, tmp_path, airflow_home):
     from airflow.sdk.exceptions import TaskDeferred
 
     from modelhaul.operators import DeployModelOperator, hooks
@@ -71,7 +71,7 @@ def test_deferred_deploy_resumes_in_a_separate_triggerer_and_promote_reaches_the
                              kube_conn_id=inline_conn, deferrable=True, poll_interval=0.05, timeout=60)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
-    assert kube_emulator.get("SeldonDeployment", "iris", "models") is not None
+    assert kube_cluster.get("SeldonDeployment", "iris", kube_ns) is not None
     classpath, kwargs = deferred.value.trigger.serialize()
     assert kwargs["kube_conn_id"] == inline_conn and kwargs["kubeconfig"] is None
     assert kwargs["carry"]["kube_conn_id"] == inline_conn and kwargs["carry"]["kubeconfig"] is None
@@ -87,7 +87,8 @@ def test_deferred_deploy_resumes_in_a_separate_triggerer_and_promote_reaches_the
     assert result["kube_conn_id"] == inline_conn and result["kubeconfig"] is None
     assert "modelhaul-kubeconfig" not in json.dumps(result)
 
-    applies = kube_emulator.applies()
     promoted = _in_another_process(PROMOTE, {"ref": ref, "deployment": result})
     assert promoted["promoted"] is True
-    assert kube_emulator.applies() > applies  # promote redeployed the model on the same cluster
+    # promote applied the model again on the same cluster and read it back ready there
+    assert promoted["deployment"]["applied"] == [f"SeldonDeployment/{kube_ns}/iris"]
+    assert promoted["deployment"]["state"] == "Available"

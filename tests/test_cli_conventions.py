@@ -126,27 +126,61 @@ def _no_cluster_env(environ: dict[str, str]) -> dict[str, str]:
     return dict(environ)
 
 
-def test_deploy_with_only_kubeconfig_set_applies_and_says_where(env, model_ref, kube_emulator, tmp_path):
-    e = {**_no_cluster_env(env), "KUBECONFIG": kube_emulator.kubeconfig}
-    res = run("deploy", model_ref, "--namespace", "models", "--timeout", "60", env=e)
+def test_deploy_with_only_kubeconfig_set_applies_and_says_where(env, model_ref, kube_cluster, kube_ns, controller,
+                                                                tmp_path):
+    e = {**_no_cluster_env(env), "KUBECONFIG": kube_cluster.kubeconfig}
+    res = run("deploy", model_ref, "--namespace", kube_ns, "--timeout", "60", env=e)
     assert res.returncode == 0, res.stderr
-    assert f"to cluster http://{kube_emulator.host} (context emulator): Available" in res.stdout
-    assert kube_emulator.get("SeldonDeployment", "iris", "models") is not None
+    assert f"to cluster {kube_cluster.server} (context local): Available" in res.stdout
+    assert kube_cluster.get("SeldonDeployment", "iris", kube_ns) is not None
     assert not any(tmp_path.glob("**/modelhaul-manifests"))
 
 
-def test_deploy_uses_the_current_context_of_the_default_kubeconfig(env, model_ref, kube_emulator):
+def test_deploy_uses_the_current_context_of_the_default_kubeconfig(env, model_ref, kube_cluster, kube_ns, controller):
+    import yaml
+
     e = _no_cluster_env(env)
     kube_dir = Path(e["HOME"]) / ".kube"
     kube_dir.mkdir()
-    (kube_dir / "config").write_text(Path(kube_emulator.kubeconfig).read_text())
-    res = run("deploy", model_ref, "--target", "kserve", "--json", "--timeout", "60", env=e)
+    cfg = yaml.safe_load(Path(kube_cluster.kubeconfig).read_text())
+    cfg["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}})
+    cfg["contexts"].append({"name": "nowhere", "context": {"cluster": "nowhere", "user": "admin"}})
+    (kube_dir / "config").write_text(yaml.safe_dump(cfg))
+    res = run("deploy", model_ref, "--target", "kserve", "--namespace", kube_ns, "--json", "--timeout", "60", env=e)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["cluster"] == f"http://{kube_emulator.host}" and out["context"] == "emulator"
+    assert out["cluster"] == kube_cluster.server and out["context"] == "local"
     # --context picks another one, as kubectl does (this one has nothing listening)
     other = run("deploy", model_ref, "--context", "nowhere", "--timeout", "5", env=e)
     assert other.returncode == 1 and len(other.stderr.strip().splitlines()) == 1
+
+
+def test_deploy_acts_as_the_first_kubeconfig_of_the_list(env, model_ref, kube_cluster, kube_ns, tmp_path):
+    """Issue 22: KUBECONFIG=nobody.yaml:admin.yaml deployed as admin (rc 0); kubectl is refused, so is deploy."""
+    import yaml
+
+    kube_cluster.kubectl("-n", kube_ns, "create", "serviceaccount", "nobody")
+    token = kube_cluster.kubectl("-n", kube_ns, "create", "token", "nobody").stdout.strip()
+    admin = yaml.safe_load(Path(kube_cluster.kubeconfig).read_text())
+    (tmp_path / "nobody.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": "nobody", "user": {"token": token}}],
+        "contexts": [{"name": "nobody", "context": {"cluster": "local", "user": "nobody"}}],
+        "current-context": "nobody"}))
+    e = {**_no_cluster_env(env), "KUBECONFIG": f"{tmp_path / 'nobody.yaml'}:{kube_cluster.kubeconfig}"}
+    kubectl = subprocess.run(["kubectl", "-n", kube_ns, "auth", "can-i", "patch", "seldondeployments"], env=e,
+                             capture_output=True, text=True, timeout=60)
+    assert kubectl.stdout.strip() == "no"
+
+    res = run("deploy", model_ref, "--namespace", kube_ns, "--timeout", "5", env=e)
+
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: system:serviceaccount:{kube_ns}:nobody may not get seldondeployments.machinelearning.seldon.io "
+        f"'iris' in namespace {kube_ns} on {kube_cluster.server}: nothing changed, deploy of "
+        f"{model_ref.split(':v1')[0]}:v1@{artifacts.resolve(model_ref).split('@')[1]} as {kube_ns}/iris refused "
+        "(grant it, or pass --kubeconfig/--context of an identity that may)"]
+    assert kube_cluster.get("SeldonDeployment", "iris", kube_ns) is None
 
 
 def test_deploy_without_a_cluster_or_render_dir_says_what_to_do(env, model_ref, tmp_path):
@@ -159,13 +193,14 @@ def test_deploy_without_a_cluster_or_render_dir_says_what_to_do(env, model_ref, 
     assert not (tmp_path / "modelhaul-manifests").exists()
 
 
-def test_deploy_renders_only_into_the_render_dir_even_with_a_cluster(env, model_ref, kube_emulator, tmp_path):
-    e = {**_no_cluster_env(env), "KUBECONFIG": kube_emulator.kubeconfig}
-    res = run("deploy", model_ref, "--render", str(tmp_path / "gitops"), "--registry-secret", "pull-creds", env=e)
+def test_deploy_renders_only_into_the_render_dir_even_with_a_cluster(env, model_ref, kube_cluster, kube_ns, tmp_path):
+    e = {**_no_cluster_env(env), "KUBECONFIG": kube_cluster.kubeconfig}
+    res = run("deploy", model_ref, "--render", str(tmp_path / "gitops"), "--registry-secret", "pull-creds",
+              "--namespace", kube_ns, env=e)
     assert res.returncode == 0, res.stderr
-    assert kube_emulator.applies() == 0
+    assert kube_cluster.get("SeldonDeployment", "iris", kube_ns) is None
     assert (tmp_path / "gitops" / "seldondeployment-iris.yaml").is_file()
-    assert "kubectl create secret generic pull-creds --namespace default" in res.stdout
+    assert f"kubectl create secret generic pull-creds --namespace {kube_ns}" in res.stdout
 
 
 def test_in_cluster_is_used_inside_a_pod_only(env, model_ref):
@@ -198,3 +233,14 @@ def test_deploy_names_the_initializer_image_given(env, model_ref, tmp_path):
     rendered = {p.name: p.read_text() for p in (tmp_path / "gitops").glob("*.yaml")}
     assert image in rendered["seldondeployment-iris.yaml"]
     assert image in rendered["clusterstoragecontainer-modelhaul.yaml"]
+
+
+def test_help_says_each_default_once_and_never_none(env):
+    """Issue 22: `deploy --help` printed '(default: from the repository name) (default: None)'."""
+    for command in ("deploy", "promote", "rollback"):
+        res = run(command, "--help", env=env)
+        text = " ".join(res.stdout.split())
+        assert res.returncode == 0 and "(default: None)" not in text, command
+    deploy = " ".join(run("deploy", "--help", env=env).stdout.split())
+    assert "resource name (default: from the repository name) --namespace" in deploy
+    assert "serving platform (default: seldon)" in deploy

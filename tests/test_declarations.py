@@ -107,8 +107,9 @@ OPERATOR_TEMPLATE_FIELDS = {  # as they were before the declarations: a DAG's te
     "ParseModelOperator": {"ref", "dest_ref", "trust"},
     "ConvertModelOperator": {"ref", "dest_ref", "to", "tolerance", "opset", "trust"},
     "PromoteModelOperator": {"ref", "stage", "gate", "beats", "min_delta", "deployment", "tracking_uri",
-                             "require_signature"},
-    "RollbackModelOperator": {"ref", "stage", "deployment", "only_if_digest", "tracking_uri"},
+                             "require_signature", "kubeconfig", "kube_context"},
+    "RollbackModelOperator": {"ref", "stage", "deployment", "only_if_digest", "tracking_uri", "kubeconfig",
+                              "kube_context"},
 }
 
 
@@ -206,6 +207,8 @@ def test_a_parameter_added_to_a_declaration_reaches_the_command_line():
      {"gate": ["a >= 1", "b < 2"], "beats": "-loss", "min_delta": 0.0, "stage": "production"}),
     (["rollback", "r/m:v1", "--only-if-digest", "sha256:ab", "--plain-http"],
      {"only_if_digest": "sha256:ab", "plain_http": True, "deployment": None}),
+    (["promote", "r/m:v1", "--kubeconfig", "ci.yaml", "--context", "ci"], {"kubeconfig": "ci.yaml", "context": "ci"}),
+    (["rollback", "r/m:v1", "--kubeconfig", "ci.yaml"], {"kubeconfig": "ci.yaml", "context": None}),
     (["import-mlflow", "models:/iris@champion", "r/m:v1", "--format", "ormb"],
      {"source": "models:/iris@champion", "ref": "r/m:v1", "bundle_format": "ormb"}),
 ])

@@ -1,9 +1,8 @@
-"""Promote and roll back against a real registry (tags), a real MLflow store (aliases) and the API
-emulator (traffic; tests/fixtures/kube.py)."""
+"""Promote and roll back against a real registry (tags) and a real MLflow store (aliases); on a
+cluster: tests/test_promote_cluster.py."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelhaul import artifacts
-from modelhaul.errors import DeployError, GateError
+from modelhaul.errors import GateError
 from modelhaul.promote import promote_model, rollback_model
 from modelhaul.reference import parse
 from modelhaul.registry_options import RegistryOptions
@@ -222,84 +221,6 @@ def test_stages_are_independent(models):
 # -- with a deployment ----------------------------------------------------------------------------
 
 
-def served_digests(obj: dict) -> list[tuple[str, int, str]]:
-    """``(predictor, traffic, digest)`` of each Seldon predictor."""
-    out = []
-    for p in obj["spec"]["predictors"]:
-        uri = p["graph"]["modelUri"]
-        out.append((p["name"], p.get("traffic"), uri.split("@", 1)[1].split("?", 1)[0]))
-    return out
-
-
-def deploy(models: Models, emu, ref: str, **kw) -> dict:
-    result = deploy_model(ref=ref, target=kw.pop("target", "seldon"), name="iris", namespace="models",
-                          kubeconfig=emu.kubeconfig, context=emu.context, timeout=2.0,
-                          options=models.options, **kw)
-    # the deploy result names the service; how to reach the cluster is added by the caller
-    return {**result, "kubeconfig": emu.kubeconfig, "context": emu.context, "timeout": 2.0}
-
-
-def test_promoting_a_canary_moves_all_traffic_to_it(models, kube_emulator):
-    stable = deploy(models, kube_emulator, models.a)
-    models.promote(models.a, deployment=stable)
-    canary = deploy(models, kube_emulator, models.b, canary_percent=20)
-    sdep = kube_emulator.get("SeldonDeployment", "iris", "models")
-    assert served_digests(sdep) == [("main", 80, digest(models.a)), ("canary", 20, digest(models.b))]
-
-    out = models.promote(models.b, gate="accuracy >= 0.9", deployment=canary)
-
-    assert out["promoted"] is True
-    assert out["deployment"]["state"] == "Available"
-    sdep = kube_emulator.get("SeldonDeployment", "iris", "models")
-    assert served_digests(sdep) == [("main", 100, digest(models.b))]
-    # traffic went to the warm canary first (one generation), then the canary became the only predictor
-    assert sdep["metadata"]["generation"] == 4
-    assert models.at("production") == digest(models.b)
-    assert models.alias() == "2"
-
-
-def test_a_failed_rollout_is_rolled_back(models, kube_emulator):
-    first = deploy(models, kube_emulator, models.a)
-    models.promote(models.a, deployment=first)
-    bad = digest(models.b)
-    kube_emulator.behave("iris", lambda obj: "failed" if bad in json.dumps(obj["spec"]) else "available")
-
-    with pytest.raises(DeployError) as err:
-        models.promote(models.b, deployment=first)
-    assert "rollout failed" in str(err.value) and "run rollback" in str(err.value)
-    assert "container classifier crashed" in str(err.value)
-    assert models.at("production") == bad
-
-    out = models.rollback(deployment=first)
-
-    assert out["rolled_back"] is True
-    assert out["deployment"]["state"] == "Available"
-    sdep = kube_emulator.get("SeldonDeployment", "iris", "models")
-    assert served_digests(sdep) == [("main", 100, digest(models.a))]
-    assert models.at("production") == digest(models.a)
-    assert models.at("production-rolledback") == bad
-    assert models.alias() == "1"
-
-    again = models.rollback(deployment=first)
-    assert again["rolled_back"] is True
-    assert kube_emulator.get("SeldonDeployment", "iris", "models")["metadata"]["generation"] == \
-        sdep["metadata"]["generation"]
-
-
-def test_kserve_canary_promotion(models, kube_emulator):
-    stable = deploy(models, kube_emulator, models.a, target="kserve")
-    models.promote(models.a)
-    canary = deploy(models, kube_emulator, models.b, target="kserve", canary_percent=10)
-
-    out = models.promote(models.b, deployment=canary)
-
-    assert out["deployment"]["state"] == "Ready"
-    pred = kube_emulator.get("InferenceService", "iris", "models")["spec"]["predictor"]
-    assert "canaryTrafficPercent" not in pred
-    assert digest(models.b) in json.dumps(pred)
-    assert stable["name"] == canary["name"]
-
-
 def test_promote_in_render_mode_rewrites_the_manifests(models, tmp_path: Path):
     render = tmp_path / "manifests"
     first = deploy_model(ref=models.a, target="seldon", name="iris", namespace="models",
@@ -329,15 +250,6 @@ def test_a_rejected_canary_stops_serving_and_production_stays(models, tmp_path: 
     text = (render / "seldondeployment-iris.yaml").read_text()
     assert digest(models.c) not in text and digest(models.a) in text
     assert "name: canary" not in text and "traffic: 100" in text
-    assert models.at("production") == digest(models.a)
-
-
-def test_a_cluster_deployment_without_connection_settings_changes_nothing(models, kube_emulator):
-    first = deploy(models, kube_emulator, models.a)
-    models.promote(models.a)
-    bare = {k: v for k, v in first.items() if k not in ("kubeconfig", "context")}
-    with pytest.raises(Exception, match="add kubeconfig/context"):
-        models.promote(models.b, deployment=bare)
     assert models.at("production") == digest(models.a)
 
 

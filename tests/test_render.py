@@ -167,25 +167,24 @@ def test_step_without_cluster_renders_into_the_default_directory(layout_models, 
 # -- with a cluster: the same manifests go to kube.apply_and_wait -----------------------------------
 
 
-def test_with_a_cluster_the_manifests_are_applied_not_rendered(layout_models, kube_emulator, tmp_path,
-                                                               monkeypatch):
+def test_with_a_cluster_the_manifests_are_applied_not_rendered(layout_models, kube_cluster, kube_ns, controller,
+                                                               tmp_path, monkeypatch):
     v1, _ = layout_models
     monkeypatch.chdir(tmp_path)
-    res = deploy_model(ref=v1, target="seldon", namespace="models", kubeconfig=kube_emulator.kubeconfig,
-                       context=kube_emulator.context, username="robot", password="example-password",
+    res = deploy_model(ref=v1, target="seldon", namespace=kube_ns, kubeconfig=kube_cluster.kubeconfig,
+                       context=kube_cluster.context, username="robot", password="example-password",
                        timeout=60)
     assert res["state"] == "Available" and res["manifests"] == []
-    assert res["applied"] == ["Secret/models/modelhaul-registry", "SeldonDeployment/models/iris"]
-    live = kube_emulator.get("SeldonDeployment", "iris", "models")
+    assert res["applied"] == [f"Secret/{kube_ns}/modelhaul-registry", f"SeldonDeployment/{kube_ns}/iris"]
+    live = kube_cluster.get("SeldonDeployment", "iris", kube_ns)
     assert live["spec"]["predictors"][0]["graph"]["envSecretRefName"] == "modelhaul-registry"
     assert "example-password" not in str(res)
     assert res["registry_secret"] == "modelhaul-registry"
     assert not any(tmp_path.glob("modelhaul-manifests*"))
     # render_dir wins over a configured cluster: GitOps output, nothing applied
-    applies = kube_emulator.applies()
-    res = deploy_model(ref=v1, target="kserve", render_dir=str(tmp_path / "out"),
-                       kubeconfig=kube_emulator.kubeconfig, context=kube_emulator.context)
-    assert res["state"] == "Rendered" and kube_emulator.applies() == applies
+    res = deploy_model(ref=v1, target="kserve", namespace=kube_ns, render_dir=str(tmp_path / "out"),
+                       kubeconfig=kube_cluster.kubeconfig, context=kube_cluster.context)
+    assert res["state"] == "Rendered" and kube_cluster.get("InferenceService", "iris", kube_ns) is None
 
 
 def test_step_refuses_explicit_credentials_in_render_mode(layout_models, tmp_path):

@@ -87,7 +87,17 @@ class _Version(argparse.Action):
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Examples keep their line breaks; defaults are shown next to each option."""
+    """Examples keep their line breaks; defaults are shown next to each option.
+
+    Not when the help already says what the default is, nor when there is none (``None``): a
+    second "(default: None)" after "(default: from the repository name)" is noise.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
 
 
 def _add_declared(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from modelhaul.errors import DeployError
 
@@ -22,45 +24,41 @@ class Cluster:
         return f"{self.server} (context {self.context})"
 
 
-def find_cluster(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False,
-                 env: dict[str, str] | None = None) -> Cluster | None:
-    """``--in-cluster``, else ``kubeconfig``/``$KUBECONFIG``/``~/.kube/config`` (its current context
-    unless ``context``), else the pod's service account when ``KUBERNETES_SERVICE_HOST`` is set.
+def resolve(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False,
+            env: Mapping[str, str] | None = None) -> tuple[Any, Cluster] | None:
+    """The client ``Configuration`` and :class:`Cluster` kubectl would use, or None when there is none.
 
-    None when there is no cluster to talk to; a kubeconfig that exists but cannot be used raises
-    :class:`DeployError`.
+    ``in_cluster``: the pod's service account. Else the kubeconfig of ``kubeconfig``, or the
+    ``$KUBECONFIG`` list, or ``~/.kube/config``, merged as kubectl merges them
+    (:mod:`modelhaul.serving.kubeconfig`), at ``context`` or the current context. With no file at
+    all, the pod's service account when ``KUBERNETES_SERVICE_HOST`` is set (as kubectl does).
+    A kubeconfig that exists but cannot be used raises :class:`DeployError`.
     """
     import os
 
     from kubernetes import client, config
 
+    from modelhaul.serving import kubeconfig as kc
+
     env = os.environ if env is None else env
-    cfg = client.Configuration()
     if not in_cluster:
-        path = kubeconfig or env.get("KUBECONFIG") or None
-        default = os.path.expanduser("~/.kube/config")
-        if not path and os.path.isfile(default):
-            path = default
-        if path or context:
-            where = f"kubeconfig {path or default}"
-            try:
-                contexts, active = config.list_kube_config_contexts(config_file=path or default)
-                name = context or (active or {}).get("name")
-                if not name:
-                    raise DeployError(f"{where} has no current context: pass --context NAME")
-                if name not in {c.get("name") for c in contexts or []}:
-                    raise DeployError(f"{where} has no context {name!r}; kubectl config get-contexts lists them")
-                config.load_kube_config(config_file=path or default, context=name, client_configuration=cfg,
-                                        persist_config=False)
-            except DeployError:
-                raise
-            except Exception as exc:  # ConfigException, yaml errors, unreadable files
-                raise DeployError(f"cannot use the {where}: {exc}") from None
-            return Cluster(server=cfg.host, context=name, kubeconfig=path or default)
+        found = kc.load(kubeconfig, context, env)
+        if found is not None:
+            cfg = kc.client_configuration(found)
+            path = kubeconfig or env.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+            return cfg, Cluster(server=cfg.host, context=found.context, kubeconfig=path)
         if not env.get("KUBERNETES_SERVICE_HOST"):
             return None
+    cfg = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=cfg)
     except Exception as exc:
         raise DeployError(f"cannot use the in-cluster service account: {exc}") from None
-    return Cluster(server=cfg.host, in_cluster=True)
+    return cfg, Cluster(server=cfg.host, in_cluster=True)
+
+
+def find_cluster(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False,
+                 env: Mapping[str, str] | None = None) -> Cluster | None:
+    """The :class:`Cluster` of :func:`resolve`, or None when there is no cluster to talk to."""
+    found = resolve(kubeconfig, context, in_cluster, env)
+    return found[1] if found else None

@@ -310,8 +310,11 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
         hint = {"secret_hint": create_secret_hint(registry_secret, namespace)} if registry_secret else {}
         return {**result, "manifests": paths, "applied": [], "state": "Rendered", "url": None, **hint}
 
+    from modelhaul.serving.access import check_apply
     from modelhaul.serving.kube import apply_and_wait
 
+    check_apply(manifests, doing=f"deploy of {pinned} as {namespace}/{name}", kubeconfig=kubeconfig,
+                context=context, in_cluster=in_cluster)
     applied = apply_and_wait(manifests, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster,
                              wait=wait, timeout=timeout)
     return {**result, "manifests": [], "applied": list(applied.get("applied", [])),

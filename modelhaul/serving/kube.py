@@ -59,25 +59,20 @@ CLUSTER_SCOPED = {"ClusterStorageContainer", "ClusterServingRuntime", "Namespace
 @contextmanager
 def connect(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False
             ) -> Iterator[Any]:
-    """An ``ApiClient`` from a kubeconfig file and context, or the pod's service account.
+    """An ``ApiClient`` for the cluster kubectl would use with the same flags and environment.
 
-    With neither a path nor ``in_cluster``, the client's defaults apply (``KUBECONFIG``, then
-    ``~/.kube/config``), so a step behaves like ``kubectl`` in the same shell.
+    See :func:`modelhaul.serving.cluster.resolve`: ``--kubeconfig``, else the ``$KUBECONFIG`` list
+    merged as kubectl merges it, else ``~/.kube/config``; or the pod's service account.
     """
-    from kubernetes import client, config
+    from kubernetes import client
 
-    cfg = client.Configuration()
-    try:
-        if in_cluster:
-            config.load_incluster_config(client_configuration=cfg)
-        else:
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg,
-                                    persist_config=False)
-    except Exception as exc:  # ConfigException, FileNotFoundError, yaml errors...
-        where = "in-cluster service account" if in_cluster else (
-            f"kubeconfig {kubeconfig or '(default)'}" + (f", context {context!r}" if context else ""))
-        raise DeployError(f"cannot load Kubernetes credentials from the {where}: {exc}") from None
-    api = client.ApiClient(cfg)
+    from modelhaul.serving.cluster import resolve
+
+    found = resolve(kubeconfig, context, in_cluster)
+    if found is None:
+        raise DeployError("no Kubernetes cluster configured: set KUBECONFIG or create ~/.kube/config "
+                          "(or pass --kubeconfig, --context, --in-cluster)")
+    api = client.ApiClient(found[0])
     try:
         yield api
     finally:
@@ -157,11 +152,14 @@ def _request(api: Any, method: str, path: str, *, query: list[tuple[str, str]] |
 
 
 def _api_message(exc: Exception) -> str:
+    """The API's own message: the Status JSON's ``message``, else the body as text (never ``b'...'``)."""
     body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
     try:
-        return json.loads(body).get("message") or str(body)
+        return str(json.loads(body).get("message") or body).strip()
     except (TypeError, ValueError, AttributeError):
-        return str(body or exc)
+        return str(body or exc).strip()
 
 
 def apply_object(api: Any, manifest: dict[str, Any], *, field_manager: str = FIELD_MANAGER
@@ -179,12 +177,21 @@ def apply_object(api: Any, manifest: dict[str, Any], *, field_manager: str = FIE
     except ApiException as exc:
         msg = _api_message(exc)
         if exc.status == 404:
-            hint = (f" (is the {rid.kind} resource of {rid.api_version} installed in the cluster, "
-                    f"and does namespace {rid.namespace!r} exist?)")
-            raise DeployError(f"cannot apply {rid}: not found{hint}: {msg}") from None
+            raise DeployError(f"cannot apply {rid}: {_not_found(rid, msg)}") from None
         if exc.status in (401, 403):
             raise DeployError(f"cannot apply {rid}: the cluster refused ({exc.status}): {msg}") from None
         raise DeployError(f"cannot apply {rid}: {exc.status} {exc.reason}: {msg}") from None
+
+
+def _not_found(rid: ResourceId, msg: str) -> str:
+    """Why a 404 came back, in words: no such resource type (CRD not installed), or no namespace."""
+    where = f" namespace {rid.namespace!r} does not exist" if rid.namespace else ""
+    if not msg or "page not found" in msg or "could not find the requested resource" in msg:  # no such type
+        return (f"the cluster has no {plural(rid.kind)} resource of {rid.api_version} "
+                f"(is its CustomResourceDefinition installed?)")
+    if rid.namespace and msg.startswith("namespaces"):
+        return f"not found:{where} (kubectl create namespace {rid.namespace})"
+    return f"not found: {msg}"
 
 
 def get_object(api: Any, rid: ResourceId) -> dict[str, Any] | None:
@@ -199,11 +206,21 @@ def get_object(api: Any, rid: ResourceId) -> dict[str, Any] | None:
         raise DeployError(f"cannot read {rid}: {exc.status} {exc.reason}: {_api_message(exc)}") from None
 
 
-def recent_events(api: Any, name: str, namespace: str, limit: int = 5) -> list[str]:
-    """The last ``limit`` events about objects named ``name``, as ``"Reason: message"`` lines."""
+def recent_events(api: Any, obj: dict[str, Any], limit: int = 5) -> list[str]:
+    """The last ``limit`` events about ``obj`` itself (its kind, namespace and uid, not just its
+    name: a SeldonDeployment and an InferenceService often share one), as ``"Type Reason (Kind):
+    message"`` lines."""
+    meta = obj.get("metadata") or {}
+    ns, kind = meta.get("namespace"), obj.get("kind")
+    if not (ns and kind and meta.get("name")):
+        return []
+    selector = [f"involvedObject.kind={kind}", f"involvedObject.name={meta['name']}",
+                f"involvedObject.namespace={ns}"]
+    if meta.get("uid"):
+        selector.append(f"involvedObject.uid={meta['uid']}")
     try:
-        data = _request(api, "GET", f"/api/v1/namespaces/{namespace}/events",
-                        query=[("fieldSelector", f"involvedObject.name={name}")], retries=1)
+        data = _request(api, "GET", f"/api/v1/namespaces/{ns}/events",
+                        query=[("fieldSelector", ",".join(selector))], retries=1)
     except Exception:  # events are a courtesy in an error message; never hide the real failure
         return []
     items = data.get("items") or []
@@ -212,11 +229,8 @@ def recent_events(api: Any, name: str, namespace: str, limit: int = 5) -> list[s
         return str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
 
     items.sort(key=when)
-    out = []
-    for e in items[-limit:]:
-        kind = (e.get("involvedObject") or {}).get("kind", "")
-        out.append(f"{e.get('type', 'Normal')} {e.get('reason', '')} ({kind}): {e.get('message', '')}".strip())
-    return out
+    return [f"{e.get('type', 'Normal')} {e.get('reason', '')} ({kind}): {e.get('message', '')}".strip()
+            for e in items[-limit:]]
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -239,8 +253,8 @@ def get_status(kind: str, name: str, namespace: str = "default", *, api_version:
                     "message": f"{rid} does not exist", "url": None, "observed_generation": None,
                     "generation": None}
         st = read_status(obj)
-        if st["failed"] and rid.namespace:
-            st["message"] = _with_events(st["message"], recent_events(api, name, rid.namespace))
+        if st["failed"]:
+            st["message"] = _with_events(st["message"], recent_events(api, obj))
         return st
 
 
@@ -256,21 +270,23 @@ def wait_ready(api: Any, rid: ResourceId, deadline: float,
     """Poll ``rid`` until ready; DeployError on failure or at ``deadline`` (``time.monotonic``)."""
     interval = 0.05  # start fast (a quick controller), back off to 2 s (a slow rollout)
     last: dict[str, Any] = {}
+    obj: dict[str, Any] | None = None
     while True:
-        obj = get_object(api, rid)
+        obj = get_object(api, rid) or obj
         if obj is not None:
             last = read_status(obj)
             if last["ready"]:
                 return last
             if last["failed"]:
-                events = recent_events(api, rid.name, rid.namespace) if rid.namespace else []
-                raise DeployError(_with_events(f"{rid} failed: {last['message'] or 'no message'}", events))
+                raise DeployError(_with_events(f"{rid} failed: {last['message'] or 'no message'}",
+                                               recent_events(api, obj)))
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            events = recent_events(api, rid.name, rid.namespace) if rid.namespace else []
+            events = recent_events(api, obj) if obj else []
             seen = (f"state {last.get('state')}, observedGeneration {last.get('observed_generation')} "
                     f"of generation {last.get('generation')}" if last else "the object was not found")
-            msg = f": {last['message']}" if last.get("message") else ""
+            # a message the controller wrote about an older generation says nothing about this one
+            msg = f": {last['message']}" if last.get("message") and last.get("state") != "Stale" else ""
             raise DeployError(_with_events(f"{rid} not ready before the timeout ({seen}){msg}", events))
         sleep(min(interval, remaining))
         interval = min(interval * 1.5, 2.0)

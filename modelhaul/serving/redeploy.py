@@ -69,3 +69,28 @@ def shift_traffic(deployment: dict[str, Any], candidate: str, options: RegistryO
                     kubeconfig=s["kubeconfig"], context=s["context"], in_cluster=s["in_cluster"],
                     wait=s["wait"], timeout=s["timeout"])
     return redeploy(deployment, candidate, options)
+
+
+def access_targets(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """What moving traffic and redeploying touch, as ``(verb, ResourceId)``: the serving object
+    (get, patch) and, for KServe, the cluster-scoped ClusterStorageContainer its manifests apply."""
+    from modelhaul.serving.kserve import STORAGE_API_VERSION, STORAGE_CONTAINER_NAME, STORAGE_KIND
+    from modelhaul.serving.kube import ResourceId
+    from modelhaul.serving.status import SERVING_KINDS
+
+    kind = TARGET_KINDS.get(str(settings.get("target")))
+    if not kind:
+        return []
+    rid = ResourceId(SERVING_KINDS[kind], kind, str(settings["name"]), str(settings.get("namespace") or "default"))
+    out: list[tuple[str, Any]] = [("get", rid), ("patch", rid)]
+    if kind == "InferenceService":
+        out.append(("patch", ResourceId(STORAGE_API_VERSION, STORAGE_KIND, STORAGE_CONTAINER_NAME, None)))
+    return out
+
+
+def preflight(deployment: dict[str, Any], doing: str) -> None:
+    """Refuse (DeployError, nothing changed) when the deployment's cluster would refuse us later."""
+    from modelhaul.serving.access import check_deployment
+
+    settings = settings_of(deployment)
+    check_deployment(settings, access_targets(settings), doing)
