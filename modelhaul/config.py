@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from pydantic.alias_generators import to_camel
 
 from modelhaul.errors import ConfigError
+from modelhaul.origin import Origin
 
 ORMBFILE = "ormbfile.yaml"
 
@@ -60,8 +62,38 @@ def format_name(value: Any) -> str | None:
 
 
 def rfc3339(value: dt.datetime) -> str:
-    """RFC 3339 with a zone, ``Z`` for UTC: what Go's ``time.Time`` (ormb, model-spec, modctl) reads."""
-    return value.isoformat().replace("+00:00", "Z")
+    """RFC 3339 with a zone, ``Z`` for UTC: what Go's ``time.Time`` (ormb, model-spec, modctl) reads.
+
+    A :class:`Timestamp` read from such text is written back as it was read (nanoseconds kept)."""
+    return getattr(value, "written", None) or value.isoformat().replace("+00:00", "Z")
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+class Timestamp(dt.datetime):
+    """An aware time that remembers the RFC 3339 text it was read from.
+
+    Go tools (modctl, ormb, kit) write nanoseconds; a datetime holds microseconds. The text is what
+    :func:`rfc3339` writes back, so a re-publish keeps the time exactly as the other tool wrote it.
+    A changed time (``replace``, arithmetic) is a plain datetime again and loses the text.
+    """
+
+    written: str | None = None
+
+    @classmethod
+    def read(cls, text: str, value: dt.datetime) -> Timestamp:
+        out = cls(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                  value.microsecond, value.tzinfo)
+        out.written = text
+        return out
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copies keep the text
+        return (_timestamp, (self.written, dt.datetime(*self.timetuple()[:6], self.microsecond, self.tzinfo)))
+
+
+def _timestamp(text: str | None, value: dt.datetime) -> dt.datetime:
+    return Timestamp.read(text, value) if text else value
 
 
 def _created(v: Any) -> Any:
@@ -77,6 +109,8 @@ def _created(v: Any) -> Any:
             v = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             return text  # left to pydantic, which names the field in its error
+        if v.tzinfo is not None and v.year > 1 and _RFC3339.fullmatch(text):
+            return Timestamp.read(text, v)
     if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
         v = dt.datetime(v.year, v.month, v.day)
     if isinstance(v, dt.datetime):
@@ -200,6 +234,7 @@ class ModelConfig(_Wire):
     directory_structure: list[str] = Field(default_factory=list)
     provenance: Provenance | None = None
     datasets: list[DatasetInfo] = Field(default_factory=list)
+    origin: Origin | None = None  # what other tools wrote, kept as written (see modelhaul.origin)
 
     @field_validator("created", mode="before")
     @classmethod
@@ -251,7 +286,7 @@ class ModelConfig(_Wire):
             "author", "created", "description", "tags", "labels", "framework", "format", "gpuType",
             "metrics", "hyperParameters", "signature", "training", "dataset", "directoryStructure",
         }
-        d = {k: v for k, v in d.items() if k in keep}
+        d = {**((self.origin.ormb or {}) if self.origin else {}), **{k: v for k, v in d.items() if k in keep}}
         d["format"] = ormb_format(self.format, self.directory_structure)
         if self.directory_structure:  # as `ormb save` lists them: paths inside the tar, under model/
             d["directoryStructure"] = [ORMB_MODEL_DIR + p for p in self.directory_structure]
@@ -266,6 +301,10 @@ class ModelConfig(_Wire):
         if isinstance(entries, list):
             rel = [str(e)[len(ORMB_MODEL_DIR):] if str(e).startswith(ORMB_MODEL_DIR) else str(e) for e in entries]
             data = {**data, "directoryStructure": [e for e in rel if e.strip("/") and e != "model"]}
+        known = {f.alias or n for n, f in cls.model_fields.items()} - {"origin"}
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if unknown:  # a field of a newer ormb: kept as written, written back on re-publish
+            data = {**{k: v for k, v in data.items() if k in known}, "origin": {"ormb": unknown}}
         return cls.from_dict(data, source=source)
 
     @classmethod
