@@ -202,3 +202,19 @@ def kitfile_json(kitfile: dict[str, Any]) -> bytes:
                     ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return text.encode()
+
+
+def layer_paths(kitfile: dict[str, Any] | None, layers: list[dict[str, Any]]) -> list[str | None]:
+    """The Kitfile path of each ModelKit layer, matched as ``kit unpack`` matches them: the n-th layer
+    of a kind is the n-th entry of that kind."""
+    from modelhaul.oci import KITOPS_LAYER_PREFIX
+
+    by_kind: dict[str, list[str]] = {}
+    for entry in entries(kitfile or {}):
+        by_kind.setdefault(entry.kind, []).append(entry.path)
+    out: list[str | None] = []
+    for layer in layers:
+        kind = str(layer.get("mediaType", "")).removeprefix(KITOPS_LAYER_PREFIX).split(".v1.", 1)[0]
+        queue = by_kind.get(kind) or []
+        out.append(queue.pop(0) if queue else None)
+    return out
