@@ -166,3 +166,38 @@ def test_a_file_keeps_the_kind_its_writer_gave_it():
     assert modelpack.origin_kind(origin, "notes.txt") == "code"
     assert modelpack.origin_kind(origin, "scripts/run.txt") == "code"  # a Kitfile code: entry's file
     assert modelpack.origin_kind(origin, "other.txt") is None
+
+
+# -- oras directories: under their title, wherever they stand -------------------------------------
+
+
+def oras_directory(title: str, files: dict[str, bytes]) -> oci.Blob:
+    from tests.test_readers import tar_bytes
+
+    data = tar_bytes({f"{title}/{k}": v for k, v in files.items()}, dirs=(title,), compress="gzip")
+    return oci.Blob.from_bytes(oci.ORAS_DIRECTORY, data, {oci.ANNOTATION_TITLE: title, oci.ORAS_UNPACK: "true"})
+
+
+@pytest.mark.parametrize("title, beside", [("weights", False), ("weights", True), ("a/weights", False)])
+def test_an_oras_directory_unpacks_under_its_title_alone_or_not(registry, tmp_path, title, beside):
+    from tests.test_readers import files_of
+
+    layers = [oras_directory(title, {"README.md": b"# w\n", "sub/x.bin": b"\x00\x01"})]
+    if beside:
+        layers.append(oci.Blob.from_bytes(oci.ORAS_FILE, b"onnx", {oci.ANNOTATION_TITLE: "model.onnx"}))
+    ref = push_artifact(registry, oci.Blob.from_bytes(oci.EMPTY_CONFIG, b"{}"), layers)
+    artifacts.fetch(ref, tmp_path / "out", options=registry.options)
+    expected = {f"{title}/README.md": b"# w\n", f"{title}/sub/x.bin": b"\x00\x01"}
+    assert files_of(tmp_path / "out" / "model") == expected | ({"model.onnx": b"onnx"} if beside else {})
+
+
+def test_an_oras_directory_entry_outside_its_title_is_refused(registry, tmp_path):
+    from modelhaul.errors import UnsafeArchive
+    from tests.test_readers import tar_bytes
+
+    data = tar_bytes({"weights/ok.bin": b"1", "elsewhere.bin": b"2"}, compress="gzip")
+    layer = oci.Blob.from_bytes(oci.ORAS_DIRECTORY, data, {oci.ANNOTATION_TITLE: "weights", oci.ORAS_UNPACK: "true"})
+    ref = push_artifact(registry, oci.Blob.from_bytes(oci.EMPTY_CONFIG, b"{}"), [layer])
+    with pytest.raises(UnsafeArchive, match="'elsewhere.bin' is outside 'weights'"):
+        artifacts.fetch(ref, tmp_path / "out", options=registry.options)
+    assert not (tmp_path / "out").exists()

@@ -334,7 +334,7 @@ def _extract_layer(layer: dict[str, Any], blob: Path, how: layers_mod.LayerPlan,
     try:
         if how.compression == "zstd":
             plain = decompress_zstd(blob, work / ".layer.tar")
-        extract_tar(plain, model, strip=how.strip)
+        extract_tar(plain, model, strip=how.strip, within=how.within)
     except tarfile.TarError as exc:
         raise BundleError(f"layer {layer['digest']}: media type {layer.get('mediaType')!r} but not a readable "
                           f"tar ({exc}); refusing") from None
@@ -363,9 +363,8 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[st
     try:
         model = work / "model"
         model.mkdir()
-        only_layer = len(manifest.layers) == 1
         planned = [(layer, how) for layer in chosen_layers(manifest, include)
-                   if (how := layers_mod.plan(kind, layer, only_layer=only_layer)).how != "skip"]
+                   if (how := layers_mod.plan(kind, layer)).how != "skip"]
         owned = download([layer for layer, _ in planned], work / ".blobs") if download else {}
         uses = collections.Counter(layer["digest"] for layer, _ in planned)
         for layer, how in planned:
