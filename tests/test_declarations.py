@@ -208,6 +208,8 @@ def test_a_parameter_added_to_a_declaration_reaches_the_command_line():
      {"only_if_digest": "sha256:ab", "plain_http": True, "deployment": None}),
     (["import-mlflow", "models:/iris@champion", "r/m:v1", "--format", "ormb"],
      {"source": "models:/iris@champion", "ref": "r/m:v1", "bundle_format": "ormb"}),
+    (["import-mlflow", "models:/iris@champion", "r/m:v1", "--format", "kitops"],
+     {"source": "models:/iris@champion", "ref": "r/m:v1", "bundle_format": "kitops"}),
 ])
 def test_the_command_line_gives_each_step_its_declared_arguments(argv, expected):
     from modelhaul.cli.commands import declared_kwargs
