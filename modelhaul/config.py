@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from pydantic.alias_generators import to_camel
 
 from modelhaul.errors import ConfigError
-from modelhaul.origin import Origin
+from modelhaul.origin import RFC3339, Origin, Timestamp
 
 ORMBFILE = "ormbfile.yaml"
 
@@ -68,34 +67,6 @@ def rfc3339(value: dt.datetime) -> str:
     return getattr(value, "written", None) or value.isoformat().replace("+00:00", "Z")
 
 
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
-
-
-class Timestamp(dt.datetime):
-    """An aware time that remembers the RFC 3339 text it was read from.
-
-    Go tools (modctl, ormb, kit) write nanoseconds; a datetime holds microseconds. The text is what
-    :func:`rfc3339` writes back, so a re-publish keeps the time exactly as the other tool wrote it.
-    A changed time (``replace``, arithmetic) is a plain datetime again and loses the text.
-    """
-
-    written: str | None = None
-
-    @classmethod
-    def read(cls, text: str, value: dt.datetime) -> Timestamp:
-        out = cls(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                  value.microsecond, value.tzinfo)
-        out.written = text
-        return out
-
-    def __reduce_ex__(self, protocol: Any) -> Any:  # copies keep the text
-        return (_timestamp, (self.written, dt.datetime(*self.timetuple()[:6], self.microsecond, self.tzinfo)))
-
-
-def _timestamp(text: str | None, value: dt.datetime) -> dt.datetime:
-    return Timestamp.read(text, value) if text else value
-
-
 def _created(v: Any) -> Any:
     """A date, a naive or aware datetime, or their strings -> an aware datetime (naive = UTC).
 
@@ -109,7 +80,7 @@ def _created(v: Any) -> Any:
             v = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             return text  # left to pydantic, which names the field in its error
-        if v.tzinfo is not None and v.year > 1 and _RFC3339.fullmatch(text):
+        if v.tzinfo is not None and v.year > 1 and RFC3339.fullmatch(text):
             return Timestamp.read(text, v)
     if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
         v = dt.datetime(v.year, v.month, v.day)

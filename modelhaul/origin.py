@@ -12,6 +12,8 @@ and nothing is removed.
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +47,49 @@ class Origin(BaseModel):
     def without_layers(self) -> Origin:
         """Itself without ``layers``: those travel in the manifest's own layer descriptors."""
         return self.model_copy(update={"layers": {}})
+
+
+def kept_of_manifest(manifest: dict[str, Any]) -> tuple[dict[str, str], dict[str, KeptLayer]]:
+    """A manifest's annotations other than modelhaul's, and each file's layer by its path."""
+    from modelhaul import oci
+
+    annotations = {k: v for k, v in (manifest.get("annotations") or {}).items() if k not in OWN_ANNOTATIONS}
+    layers = {}
+    for layer in manifest.get("layers") or []:
+        ann = dict(layer.get("annotations") or {})
+        path = ann.pop(oci.ANNOTATION_FILEPATH, None) or ann.pop(oci.CNAI_ANNOTATION_FILEPATH, None) or ann.get(
+            oci.ANNOTATION_TITLE)
+        if path:
+            layers[path] = KeptLayer(media_type=layer.get("mediaType"), digest=layer.get("digest"), annotations=ann)
+    return annotations, layers
+
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+class Timestamp(dt.datetime):
+    """An aware time that remembers the RFC 3339 text it was read from.
+
+    Go tools (modctl, ormb, kit) write nanoseconds; a datetime holds microseconds. The text is what
+    :func:`rfc3339` writes back, so a re-publish keeps the time exactly as the other tool wrote it.
+    A changed time (``replace``, arithmetic) is a plain datetime again and loses the text.
+    """
+
+    written: str | None = None
+
+    @classmethod
+    def read(cls, text: str, value: dt.datetime) -> Timestamp:
+        out = cls(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                  value.microsecond, value.tzinfo)
+        out.written = text
+        return out
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copies keep the text
+        return (_timestamp, (self.written, dt.datetime(*self.timetuple()[:6], self.microsecond, self.tzinfo)))
+
+
+def _timestamp(text: str | None, value: dt.datetime) -> dt.datetime:
+    return Timestamp.read(text, value) if text else value
 
 
 _MISSING = object()

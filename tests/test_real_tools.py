@@ -158,12 +158,18 @@ def kit_layers(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     return [(ly["mediaType"], ly["digest"]) for ly in manifest["layers"]]
 
 
+def kit_packed(registry, tool, src: Path) -> str:
+    """``src`` with KITFILE, packed and pushed by kit; its reference."""
+    (src / "Kitfile").write_text(KITFILE)
+    ref = registry.ref(unique_repo("kit"), "v1")
+    tool("kit", "pack", ".", "-t", ref, cwd=src)
+    tool("kit", "push", "--plain-http", ref)
+    return ref
+
+
 def test_modelhaul_writes_the_modelkit_kit_packs_byte_for_byte(registry, tool, tmp_path):
     src = model_dir(tmp_path / "src")
-    (src / "Kitfile").write_text(KITFILE)
-    kit_ref = registry.ref(unique_repo("kit"), "v1")
-    tool("kit", "pack", ".", "-t", kit_ref, cwd=src)
-    tool("kit", "push", "--plain-http", kit_ref)
+    kit_ref = kit_packed(registry, tool, src)
     ours = artifacts.publish(src, registry.ref(unique_repo("kit"), "v1"), bundle_format="kitops",
                              options=registry.options)
     theirs_m, theirs_cfg = manifest_and_config(registry, kit_ref, tmp_path)
@@ -199,10 +205,7 @@ def test_kit_pulls_unpacks_lists_and_shows_a_modelkit_modelhaul_wrote(registry, 
 
 def test_a_modelkit_kit_wrote_parses_into_a_modelkit_kit_reads(registry, tool, tmp_path):
     src = model_dir(tmp_path / "src")
-    (src / "Kitfile").write_text(KITFILE)
-    ref = registry.ref(unique_repo("kit"), "v1")
-    tool("kit", "pack", ".", "-t", ref, cwd=src)
-    tool("kit", "push", "--plain-http", ref)
+    ref = kit_packed(registry, tool, src)
     out = steps.parse(ref=ref, dest_ref=ref.replace(":v1", ":parsed"), trust=True, plain_http=True)
     unpacked = tmp_path / "kit-out"
     tool("kit", "unpack", "--plain-http", out["ref"].split("@")[0], "-d", str(unpacked))

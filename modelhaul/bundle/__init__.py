@@ -1,6 +1,6 @@
 """Model directory <-> OCI artifact (config blob + layers + manifest), in every supported format.
 
-Writers: ModelPack (default) and ormb. Readers: ModelPack, ormb and KitOps ModelKits. Whatever the
+Writers: ModelPack (default), KitOps ModelKits and ormb. Readers: those, CNAI and ``oras push`` files. Whatever the
 format, the full ModelConfig travels in the manifest annotation ``io.modelhaul.config`` and comes
 back on read; foreign artifacts (no annotation) get a config mapped from their own config blob.
 """
@@ -200,20 +200,12 @@ def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
 
 def _with_origin(cfg: ModelConfig, manifest: oci.Manifest) -> ModelConfig:
     """``cfg`` with the manifest's foreign annotations and each file's layer in ``origin``."""
-    from modelhaul.origin import OWN_ANNOTATIONS, KeptLayer, Origin
+    from modelhaul.origin import Origin, kept_of_manifest
 
-    m = manifest.json
-    kept = {k: v for k, v in (m.get("annotations") or {}).items() if k not in OWN_ANNOTATIONS}
-    layers = {}
-    for layer in manifest.layers:
-        ann = dict(layer.get("annotations") or {})
-        path = ann.pop(oci.ANNOTATION_FILEPATH, None) or ann.pop(oci.CNAI_ANNOTATION_FILEPATH, None) or ann.get(
-            oci.ANNOTATION_TITLE)
-        if path:
-            layers[path] = KeptLayer(media_type=layer.get("mediaType"), digest=layer.get("digest"), annotations=ann)
+    annotations, layers = kept_of_manifest(manifest.json)
     origin = cfg.origin or Origin()
     return cfg.model_copy(update={"origin": origin.model_copy(update={
-        "annotations": {**kept, **origin.annotations}, "layers": layers})})
+        "annotations": {**annotations, **origin.annotations}, "layers": layers})})
 
 
 def _foreign_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
