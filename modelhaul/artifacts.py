@@ -138,18 +138,23 @@ def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
                 or (layer.get("annotations") or {}).get("org.cnai.model.filepath")
                 or (layer.get("annotations") or {}).get(oci.ANNOTATION_TITLE) or kit_path,
             }
-            for layer, kit_path in zip(manifest.layers, _kit_paths(cfg, manifest), strict=True)
+            for layer, kit_path in zip(manifest.layers, _kit_paths(manifest, open_target(r, options)), strict=True)
         ],
         "annotations": {k: v for k, v in (m.get("annotations") or {}).items() if k != oci.ANNOTATION_CONFIG},
         "size": sum(int(d.get("size", 0)) for d in manifest.blobs()),
     }
 
 
-def _kit_paths(cfg: ModelConfig, manifest: oci.Manifest) -> list[str | None]:
+def _kit_paths(manifest: oci.Manifest, target: oci.Target) -> list[str | None]:
     """A ModelKit layer's path is its Kitfile entry's (its layers carry no path annotation)."""
+    from modelhaul.bundle import config_blob_json
     from modelhaul.bundle.kitops import layer_paths
+    from modelhaul.oci import bundle_format_of_manifest
 
-    return layer_paths(cfg.origin.kitfile if cfg.origin else None, manifest.layers)
+    if bundle_format_of_manifest(manifest) != "kitops":
+        return [None] * len(manifest.layers)
+    kitfile = config_blob_json(manifest, target)
+    return layer_paths(kitfile if isinstance(kitfile, dict) else None, manifest.layers)
 
 
 def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,

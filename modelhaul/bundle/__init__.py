@@ -182,6 +182,14 @@ def _read_small_blob(target: oci.Target, desc: dict[str, Any]) -> bytes:
         return p.read_bytes()
 
 
+def config_blob_json(manifest: oci.Manifest, target: oci.Target) -> Any:
+    """The artifact's config blob as JSON (a Kitfile, a ModelPack or ormb config), as written."""
+    try:
+        return json.loads(_read_small_blob(target, manifest.config) or b"{}")
+    except json.JSONDecodeError:
+        raise ConfigError(f"manifest {manifest.digest}: config blob is not JSON") from None
+
+
 def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
     """The ModelConfig of an artifact: modelhaul's annotation, else mapped from its config blob.
 
@@ -217,10 +225,7 @@ def _foreign_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
                           "or files pushed with oras push)")
     if kind == "oras":
         return _config_from_files([layer["annotations"][oci.ANNOTATION_TITLE] for layer in manifest.layers])
-    try:
-        doc = json.loads(_read_small_blob(target, manifest.config) or b"{}")
-    except json.JSONDecodeError:
-        raise ConfigError(f"manifest {manifest.digest}: config blob is not JSON") from None
+    doc = config_blob_json(manifest, target)
     if kind == "modelpack":
         return modelpack.config_from_document(doc)
     if kind == "ormb":
