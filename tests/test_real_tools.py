@@ -81,7 +81,8 @@ def tool(tools, tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "KITOPS_"))} | {"HOME": str(home)}
 
     def run(name: str, *args: str, cwd: Path | None = None) -> str:
-        r = subprocess.run([str(tools / name), *args], env=env, cwd=cwd, capture_output=True, text=True,
+        # the initializer keeps a cache/ and a config.json in its working directory: never the repository's
+        r = subprocess.run([str(tools / name), *args], env=env, cwd=cwd or home, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, f"{name} {' '.join(args)}: {r.stderr.strip()[-2000:]}"
         return r.stdout
