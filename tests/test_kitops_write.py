@@ -160,3 +160,18 @@ def test_save_and_push_take_format_kitops(registry, tmp_path, capsys):
     info = artifacts.inspect(f"oci:{layout}:v1")
     assert info["bundle_format"] == "kitops"
     assert [ly["path"] for ly in info["layers"]] == ["model.onnx", "scripts", "README.md"]
+
+
+def test_converting_between_every_format_keeps_the_files_byte_for_byte(registry, tmp_path):
+    from tests.test_readers import files_of
+
+    src = kit_dir(tmp_path / "src")
+    want = {k: v for k, v in files_of(src).items() if k != "Kitfile"}
+    here, repo = src, unique_repo("kitw")
+    for i, fmt in enumerate(["kitops", "ormb", "modelpack", "kitops"]):
+        out = artifacts.publish(here, registry.ref(repo, f"v{i}"), bundle_format=fmt, options=registry.options)
+        here = tmp_path / f"out{i}"
+        artifacts.fetch(out["ref"], here, options=registry.options)
+        assert files_of(here / "model") == want, fmt
+    _, kitfile = manifest_and_config(registry, registry.ref(repo, "v3"), tmp_path)
+    assert [c["path"] for c in kitfile["code"]] == ["scripts"]  # the Kitfile came through ormb and ModelPack
