@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from modelhaul import oci
+from modelhaul import digestcache, oci
 from modelhaul.bundle.kitops import IGNORE_FILE, KITFILE_NAMES, Entry
 from modelhaul.bundle.source import ModelFile
 from modelhaul.config import ModelConfig
@@ -158,6 +158,7 @@ def write_layer(entry: Entry, entries: list[Entry], files: list[ModelFile], dest
         if gz is not None:
             gz.close()
     digest = "sha256:" + outer.sha.hexdigest()
+    digestcache.remember(dest, digest)  # hashed while written: the store and the upload need not read it again
     blob = oci.Blob(media_type(entry.kind, how), digest, outer.size, path=dest)
     return Layer(blob, "sha256:" + inner.sha.hexdigest())
 
