@@ -49,6 +49,18 @@ class Origin(BaseModel):
         return self.model_copy(update={"layers": {}})
 
 
+def authors_of(author: str, origin: Origin | None) -> list[str]:
+    """The authors list another tool wrote (ModelPack ``descriptor.authors``, a Kitfile's
+    ``package.authors``) when the ModelConfig's ``author`` is still its joined form, else ``[author]``."""
+    if origin is not None:
+        for doc, section in ((origin.modelpack, "descriptor"), (origin.kitfile, "package")):
+            names = ((doc or {}).get(section) or {}).get("authors") if isinstance((doc or {}).get(section), dict) \
+                else None
+            if isinstance(names, list) and ", ".join(map(str, names)) == author:
+                return [str(n) for n in names]
+    return [author]
+
+
 def kept_of_manifest(manifest: dict[str, Any]) -> tuple[dict[str, str], dict[str, KeptLayer]]:
     """A manifest's annotations other than modelhaul's, and each file's layer by its path."""
     from modelhaul import oci

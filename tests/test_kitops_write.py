@@ -25,7 +25,9 @@ from tests.test_readers import blob_bytes, target_of
 KITFILE = """manifestVersion: 1.0.0
 package:
   name: lin
-  authors: [Ann]
+  version: 1.0.0
+  license: Apache-2.0
+  authors: [Ann, Bob]
 model:
   name: lin
   path: model.onnx
@@ -140,14 +142,16 @@ def test_parse_of_a_modelkit_keeps_it_a_modelkit_with_its_kitfile(registry, tmp_
     assert json.loads(manifest["annotations"][oci.ANNOTATION_CONFIG])["signature"]
 
 
-def test_a_modelkit_code_entry_stays_code_in_modelpack(registry, tmp_path):
+def test_a_modelkit_in_modelpack_keeps_its_code_entries_and_package(registry, tmp_path):
     ref = registry.ref(unique_repo("kitw"), "v1")
     artifacts.publish(kit_dir(tmp_path / "src"), ref, bundle_format="kitops", options=registry.options)
     export = tmp_path / "out"
     artifacts.fetch(ref, export, options=registry.options)
     out = artifacts.publish(export, ref.replace(":v1", ":mp"), options=registry.options)
-    manifest, _ = manifest_and_config(registry, out["ref"], tmp_path)
+    manifest, doc = manifest_and_config(registry, out["ref"], tmp_path)
     kinds = {ly["annotations"][oci.ANNOTATION_FILEPATH]: ly["mediaType"] for ly in manifest["layers"]}
+    assert {k: doc["descriptor"][k] for k in ("name", "version", "authors", "licenses")} == {
+        "name": "lin", "version": "1.0.0", "authors": ["Ann", "Bob"], "licenses": ["Apache-2.0"]}
     assert kinds["scripts/run.txt"] == f"{oci.MODELPACK_LAYER_PREFIX}code.v1.raw"  # not doc, by its name
     assert kinds["README.md"] == f"{oci.MODELPACK_LAYER_PREFIX}doc.v1.raw"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelhaul.config import ModelConfig, format_name
 from modelhaul.errors import ConfigError
-from modelhaul.origin import overlay
+from modelhaul.origin import authors_of, overlay
 
 KITFILE_NAMES = ("Kitfile", "kitfile", ".kitfile")  # what kit looks for, and never packs
 IGNORE_FILE = ".kitignore"
@@ -128,7 +128,7 @@ def _own_kitfile(cfg: ModelConfig, kinds: dict[str, str]) -> dict[str, Any]:
     pkg = {"name": labels.get("kitops.package.name") or labels.get("name") or (mlflow.registered_model if mlflow
                                                                                else None),
            "version": labels.get("kitops.package.version") or (mlflow.version if mlflow else None),
-           "description": cfg.description, "authors": [cfg.author] if cfg.author else None}
+           "description": cfg.description, "authors": authors_of(cfg.author, cfg.origin) if cfg.author else None}
     weights = [p for p, k in kinds.items() if k == "weight"] or [p for p, k in kinds.items() if k == "weight.config"]
     model: dict[str, Any] = {
         "name": labels.get("kitops.model.name"), "path": weights[0] if weights else None,

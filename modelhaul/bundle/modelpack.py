@@ -18,7 +18,7 @@ from modelhaul import oci
 from modelhaul.bundle.source import ModelFile
 from modelhaul.config import ModelConfig, format_name, rfc3339
 from modelhaul.errors import ConfigError
-from modelhaul.origin import KeptLayer, Origin, overlay
+from modelhaul.origin import KeptLayer, Origin, authors_of, overlay
 
 #: the ModelConfig label that carries ModelPack's ``descriptor.family`` (a model family such as llama3)
 FAMILY_LABEL = "family"
@@ -188,22 +188,27 @@ def config_document(cfg: ModelConfig, diff_ids: list[str]) -> dict[str, Any]:
 def _own_document(cfg: ModelConfig) -> dict[str, Any]:
     descriptor: dict[str, Any] = {}
     mlflow = cfg.provenance.mlflow if cfg.provenance else None
-    name = cfg.labels.get("name") or (mlflow.registered_model if mlflow else None)
+    labels = cfg.labels
+    kit_package = ((cfg.origin.kitfile or {}) if cfg.origin else {}).get("package") or {}
+    name = labels.get("name") or labels.get("kitops.package.name") or (mlflow.registered_model if mlflow else None)
     if name:
         descriptor["name"] = name
     if cfg.created:
         descriptor["createdAt"] = rfc3339(cfg.created)
     if cfg.author:
-        descriptor["authors"] = [cfg.author]
+        descriptor["authors"] = authors_of(cfg.author, cfg.origin)
     if cfg.description:
         descriptor["description"] = cfg.description
+    if isinstance(kit_package, dict) and kit_package.get("license"):
+        descriptor["licenses"] = [str(kit_package["license"])]
     git = cfg.training.git if cfg.training else None
     if git and git.repository:
         descriptor["sourceURL"] = git.repository
     if git and git.revision:
         descriptor["revision"] = git.revision
-    if mlflow and mlflow.version:
-        descriptor["version"] = str(mlflow.version)
+    version = labels.get("version") or labels.get("kitops.package.version") or (mlflow.version if mlflow else None)
+    if version:
+        descriptor["version"] = str(version)
     if cfg.labels.get(FAMILY_LABEL):  # a model family (llama3, bert), never the framework
         descriptor["family"] = cfg.labels[FAMILY_LABEL]
     datasets = [d.source for d in cfg.datasets if d.source]
