@@ -179,3 +179,21 @@ def test_converting_between_every_format_keeps_the_files_byte_for_byte(registry,
         assert files_of(here / "model") == want, fmt
     _, kitfile = manifest_and_config(registry, registry.ref(repo, "v3"), tmp_path)
     assert [c["path"] for c in kitfile["code"]] == ["scripts"]  # the Kitfile came through ormb and ModelPack
+
+
+def test_a_kitignore_leaves_out_what_it_names_and_keeps_what_it_re_includes(registry, tmp_path):
+    src = kit_dir(tmp_path / "src")
+    (src / "scripts" / "__pycache__").mkdir()
+    (src / "scripts" / "__pycache__" / "x.pyc").write_bytes(b"\x00")
+    (src / "scripts" / "keep.pyc").write_bytes(b"\x01")
+    (src / "scripts" / "drop.pyc").write_bytes(b"\x02")
+    (src / ".kitignore").write_text("# caches\n**/__pycache__\nscripts/*.pyc\n!scripts/keep.pyc\n")
+    manifest, kitfile, blobs = pushed(registry, src, tmp_path)
+    code = blobs[manifest["layers"][1]["digest"]]
+    assert [m[0] for m in tar_members(code)] == ["scripts", "scripts/keep.pyc", "scripts/lib", "scripts/lib/util.py",
+                                                 "scripts/run.txt"]
+
+
+def test_a_kitfile_without_a_format_is_written_without_one(registry, tmp_path):
+    _, kitfile, _ = pushed(registry, kit_dir(tmp_path / "src", KITFILE.replace("  format: onnx\n", "")), tmp_path)
+    assert "format" not in kitfile["model"] and "framework" not in kitfile["model"]  # as given: nothing inferred

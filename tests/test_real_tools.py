@@ -159,9 +159,9 @@ def kit_layers(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     return [(ly["mediaType"], ly["digest"]) for ly in manifest["layers"]]
 
 
-def kit_packed(registry, tool, src: Path) -> str:
-    """``src`` with KITFILE, packed and pushed by kit; its reference."""
-    (src / "Kitfile").write_text(KITFILE)
+def kit_packed(registry, tool, src: Path, kitfile: str = KITFILE) -> str:
+    """``src`` with ``kitfile``, packed and pushed by kit; its reference."""
+    (src / "Kitfile").write_text(kitfile)
     ref = registry.ref(unique_repo("kit"), "v1")
     tool("kit", "pack", ".", "-t", ref, cwd=src)
     tool("kit", "push", "--plain-http", ref)
@@ -171,6 +171,15 @@ def kit_packed(registry, tool, src: Path) -> str:
 def test_modelhaul_writes_the_modelkit_kit_packs_byte_for_byte(registry, tool, tmp_path):
     src = model_dir(tmp_path / "src")
     kit_ref = kit_packed(registry, tool, src)
+    same_as_kit(registry, src, kit_ref, tmp_path)
+
+    assert exported(kit_ref, tmp_path / "out", registry) == without(files_of(src), "Kitfile")
+    cfg = artifacts.inspect(kit_ref, options=registry.options)
+    assert [ly["path"] for ly in cfg["layers"]] == ["model.joblib", "config.json", "sub", "data/d.csv", "README.md"]
+    assert cfg["config"]["origin"]["kitfile"] == yaml.safe_load(KITFILE)
+
+
+def same_as_kit(registry, src: Path, kit_ref: str, tmp_path: Path) -> None:
     ours = artifacts.publish(src, registry.ref(unique_repo("kit"), "v1"), bundle_format="kitops",
                              options=registry.options)
     theirs_m, theirs_cfg = manifest_and_config(registry, kit_ref, tmp_path)
@@ -178,10 +187,16 @@ def test_modelhaul_writes_the_modelkit_kit_packs_byte_for_byte(registry, tool, t
     assert kit_layers(ours_m) == kit_layers(theirs_m) and ours_m["config"] == theirs_m["config"]
     assert ours_cfg == theirs_cfg
 
-    assert exported(kit_ref, tmp_path / "out", registry) == without(files_of(src), "Kitfile")
-    cfg = artifacts.inspect(kit_ref, options=registry.options)
-    assert [ly["path"] for ly in cfg["layers"]] == ["model.joblib", "config.json", "sub", "data/d.csv", "README.md"]
-    assert cfg["config"]["origin"]["kitfile"] == yaml.safe_load(KITFILE)
+
+def test_a_catch_all_entry_and_a_kitignore_pack_as_kit_packs_them(registry, tool, tmp_path):
+    src = model_dir(tmp_path / "src")
+    (src / "sub" / "__pycache__").mkdir()
+    (src / "sub" / "__pycache__" / "train.pyc").write_bytes(b"\x00")
+    (src / "sub" / "keep.pyc").write_bytes(b"\x01")
+    (src / "run.log").write_text("log\n")
+    (src / ".kitignore").write_text("# caches\n**/__pycache__\n*.log\nsub/*.pyc\n!sub/keep.pyc\n")
+    kitfile = "manifestVersion: 1.0.0\nmodel:\n  path: .\ncode:\n  - path: sub\ndocs:\n  - path: README.md\n"
+    same_as_kit(registry, src, kit_packed(registry, tool, src, kitfile), tmp_path)
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])

@@ -138,7 +138,12 @@ def pack(
         if bundle_format == "kitops":
             from modelhaul.bundle.kitwrite import pack_layers
 
-            cfg_blob, layers = pack_layers(source.files, cfg, tmp, given=source.layout == "kitops")
+            given = source.layout == "kitops" and cfg.origin is not None and cfg.origin.kitfile is not None
+            if given:  # the directory's Kitfile as given: the caller's overrides over it, nothing inferred
+                from modelhaul.bundle.kitops import config_from_kitfile
+
+                kit_cfg = config_from_kitfile(cfg.origin.kitfile or {}).merged(config)
+            cfg_blob, layers = pack_layers(source.files, kit_cfg if given else cfg, tmp, given=given)
             manifest = _manifest(cfg_blob, layers, cfg, bundle_format, None)
             yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, *layers], bundle_format, tmp)
             return

@@ -132,7 +132,9 @@ def _own_kitfile(cfg: ModelConfig, kinds: dict[str, str]) -> dict[str, Any]:
     weights = [p for p, k in kinds.items() if k == "weight"] or [p for p, k in kinds.items() if k == "weight.config"]
     model: dict[str, Any] = {
         "name": labels.get("kitops.model.name"), "path": weights[0] if weights else None,
-        "framework": cfg.framework, "format": cfg.format, "version": labels.get("kitops.model.version"),
+        # "Others" says no more than a Kitfile without a format
+        "framework": cfg.framework, "format": cfg.format if cfg.format != "Others" else None,
+        "version": labels.get("kitops.model.version"),
         "parts": [{"path": p, "type": "config"} if kinds[p] == "weight.config" else {"path": p}
                   for p in kinds if kinds[p].startswith("weight") and p not in weights[:1]],
         "parameters": {p.name: p.value for p in cfg.hyper_parameters} or None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -54,9 +55,63 @@ def _same_tree(a: str, b: str) -> bool:
     return under(a, b) or under(b, a)
 
 
-def _ignored(path: str, base: str, layer_paths: list[str]) -> bool:
-    """kit's ignore rule: the Kitfile and .kitignore, and paths another entry holds (string prefix)."""
-    if any(part in (*KITFILE_NAMES, IGNORE_FILE) for part in PurePosixPath(path).parts[:1]):
+@dataclass
+class KitIgnore:
+    """kit's ignore file (``.kitignore``, Docker's pattern rules) plus the Kitfile names it always adds:
+    ``**`` crosses directories, ``*``/``?`` do not, ``!`` re-includes, the last matching pattern wins,
+    and a path matches when it or one of its parent directories does."""
+
+    patterns: list[tuple[re.Pattern[str], bool]]
+
+    @classmethod
+    def read(cls, text: str) -> KitIgnore:
+        rules = []
+        for line in [*text.splitlines(), *KITFILE_NAMES, IGNORE_FILE]:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            exclusion = line.startswith("!")
+            pattern = os.path.normpath(line[1:].strip() if exclusion else line)
+            rules.append((re.compile(_regex(pattern.lstrip("/") or pattern)), exclusion))
+        return cls(rules)
+
+    @property
+    def has_exclusions(self) -> bool:
+        return any(exclusion for _, exclusion in self.patterns)
+
+    def matches(self, path: str) -> bool:
+        parts = PurePosixPath(path).parts
+        candidates = [PurePosixPath(*parts[:i]).as_posix() for i in range(1, len(parts) + 1)]
+        matched = False
+        for regex, exclusion in self.patterns:
+            if any(regex.match(c) for c in candidates):
+                matched = not exclusion
+        return matched
+
+
+def _regex(pattern: str) -> str:
+    """moby/patternmatcher's translation of one pattern to a regular expression."""
+    out, i = "", 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                i += 1
+            out += ".*" if i >= len(pattern) else "(.*/)?"
+            continue
+        if ch == "\\" and i + 1 < len(pattern):
+            out += re.escape(pattern[i + 1])
+            i += 2
+            continue
+        out += "[^/]*" if ch == "*" else "[^/]" if ch == "?" else ch if ch in "[]^-!" else re.escape(ch)
+        i += 1
+    return f"^{out}$"
+
+
+def _ignored(path: str, base: str, layer_paths: list[str], ignore: KitIgnore) -> bool:
+    """kit's ignore rule: the ignore file (with the Kitfile), and paths another entry holds (string prefix)."""
+    if ignore.matches(path):
         return True
     for layer in layer_paths:
         if base.startswith(layer):  # an entry above this one: its paths are this one's too
@@ -66,8 +121,10 @@ def _ignored(path: str, base: str, layer_paths: list[str]) -> bool:
     return False
 
 
-def members(entry: Entry, entries: list[Entry], files: list[ModelFile]) -> list[tuple[str, ModelFile | None]]:
+def members(entry: Entry, entries: list[Entry], files: list[ModelFile], ignore: KitIgnore | None = None
+            ) -> list[tuple[str, ModelFile | None]]:
     """(name, file) in the tar of ``entry`` (file None for a directory), in kit's walk order."""
+    ignore = ignore or KitIgnore.read("")
     base = _clean(entry.path)
     layer_paths = [_clean(e.path) for e in entries]
     dirs = {PurePosixPath(*PurePosixPath(f.relpath).parts[:i]).as_posix()
@@ -78,9 +135,9 @@ def members(entry: Entry, entries: list[Entry], files: list[ModelFile]) -> list[
     for name, f in sorted(candidates, key=lambda c: PurePosixPath(c[0]).parts):
         if any(name.startswith(s + "/") for s in skipped) or not _same_tree(base, name):
             continue
-        if _ignored(name, base, layer_paths):
-            if f is None:
-                skipped.append(name)  # kit skips the whole directory
+        if _ignored(name, base, layer_paths, ignore):
+            if f is None and not ignore.has_exclusions:
+                skipped.append(name)  # kit skips the whole directory (unless a pattern may re-include)
             continue
         out.append((name, f))
     return out
@@ -135,13 +192,14 @@ class Layer:
     diff_id: str
 
 
-def write_layer(entry: Entry, entries: list[Entry], files: list[ModelFile], dest: Path, how: str) -> Layer:
+def write_layer(entry: Entry, entries: list[Entry], files: list[ModelFile], dest: Path, how: str,
+                ignore: KitIgnore | None = None) -> Layer:
     """The tar (gzipped for ``how == "gzip"``) of ``entry`` at ``dest``, with its digest and diffId."""
     with open(dest, "wb") as raw:
         outer = _Hashing(raw)
         gz = gzip.GzipFile(filename="", mode="wb", fileobj=outer, mtime=0) if how == "gzip" else None  # type: ignore[arg-type]
         inner = _Hashing(gz) if gz is not None else outer  # type: ignore[arg-type]
-        for name, f in members(entry, entries, files):
+        for name, f in members(entry, entries, files, ignore):
             if f is None:
                 inner.write(header(name, 0, 0o755, True))
                 continue
@@ -171,7 +229,9 @@ def pack_layers(files: list[ModelFile], cfg: ModelConfig, tmp: Path, *, given: b
     from modelhaul.bundle import modelpack
     from modelhaul.bundle.kitops import entries, kitfile_for, kitfile_json
 
-    packed = [f for f in files if f.relpath not in (*KITFILE_NAMES, IGNORE_FILE)]
+    kitignore = next((f for f in files if f.relpath == IGNORE_FILE), None)
+    ignore = KitIgnore.read(kitignore.path.read_text(encoding="utf-8", errors="replace") if kitignore else "")
+    packed = [f for f in files if not ignore.matches(f.relpath)]
     kinds = {f.relpath: modelpack.origin_kind(cfg.origin, f.relpath) or modelpack.layer_kind(f.relpath, f.path)
              for f in packed}
     kitfile = kitfile_for(cfg, kinds, given=given)
@@ -182,7 +242,7 @@ def pack_layers(files: list[ModelFile], cfg: ModelConfig, tmp: Path, *, given: b
         if not any(_same_tree(_clean(entry.path), f.relpath) for f in packed):
             raise ConfigError(f"Kitfile {entry.kind} entry path {entry.path!r} names no file in the model directory; "
                               "fix the path or add the file")
-        layer = write_layer(entry, found, packed, tmp / f"layer-{i}.tar", how)
+        layer = write_layer(entry, found, packed, tmp / f"layer-{i}.tar", how, ignore)
         entry.data.update({"digest": layer.blob.digest, "diffId": layer.diff_id})
         layers.append(layer.blob)
     return oci.Blob.from_bytes(oci.KITOPS_CONFIG, kitfile_json(kitfile)), layers
