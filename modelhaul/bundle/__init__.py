@@ -136,14 +136,9 @@ def pack(
     tmp = Path(tempfile.mkdtemp(prefix="modelhaul-pack-", dir=os.environ.get("MODELHAUL_TMPDIR")))
     try:
         if bundle_format == "kitops":
-            from modelhaul.bundle.kitwrite import pack_layers
+            from modelhaul.bundle.kitwrite import pack_source
 
-            given = source.layout == "kitops" and cfg.origin is not None and cfg.origin.kitfile is not None
-            if given:  # the directory's Kitfile as given: the caller's overrides over it, nothing inferred
-                from modelhaul.bundle.kitops import config_from_kitfile
-
-                kit_cfg = config_from_kitfile(cfg.origin.kitfile or {}).merged(config)
-            cfg_blob, layers = pack_layers(source.files, kit_cfg if given else cfg, tmp, given=given)
+            cfg_blob, layers = pack_source(source, config, tmp)
             manifest = _manifest(cfg_blob, layers, cfg, bundle_format, None)
             yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, *layers], bundle_format, tmp)
             return

@@ -19,11 +19,11 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from modelhaul import digestcache, oci
 from modelhaul.bundle.kitops import IGNORE_FILE, KITFILE_NAMES, Entry
-from modelhaul.bundle.source import ModelFile
+from modelhaul.bundle.source import ModelFile, ModelSource
 from modelhaul.config import ModelConfig
 from modelhaul.errors import ConfigError
 
@@ -219,6 +219,19 @@ def write_layer(entry: Entry, entries: list[Entry], files: list[ModelFile], dest
     digestcache.remember(dest, digest)  # hashed while written: the store and the upload need not read it again
     blob = oci.Blob(media_type(entry.kind, how), digest, outer.size, path=dest)
     return Layer(blob, "sha256:" + inner.sha.hexdigest())
+
+
+def pack_source(source: ModelSource, overrides: ModelConfig | dict[str, Any] | None, tmp: Path
+                ) -> tuple[oci.Blob, list[oci.Blob]]:
+    """:func:`pack_layers` of an opened model directory. Its own Kitfile is used as given: the
+    caller's ``overrides`` over it, nothing inferred from the files added."""
+    cfg = source.config
+    given = source.layout == "kitops" and cfg.origin is not None and cfg.origin.kitfile is not None
+    if given:
+        from modelhaul.bundle.kitops import config_from_kitfile
+
+        cfg = config_from_kitfile(cfg.origin.kitfile or {}).merged(overrides)  # type: ignore[union-attr]
+    return pack_layers(source.files, cfg, tmp, given=given)
 
 
 def pack_layers(files: list[ModelFile], cfg: ModelConfig, tmp: Path, *, given: bool) -> tuple[oci.Blob, list[oci.Blob]]:
