@@ -24,6 +24,8 @@ from tests.test_readers import files_of
 
 SHARED = Path(os.environ.get("MODELHAUL_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
 CACHE = Path(os.environ.get("MODELHAUL_TEST_CACHE") or Path.home() / ".cache" / "modelhaul-tests")
+ABSENT = "../shared/tools is absent: the real modctl, kit, oras and ormb binaries are not here"
+pytestmark = pytest.mark.skipif(not (SHARED / "tools" / "unpack.sh").is_file(), reason=ABSENT)  # no server started
 MODELFILE = """NAME lin
 ARCH linear
 FAMILY linfam
@@ -66,7 +68,7 @@ def tools() -> Path:
     """The real binaries, unpacked into the test cache (``unpack.sh`` skips those already current)."""
     unpack = SHARED / "tools" / "unpack.sh"
     if not unpack.is_file():
-        pytest.skip("../shared/tools is absent: the real modctl, kit, oras and ormb binaries are not here")
+        pytest.skip(ABSENT)
     dest = CACHE / "tools"
     subprocess.run(["bash", str(unpack), str(dest)], check=True, capture_output=True)
     return dest
