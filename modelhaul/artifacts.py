@@ -136,13 +136,25 @@ def inspect(ref: str, options: RegistryOptions | None = None) -> dict[str, Any]:
                 "size": layer.get("size"),
                 "path": (layer.get("annotations") or {}).get(oci.ANNOTATION_FILEPATH)
                 or (layer.get("annotations") or {}).get("org.cnai.model.filepath")
-                or (layer.get("annotations") or {}).get(oci.ANNOTATION_TITLE),
+                or (layer.get("annotations") or {}).get(oci.ANNOTATION_TITLE) or kit_path,
             }
-            for layer in manifest.layers
+            for layer, kit_path in zip(manifest.layers, _kit_paths(manifest, open_target(r, options)), strict=True)
         ],
         "annotations": {k: v for k, v in (m.get("annotations") or {}).items() if k != oci.ANNOTATION_CONFIG},
         "size": sum(int(d.get("size", 0)) for d in manifest.blobs()),
     }
+
+
+def _kit_paths(manifest: oci.Manifest, target: oci.Target) -> list[str | None]:
+    """A ModelKit layer's path is its Kitfile entry's (its layers carry no path annotation)."""
+    from modelhaul.bundle import config_blob_json
+    from modelhaul.bundle.kitops import layer_paths
+    from modelhaul.oci import bundle_format_of_manifest
+
+    if bundle_format_of_manifest(manifest) != "kitops":
+        return [None] * len(manifest.layers)
+    kitfile = config_blob_json(manifest, target)
+    return layer_paths(kitfile if isinstance(kitfile, dict) else None, manifest.layers)
 
 
 def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,
@@ -220,15 +232,15 @@ def retarget(pinned: str) -> str:
 
 
 def bundle_format_of(ref: str, options: RegistryOptions | None = None) -> str:
-    """``modelpack`` or ``ormb`` — the format to write a version derived from ``ref`` in.
+    """``modelpack``, ``kitops`` or ``ormb`` — the format to write a version derived from ``ref`` in.
 
-    Formats modelhaul reads but does not write (KitOps, oras files) give ModelPack.
+    Files pushed with ``oras push`` (a format modelhaul reads but does not write) give ModelPack.
     """
     from modelhaul.oci import bundle_format_of_manifest
 
     r = parse(ref)
     fmt = bundle_format_of_manifest(open_target(r, options).get_manifest(r.reference))
-    return "ormb" if fmt == "ormb" else "modelpack"
+    return fmt if fmt in ("ormb", "kitops") else "modelpack"
 
 
 def retag(src: str, dst: str, options: RegistryOptions | None = None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from pydantic.alias_generators import to_camel
 
 from modelhaul.errors import ConfigError
+from modelhaul.origin import RFC3339, Origin, Timestamp
 
 ORMBFILE = "ormbfile.yaml"
 
@@ -60,8 +61,10 @@ def format_name(value: Any) -> str | None:
 
 
 def rfc3339(value: dt.datetime) -> str:
-    """RFC 3339 with a zone, ``Z`` for UTC: what Go's ``time.Time`` (ormb, model-spec, modctl) reads."""
-    return value.isoformat().replace("+00:00", "Z")
+    """RFC 3339 with a zone, ``Z`` for UTC: what Go's ``time.Time`` (ormb, model-spec, modctl) reads.
+
+    A :class:`Timestamp` read from such text is written back as it was read (nanoseconds kept)."""
+    return getattr(value, "written", None) or value.isoformat().replace("+00:00", "Z")
 
 
 def _created(v: Any) -> Any:
@@ -77,6 +80,8 @@ def _created(v: Any) -> Any:
             v = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             return text  # left to pydantic, which names the field in its error
+        if v.tzinfo is not None and v.year > 1 and RFC3339.fullmatch(text):
+            return Timestamp.read(text, v)
     if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
         v = dt.datetime(v.year, v.month, v.day)
     if isinstance(v, dt.datetime):
@@ -200,6 +205,7 @@ class ModelConfig(_Wire):
     directory_structure: list[str] = Field(default_factory=list)
     provenance: Provenance | None = None
     datasets: list[DatasetInfo] = Field(default_factory=list)
+    origin: Origin | None = None  # what other tools wrote, kept as written (see modelhaul.origin)
 
     @field_validator("created", mode="before")
     @classmethod
@@ -251,7 +257,7 @@ class ModelConfig(_Wire):
             "author", "created", "description", "tags", "labels", "framework", "format", "gpuType",
             "metrics", "hyperParameters", "signature", "training", "dataset", "directoryStructure",
         }
-        d = {k: v for k, v in d.items() if k in keep}
+        d = {**((self.origin.ormb or {}) if self.origin else {}), **{k: v for k, v in d.items() if k in keep}}
         d["format"] = ormb_format(self.format, self.directory_structure)
         if self.directory_structure:  # as `ormb save` lists them: paths inside the tar, under model/
             d["directoryStructure"] = [ORMB_MODEL_DIR + p for p in self.directory_structure]
@@ -266,6 +272,10 @@ class ModelConfig(_Wire):
         if isinstance(entries, list):
             rel = [str(e)[len(ORMB_MODEL_DIR):] if str(e).startswith(ORMB_MODEL_DIR) else str(e) for e in entries]
             data = {**data, "directoryStructure": [e for e in rel if e.strip("/") and e != "model"]}
+        known = {f.alias or n for n, f in cls.model_fields.items()} - {"origin"}
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if unknown:  # a field of a newer ormb: kept as written, written back on re-publish
+            data = {**{k: v for k, v in data.items() if k in known}, "origin": {"ormb": unknown}}
         return cls.from_dict(data, source=source)
 
     @classmethod

@@ -201,12 +201,14 @@ TRAIN: tuple[Param, ...] = (
     Param("registered_model", str, None, "also register the model under this name"),
     Param("alias", str, None, "alias to set on the registered version"),
 )
+#: the artifact formats modelhaul writes: CNCF ModelPack, KitOps ModelKit, ormb (every adapter's choice)
+BUNDLE_FORMATS = ("modelpack", "kitops", "ormb")
 PACKAGE: tuple[Param, ...] = (
     # runs:/..., models:/... or a model directory; the CLI's import-mlflow takes the MLflow URIs
     Param("source", str, None, "runs:/RUN_ID/NAME, models:/NAME/VERSION, models:/NAME@ALIAS or models:/m-ID",
           required=True, metavar="uri"),
     REF, TRACKING_URI,
-    Param("bundle_format", str, "modelpack", "artifact format to write", choices=("modelpack", "ormb"),
+    Param("bundle_format", str, "modelpack", "artifact format to write", choices=BUNDLE_FORMATS,
           flag="--format"),
     Param("config", dict, None, "ModelConfig fields that override the model's", cli=False),
     *_ACCESS,

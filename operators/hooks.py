@@ -90,7 +90,7 @@ class RegistryHook(BaseHook):
 
     Connection: host (``registry.example.com:5000``; an ``http://`` prefix means plain HTTP), login,
     password; extras ``plain_http``, ``insecure`` (skip TLS verification), ``ca_file`` and
-    ``bundle_format`` (``modelpack`` or ``ormb``, the default format to push).
+    ``bundle_format`` (``modelpack``, ``kitops`` or ``ormb``, the default format to push).
     """
 
     conn_name_attr = "registry_conn_id"

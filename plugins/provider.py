@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelhaul.declarations import BUNDLE_FORMATS
+
 _PKG = "modelhaul.operators"
 _INTEGRATION = "modelhaul"
 
@@ -60,9 +62,9 @@ def get_provider_info() -> dict[str, Any]:
                     "ca_file": _str("CA file", "PEM bundle that signed the registry's certificate."),
                     "bundle_format": {
                         "label": "Default bundle format",
-                        "schema": {"type": ["string", "null"], "enum": ["modelpack", "ormb", None],
+                        "schema": {"type": ["string", "null"], "enum": [*BUNDLE_FORMATS, None],
                                    "default": "modelpack"},
-                        "description": "Format of pushed models: CNCF ModelPack or ormb.",
+                        "description": "Format of pushed models: CNCF ModelPack, KitOps ModelKit or ormb.",
                     },
                 },
                 "ui-field-behaviour": {

@@ -29,7 +29,7 @@ PENDING: dict[str, set[str]] = {}
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("modelhaul", "modelhaul.errors", "modelhaul.paths", "modelhaul.flags", "modelhaul.redact",
      "modelhaul.optional", "modelhaul.interrupt"),  # ground
-    ("modelhaul.oci", "modelhaul.reference", "modelhaul.config", "modelhaul.registry_options",
+    ("modelhaul.oci", "modelhaul.reference", "modelhaul.config", "modelhaul.origin", "modelhaul.registry_options",
      "modelhaul.declarations", "modelhaul.useryaml", "modelhaul.fscopy", "modelhaul.gate"),  # vocabulary
     ("modelhaul.registry", "modelhaul.store", "modelhaul.bundle", "modelhaul.auth", "modelhaul.digestcache",
      "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats"),  # bytes: registries, store, bundles, files

@@ -211,6 +211,8 @@ def test_a_parameter_added_to_a_declaration_reaches_the_command_line():
     (["rollback", "r/m:v1", "--kubeconfig", "ci.yaml"], {"kubeconfig": "ci.yaml", "context": None}),
     (["import-mlflow", "models:/iris@champion", "r/m:v1", "--format", "ormb"],
      {"source": "models:/iris@champion", "ref": "r/m:v1", "bundle_format": "ormb"}),
+    (["import-mlflow", "models:/iris@champion", "r/m:v1", "--format", "kitops"],
+     {"source": "models:/iris@champion", "ref": "r/m:v1", "bundle_format": "kitops"}),
 ])
 def test_the_command_line_gives_each_step_its_declared_arguments(argv, expected):
     from modelhaul.cli.commands import declared_kwargs

@@ -130,12 +130,14 @@ def check_config(c: dict[str, Any], trained: dict[str, Any]) -> None:
     assert c["provenance"]["sources"] == [f"models:/{trained['name']}@champion"]
 
 
-def test_package_to_a_registry_carries_every_field(trained: dict[str, Any], registry: Any) -> None:
+@pytest.mark.parametrize("bundle_format", ["modelpack", "kitops"])
+def test_package_to_a_registry_carries_every_field(trained: dict[str, Any], registry: Any, bundle_format) -> None:
     from modelhaul import artifacts
 
     ref = registry.ref(f"mlflow/{uuid.uuid4().hex[:8]}", "v1")
     out = steps.package(source=f"models:/{trained['name']}@champion", ref=ref, tracking_uri=trained["uri"],
-                        plain_http=True)
+                        plain_http=True, bundle_format=bundle_format)
+    assert out["bundle_format"] == bundle_format
     assert out["ref"].startswith(ref + "@sha256:") and out["digest"] in out["ref"]
     assert (out["format"], out["framework"]) == ("SKLearn", "scikit-learn")
     info = artifacts.inspect(out["ref"], registry.options)

@@ -334,9 +334,10 @@ def test_an_oras_pushed_mlflow_directory_reads_as_the_mlflow_model(registry, tmp
     ref = oras_push(registry, work, ["my-model"], monkeypatch)
     out = tmp_path / "out"
     artifacts.fetch(ref, out, options=registry.options)
-    assert sorted(files_of(out / "model")) == ["MLmodel", "model.pkl"]
+    # under its title, as `oras pull` writes it (issue 21: alone or not, the same path)
+    assert sorted(files_of(out / "model")) == ["my-model/MLmodel", "my-model/model.pkl"]
     cfg = config.load(out)
-    assert cfg.format == "SKLearn" and "MLmodel" in cfg.directory_structure
+    assert cfg.format == "SKLearn" and "my-model/MLmodel" in cfg.directory_structure
 
 
 def test_an_image_is_still_not_a_model(registry, tmp_path):

@@ -319,14 +319,16 @@ def test_kserve_storage_container_takes_the_verify_key_from_a_configmap():
 # -- other bundle formats, hostile referrers, bad keys -----------------------------------------------------
 
 
-def test_an_ormb_model_is_verified_by_hashing_its_files(keys, tmp_path: Path):
+@pytest.mark.parametrize("bundle_format", ["ormb", "kitops"])
+def test_an_ormb_or_kitops_model_is_verified_by_hashing_its_files(keys, tmp_path: Path, bundle_format):
     layout = f"oci:{tmp_path}/layout"
-    ref = artifacts.publish(_model_dir(tmp_path / "m"), f"{layout}:v1", bundle_format="ormb")["ref"]
+    ref = artifacts.publish(_model_dir(tmp_path / "m"), f"{layout}:v1", bundle_format=bundle_format)["ref"]
     assert signing.layer_digests(artifacts.open_target(parse(ref)).get_manifest(parse(ref).digest)) is None
     steps.sign(ref=ref, key=str(keys["private"]))
     assert steps.verify(ref=ref, key=str(keys["public"]))["files"] == 2
-    bad = _tampered(ref, tmp_path, bundle_format="ormb")
-    assert artifacts.bundle_format_of(bad) == "ormb" and parse(bad).digest != parse(ref).digest
+    assert artifacts.resolve(ref) == ref  # signing attaches referrers: the model's manifest is untouched
+    bad = _tampered(ref, tmp_path, bundle_format=bundle_format)
+    assert artifacts.bundle_format_of(bad) == bundle_format and parse(bad).digest != parse(ref).digest
     with pytest.raises(SignatureError, match="does not match its signature"):
         signing.verify_model(bad, str(keys["public"]))
 
@@ -353,3 +355,13 @@ def test_bad_keys_get_one_clear_line(keys, tmp_path: Path):
     assert "not a PEM public key" in one_line_error(_cli("verify", ref, "--key", str(keys["private"])))
     with pytest.raises(Exception, match="MODELHAUL_SIGNING_KEY"):
         steps.sign(ref=ref, key="")
+
+
+def test_signing_a_modctl_artifact_keeps_it_as_modctl_wrote_it(registry, keys, tmp_path: Path):
+    from tests.test_fidelity import modctl_written, sklearn_model
+
+    ref = modctl_written(registry, sklearn_model(tmp_path / "src"))
+    pinned = artifacts.resolve(ref, options=registry.options)
+    steps.sign(ref=ref, key=str(keys["private"]), plain_http=True)
+    assert steps.verify(ref=ref, key=str(keys["public"]), plain_http=True)["files"] == 2
+    assert artifacts.resolve(ref, options=registry.options) == pinned  # nothing of modctl's rewritten

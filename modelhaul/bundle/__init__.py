@@ -1,6 +1,6 @@
 """Model directory <-> OCI artifact (config blob + layers + manifest), in every supported format.
 
-Writers: ModelPack (default) and ormb. Readers: ModelPack, ormb and KitOps ModelKits. Whatever the
+Writers: ModelPack (default), KitOps ModelKits and ormb. Readers: those, CNAI and ``oras push`` files. Whatever the
 format, the full ModelConfig travels in the manifest annotation ``io.modelhaul.config`` and comes
 back on read; foreign artifacts (no annotation) get a config mapped from their own config blob.
 """
@@ -27,11 +27,12 @@ from modelhaul.bundle import modelpack
 from modelhaul.bundle.source import ModelFile, infer_format, list_files, open_source
 from modelhaul.bundle.tarball import decompress_zstd, extract_tar, write_tar
 from modelhaul.config import ModelConfig
+from modelhaul.declarations import BUNDLE_FORMATS  # declared once, with the steps' choices
 from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
 from modelhaul.oci import bundle_format_of_manifest
 from modelhaul.selection import chosen_layers
 
-BUNDLE_FORMATS = ("modelpack", "ormb")
+
 # ormb's single layer must be gzip, but weights barely compress and deflate runs at ~45 MB/s:
 # stored (level 0) gzip blocks are valid gzip at disk speed. MODELHAUL_GZIP_LEVEL=1..9 to compress.
 def ormb_gzip_level() -> int:
@@ -89,8 +90,11 @@ def _manifest(cfg_blob: oci.Blob, layers: list[oci.Blob], cfg: ModelConfig, bund
         doc["artifactType"] = artifact_type
     doc["config"] = cfg_blob.descriptor()
     doc["layers"] = [b.descriptor() for b in layers]
-    doc["annotations"] = {
-        oci.ANNOTATION_CONFIG: cfg.to_json().decode(),
+    kept = cfg.origin.annotations if cfg.origin else {}
+    carried = cfg.model_copy(update={"origin": cfg.origin.without_layers()}) if cfg.origin else cfg
+    doc["annotations"] = {  # other tools' annotations kept; the layers' own travel in the layers
+        **kept,
+        oci.ANNOTATION_CONFIG: carried.to_json().decode(),
         oci.ANNOTATION_FORMAT: bundle_format,
     }
     if cfg.created:
@@ -123,7 +127,7 @@ def pack(
     cfg = source.config
     if bundle_format == "modelpack":
         digests = _hash_files([f.path for f in source.files], digester)
-        layers = [modelpack.layer_blob(f, d) for f, d in zip(source.files, digests, strict=True)]
+        layers = [modelpack.layer_blob(f, d, cfg.origin) for f, d in zip(source.files, digests, strict=True)]
         doc = modelpack.config_document(cfg, [b.digest for b in layers])
         cfg_blob = oci.Blob.from_bytes(oci.MODELPACK_CONFIG, oci.canonical_json(doc))
         manifest = _manifest(cfg_blob, layers, cfg, bundle_format, oci.MODELPACK_ARTIFACT)
@@ -131,6 +135,13 @@ def pack(
         return
     tmp = Path(tempfile.mkdtemp(prefix="modelhaul-pack-", dir=os.environ.get("MODELHAUL_TMPDIR")))
     try:
+        if bundle_format == "kitops":
+            from modelhaul.bundle.kitwrite import pack_source
+
+            cfg_blob, layers = pack_source(source, config, tmp)
+            manifest = _manifest(cfg_blob, layers, cfg, bundle_format, None)
+            yield Packed(manifest, oci.MANIFEST_V1, cfg, [cfg_blob, *layers], bundle_format, tmp)
+            return
         tar_path = tmp / "model.tar.gz"
         dirs = sorted({"model/"} | {
             f"model/{PurePosixPath(*PurePosixPath(f.relpath).parts[:i]).as_posix()}/"
@@ -171,14 +182,42 @@ def _read_small_blob(target: oci.Target, desc: dict[str, Any]) -> bytes:
         return p.read_bytes()
 
 
+def config_blob_json(manifest: oci.Manifest, target: oci.Target) -> Any:
+    """The artifact's config blob as JSON (a Kitfile, a ModelPack or ormb config), as written."""
+    try:
+        return json.loads(_read_small_blob(target, manifest.config) or b"{}")
+    except json.JSONDecodeError:
+        raise ConfigError(f"manifest {manifest.digest}: config blob is not JSON") from None
+
+
 def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
-    """The ModelConfig of an artifact: modelhaul's annotation, else mapped from its config blob."""
+    """The ModelConfig of an artifact: modelhaul's annotation, else mapped from its config blob.
+
+    What other tools wrote (their config, manifest and layer annotations) comes along in
+    ``origin`` (see :mod:`modelhaul.origin`), so whatever re-publishes the model keeps it.
+    """
     ann = (manifest.json.get("annotations") or {}).get(oci.ANNOTATION_CONFIG)
     if ann:
         try:
-            return ModelConfig.from_dict(json.loads(ann), source=f"manifest {manifest.digest}")
+            cfg = ModelConfig.from_dict(json.loads(ann), source=f"manifest {manifest.digest}")
         except json.JSONDecodeError:
             raise ConfigError(f"manifest {manifest.digest}: {oci.ANNOTATION_CONFIG} is not JSON") from None
+        return _with_origin(cfg, manifest) if cfg.origin else cfg
+    return _with_origin(_foreign_config(manifest, target), manifest)
+
+
+def _with_origin(cfg: ModelConfig, manifest: oci.Manifest) -> ModelConfig:
+    """``cfg`` with the manifest's foreign annotations and each file's layer in ``origin``."""
+    from modelhaul.origin import Origin, kept_of_manifest
+
+    annotations, layers = kept_of_manifest(manifest.json)
+    origin = cfg.origin or Origin()
+    return cfg.model_copy(update={"origin": origin.model_copy(update={
+        "annotations": {**annotations, **origin.annotations}, "layers": layers})})
+
+
+def _foreign_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
+    """The ModelConfig mapped from a foreign artifact's own config blob (or its files' names)."""
     kind = bundle_format_of_manifest(manifest)
     if kind == "unknown":
         mt = manifest.config.get("mediaType")
@@ -186,10 +225,7 @@ def read_config(manifest: oci.Manifest, target: oci.Target) -> ModelConfig:
                           "or files pushed with oras push)")
     if kind == "oras":
         return _config_from_files([layer["annotations"][oci.ANNOTATION_TITLE] for layer in manifest.layers])
-    try:
-        doc = json.loads(_read_small_blob(target, manifest.config) or b"{}")
-    except json.JSONDecodeError:
-        raise ConfigError(f"manifest {manifest.digest}: config blob is not JSON") from None
+    doc = config_blob_json(manifest, target)
     if kind == "modelpack":
         return modelpack.config_from_document(doc)
     if kind == "ormb":
@@ -295,7 +331,7 @@ def _extract_layer(layer: dict[str, Any], blob: Path, how: layers_mod.LayerPlan,
     try:
         if how.compression == "zstd":
             plain = decompress_zstd(blob, work / ".layer.tar")
-        extract_tar(plain, model, strip=how.strip)
+        extract_tar(plain, model, strip=how.strip, within=how.within)
     except tarfile.TarError as exc:
         raise BundleError(f"layer {layer['digest']}: media type {layer.get('mediaType')!r} but not a readable "
                           f"tar ({exc}); refusing") from None
@@ -324,9 +360,8 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[st
     try:
         model = work / "model"
         model.mkdir()
-        only_layer = len(manifest.layers) == 1
         planned = [(layer, how) for layer in chosen_layers(manifest, include)
-                   if (how := layers_mod.plan(kind, layer, only_layer=only_layer)).how != "skip"]
+                   if (how := layers_mod.plan(kind, layer)).how != "skip"]
         owned = download([layer for layer, _ in planned], work / ".blobs") if download else {}
         uses = collections.Counter(layer["digest"] for layer, _ in planned)
         for layer, how in planned:
@@ -349,7 +384,7 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[st
             kind == "oras" or not cfg.format
         ):  # a foreign artifact that does not say its format: the files are out, infer it from them
             seen = _config_from_files([], model)
-            cfg = seen if kind == "oras" else cfg.model_copy(
+            cfg = seen.model_copy(update={"origin": cfg.origin}) if kind == "oras" else cfg.model_copy(
                 update={"format": seen.format, "framework": cfg.framework or seen.framework})
         config_mod.dump(cfg, work / config_mod.ORMBFILE)
         _move_into_place(work, dest)  # dest is absent or empty (checked by the caller)

@@ -34,6 +34,7 @@ class LayerPlan:
     path: str | None = None
     compression: str | None = None  # "" (plain tar), "gzip", "zstd"
     strip: str | None = None  # leading directory dropped from tar entries
+    within: str | None = None  # the directory every entry must be in (an oras directory's title)
 
 
 def _refuse(layer: dict[str, Any], why: str) -> BundleError:
@@ -51,7 +52,7 @@ def _packing(media_type: str) -> str | None:
     return suffix if suffix in _PACKINGS else None
 
 
-def plan(bundle_format: str, layer: dict[str, Any], *, only_layer: bool = False) -> LayerPlan:
+def plan(bundle_format: str, layer: dict[str, Any]) -> LayerPlan:
     """The reading plan for ``layer`` of an artifact in ``bundle_format`` (modelpack|ormb|kitops|oras)."""
     mt = layer.get("mediaType", "")
     ann = layer.get("annotations") or {}
@@ -65,10 +66,8 @@ def plan(bundle_format: str, layer: dict[str, Any], *, only_layer: bool = False)
         title = ann.get(oci.ANNOTATION_TITLE)
         if not title:
             raise _refuse(layer, f"has no {oci.ANNOTATION_TITLE} annotation, so no file name")
-        if ann.get(ORAS_UNPACK) == "true" or mt == ORAS_DIRECTORY:  # a directory, as oras pull unpacks it
-            single = only_layer and "/" not in title.strip("/")
-            return LayerPlan("tar", compression="gzip" if mt.endswith("+gzip") else "",
-                             strip=title.strip("/") if single else None)
+        if ann.get(ORAS_UNPACK) == "true" or mt == ORAS_DIRECTORY:  # a directory: under its title, as oras pull
+            return LayerPlan("tar", compression="gzip" if mt.endswith("+gzip") else "", within=title.strip("/"))
         return LayerPlan("file", path=title)
     packing = _packing(mt)
     if packing is None:

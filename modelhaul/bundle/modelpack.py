@@ -17,6 +17,8 @@ from typing import Any
 from modelhaul import oci
 from modelhaul.bundle.source import ModelFile
 from modelhaul.config import ModelConfig, format_name, rfc3339
+from modelhaul.errors import ConfigError
+from modelhaul.origin import KeptLayer, Origin, authors_of, overlay
 
 #: the ModelConfig label that carries ModelPack's ``descriptor.family`` (a model family such as llama3)
 FAMILY_LABEL = "family"
@@ -98,9 +100,56 @@ def file_metadata(f: ModelFile) -> str:
     )
 
 
-def layer_blob(f: ModelFile, digest: str) -> oci.Blob:
-    kind, known = classify(f.relpath, f.path)
-    annotations = {oci.ANNOTATION_FILEPATH: f.relpath, oci.ANNOTATION_FILE_METADATA: file_metadata(f)}
+# a KitOps layer type -> the ModelPack kind of its files
+_KIT_KINDS = {"model": "weight", "modelpart": "weight", "code": "code", "dataset": "dataset", "docs": "doc"}
+_KINDS = ("weight.config", "weight", "doc", "code", "dataset")
+
+
+def kind_of_media_type(media_type: str) -> str | None:
+    """weight | weight.config | doc | code | dataset for a ModelPack, CNAI or KitOps layer type."""
+    for prefix in (oci.MODELPACK_LAYER_PREFIX, oci.CNAI_LAYER_PREFIX):
+        if media_type.startswith(prefix):
+            kind = media_type[len(prefix):].split(".v1.", 1)[0]
+            return kind if kind in _KINDS else None
+    if media_type.startswith(oci.KITOPS_LAYER_PREFIX):
+        return _KIT_KINDS.get(media_type[len(oci.KITOPS_LAYER_PREFIX):].split(".v1.", 1)[0])
+    return None
+
+
+def _under(relpath: str, path: str) -> bool:
+    path = path.strip("/")
+    return path in ("", ".") or relpath == path or relpath.startswith(path + "/")
+
+
+def origin_kind(origin: Origin | None, relpath: str) -> str | None:
+    """The kind the tool that wrote the artifact gave this file (its layer, or the Kitfile entry
+    holding it: a ``code:`` entry stays code), the most specific path first; None when it said none."""
+    if origin is None:
+        return None
+    found: list[tuple[int, str]] = []
+    for path, kept in origin.layers.items():
+        kind = kind_of_media_type(kept.media_type or "")
+        if kind and _under(relpath, path):
+            found.append((len(path.strip("/")), kind))
+    if origin.kitfile:
+        from modelhaul.bundle.kitops import entries
+
+        for entry in entries(origin.kitfile):
+            if _under(relpath, entry.path):
+                kind = "weight.config" if "config" in str(entry.data.get("type", "")) else _KIT_KINDS[entry.kind]
+                found.append((len(entry.path.strip("/").lstrip(".")), kind))
+    return max(found)[1] if found else None
+
+
+def layer_blob(f: ModelFile, digest: str, origin: Origin | None = None) -> oci.Blob:
+    """A file's raw layer. What another tool wrote for the same path is kept: its kind, and its
+    annotations (its file metadata only while the file is unchanged)."""
+    kept = origin.layers.get(f.relpath) if origin else None
+    theirs = origin_kind(origin, f.relpath)
+    kind, known = (theirs, True) if theirs else classify(f.relpath, f.path)
+    annotations = _kept_annotations(kept, digest)
+    annotations[oci.ANNOTATION_FILEPATH] = f.relpath
+    annotations.setdefault(oci.ANNOTATION_FILE_METADATA, file_metadata(f))
     if not known:
         annotations[ANNOTATION_UNTESTED] = "true"
     return oci.Blob(
@@ -112,31 +161,54 @@ def layer_blob(f: ModelFile, digest: str) -> oci.Blob:
     )
 
 
+def _kept_annotations(kept: KeptLayer | None, digest: str) -> dict[str, str]:
+    """Another tool's annotations of a file's layer, for a single-file layer (never a directory's)."""
+    if kept is None or kept.annotations.get(oci.ORAS_UNPACK) == "true":
+        return {}
+    same = kept.digest == digest
+    return {k: v for k, v in kept.annotations.items() if same or k != oci.ANNOTATION_FILE_METADATA}
+
+
 def config_document(cfg: ModelConfig, diff_ids: list[str]) -> dict[str, Any]:
-    """The ModelPack config JSON: only the schema's fields, mapped from the ModelConfig.
+    """The ModelPack config JSON, mapped from the ModelConfig over the config the model was read
+    from (``origin.modelpack``): every field another tool wrote is kept as written, modelhaul's
+    changes are written over it (:func:`modelhaul.origin.overlay`).
 
     Everything here comes from the model's own content and metadata, never from where it is
     published: the same directory gives the same digest in any repository. ``descriptor.name``
     (optional in the schema) is the ``name`` label, else the MLflow registered model's name.
     """
+    doc = _own_document(cfg)
+    theirs = cfg.origin.modelpack if cfg.origin else None
+    if theirs:
+        doc = overlay(theirs, doc, _own_document(config_from_document(theirs)))
+    return {**doc, "modelfs": {"type": "layers", "diffIds": diff_ids}}
+
+
+def _own_document(cfg: ModelConfig) -> dict[str, Any]:
     descriptor: dict[str, Any] = {}
     mlflow = cfg.provenance.mlflow if cfg.provenance else None
-    name = cfg.labels.get("name") or (mlflow.registered_model if mlflow else None)
+    labels = cfg.labels
+    kit_package = ((cfg.origin.kitfile or {}) if cfg.origin else {}).get("package") or {}
+    name = labels.get("name") or labels.get("kitops.package.name") or (mlflow.registered_model if mlflow else None)
     if name:
         descriptor["name"] = name
     if cfg.created:
         descriptor["createdAt"] = rfc3339(cfg.created)
     if cfg.author:
-        descriptor["authors"] = [cfg.author]
+        descriptor["authors"] = authors_of(cfg.author, cfg.origin)
     if cfg.description:
         descriptor["description"] = cfg.description
+    if isinstance(kit_package, dict) and kit_package.get("license"):
+        descriptor["licenses"] = [str(kit_package["license"])]
     git = cfg.training.git if cfg.training else None
     if git and git.repository:
         descriptor["sourceURL"] = git.repository
     if git and git.revision:
         descriptor["revision"] = git.revision
-    if mlflow and mlflow.version:
-        descriptor["version"] = str(mlflow.version)
+    version = labels.get("version") or labels.get("kitops.package.version") or (mlflow.version if mlflow else None)
+    if version:
+        descriptor["version"] = str(version)
     if cfg.labels.get(FAMILY_LABEL):  # a model family (llama3, bert), never the framework
         descriptor["family"] = cfg.labels[FAMILY_LABEL]
     datasets = [d.source for d in cfg.datasets if d.source]
@@ -145,14 +217,18 @@ def config_document(cfg: ModelConfig, diff_ids: list[str]) -> dict[str, Any]:
     model_cfg: dict[str, Any] = {}
     if cfg.format:
         model_cfg["format"] = cfg.format
-    return {"descriptor": descriptor, "config": model_cfg, "modelfs": {"type": "layers", "diffIds": diff_ids}}
+    return {"descriptor": descriptor, "config": model_cfg}
 
 
 def config_from_document(doc: dict[str, Any]) -> ModelConfig:
-    """A ModelConfig from a foreign ModelPack config (one with no modelhaul annotation)."""
+    """A ModelConfig from a foreign ModelPack config (one with no modelhaul annotation); the config
+    itself is kept whole in ``origin.modelpack``."""
     d = doc.get("descriptor") or {}
     c = doc.get("config") or {}
+    if not isinstance(d, dict) or not isinstance(c, dict):
+        raise ConfigError("ModelPack config: 'descriptor' and 'config' must be JSON objects")
     data: dict[str, Any] = {
+        "origin": {"modelpack": {k: v for k, v in doc.items() if k != "modelfs"}},
         "author": ", ".join(d.get("authors") or []) or None,
         "created": d.get("createdAt"),
         "description": d.get("description") or d.get("title"),

@@ -132,7 +132,7 @@ def _stripped(name: str, strip: str | None) -> str | None:
     return PurePosixPath(*parts).as_posix()
 
 
-def _model_filter(dest: Path, strip: str | None, written: list[str]):
+def _model_filter(dest: Path, strip: str | None, written: list[str], within: str | None = None):
     """tarfile's ``data`` filter, after dropping the ``strip`` directory, plus: nothing through a symlink.
 
     The ``data`` filter resolves each entry against what is already on disk (so a chain of links
@@ -148,6 +148,9 @@ def _model_filter(dest: Path, strip: str | None, written: list[str]):
         name = _stripped(member.name, strip)
         if name is None:
             return None
+        if within and not (name == within or name.startswith(within + "/")):
+            raise UnsafeArchive(f"archive entry {member.name!r} is outside {within!r}, the directory the layer is "
+                                "titled; refusing the artifact")
         changes: dict[str, str] = {"name": name}
         if member.islnk():  # a hardlink names its target from the archive root
             target = _stripped(member.linkname, strip)
@@ -173,8 +176,9 @@ def _model_filter(dest: Path, strip: str | None, written: list[str]):
     return accept
 
 
-def extract_tar(path: Path, dest: Path, *, strip: str | None = None) -> list[str]:
-    """Extract ``path`` into ``dest`` with tarfile's ``data`` filter; ``strip`` drops a leading directory.
+def extract_tar(path: Path, dest: Path, *, strip: str | None = None, within: str | None = None) -> list[str]:
+    """Extract ``path`` into ``dest`` with tarfile's ``data`` filter; ``strip`` drops a leading directory,
+    ``within`` is the directory every entry must be in.
 
     Returns the relative paths of the regular files written. Unsafe entries raise
     :class:`UnsafeArchive` naming the entry (the caller extracts into a temp directory and removes
@@ -185,7 +189,7 @@ def extract_tar(path: Path, dest: Path, *, strip: str | None = None) -> list[str
     written: list[str] = []
     try:
         with tarfile.open(path, mode="r:*") as tar:
-            tar.extractall(dest, filter=_model_filter(dest, strip, written))
+            tar.extractall(dest, filter=_model_filter(dest, strip, written, within))
     except tarfile.FilterError as exc:
         raise _refusal(exc) from None
     except KeyError as exc:  # a hardlink to an entry the archive does not have

@@ -28,6 +28,7 @@ from modelhaul.cli.commands import (
     options_of,
 )
 from modelhaul.declarations import (
+    BUNDLE_FORMATS,
     CONVERT,
     DEPLOY,
     PACKAGE,
@@ -141,14 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
              "modelhaul save ./iris registry.example.com/models/iris:v1")
     sp.add_argument("dir", help="model directory (ormbfile.yaml + model/, a bare, MLflow or Kitfile directory)")
     sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack", help="artifact format to write")
+    sp.add_argument("--format", choices=BUNDLE_FORMATS, default="modelpack", help="artifact format to write")
     sp.add_argument("--config", help="an ormbfile.yaml whose fields override the directory's")
     sp = add("push", cmd_push, "upload a model from the local store (or straight from DIR) to its registry",
              "modelhaul push registry.example.com/models/iris:v1\n"
              "  modelhaul push ./iris registry.example.com/models/iris:v1   # publish a directory directly")
     sp.add_argument("dir", nargs="?", help="a model directory to publish directly, without `save` first")
     sp.add_argument("ref", help=ref_help)
-    sp.add_argument("--format", choices=["modelpack", "ormb"], default="modelpack",
+    sp.add_argument("--format", choices=BUNDLE_FORMATS, default="modelpack",
                     help="artifact format to write (with DIR)")
     sp.add_argument("--config", help="with DIR: an ormbfile.yaml whose fields override the directory's")
     include_help = ("fetch only the files whose path matches this glob (repeatable; over model/<path> "
