@@ -213,7 +213,6 @@ def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | N
     """
     stage_tag, previous_tag, rolledback_tag = stage_tags(stage)
     deployment = with_cluster(deployment, kubeconfig, context)
-    _check_deployment(deployment, f"rollback of stage {stage}")
     repo = parse(ref).unpinned()
     current = _at(repo, stage_tag, options)
     if only_if_digest is not None and (not only_if_digest or _digest(current) != only_if_digest):
@@ -221,6 +220,7 @@ def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | N
                 "ref": current, "digest": _digest(current), "alias": None, "deployment": None,
                 "reason": f"{stage} points at {_digest(current) or 'nothing'}, not at this run's candidate "
                           f"{only_if_digest or '(none)'}: nothing of this run to roll back"}
+    _check_deployment(deployment, f"rollback of stage {stage}")  # after the skip: nothing to ask then
     previous = _at(repo, previous_tag, options)
     record: dict[str, Any] = {
         "rolled_back": False, "reason": "", "stage": stage, "restored": previous, "replaced": current,
@@ -230,11 +230,13 @@ def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | N
         record["reason"] = (f"nothing to roll back to: {repo.with_tag(previous_tag)} does not exist "
                             f"(no promotion has replaced a model at {stage} yet)")
         return record
+    moved_from: tuple[str | None, str | None] | None = None  # (stage, stage-rolledback) before they moved
     if current and _digest(current) == _digest(previous):
         replaced = _at(repo, rolledback_tag, options)
         record.update(rolled_back=True, replaced=replaced, ref=current, digest=_digest(current),
                       reason=f"{stage} already holds {_digest(previous)}; alias and deployment re-asserted")
     else:
+        moved_from = (current, _at(repo, rolledback_tag, options))
         if current:
             artifacts.retag(current, rolledback_tag, options)
             replaced = str(repo.with_tag(rolledback_tag).with_digest(_digest(current)))
@@ -249,5 +251,25 @@ def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | N
     replaced_cfg = artifacts.load_config(record["replaced"], options)[0] if record["replaced"] else None
     record["alias"] = rollback_alias(replaced_cfg, prev_cfg, stage, tracking_uri)
     if deployment:
-        record["deployment"] = redeploy(deployment, record["ref"], options)
+        try:
+            record["deployment"] = redeploy(deployment, record["ref"], options)
+        except ModelhaulError as exc:
+            raise DeployError(_rollback_failed(stage, exc, moved_from, deployment, options)) from exc
     return record
+
+
+def _rollback_failed(stage: str, exc: Exception, moved_from: tuple[str | None, str | None] | None,
+                     deployment: dict[str, Any], options: RegistryOptions | None) -> str:
+    """A rollback whose redeploy failed puts ``<stage>`` back where it was, so registry and cluster agree."""
+    head = f"the rollback of {stage} failed to deploy: {exc}"
+    if moved_from is None or not moved_from[0]:
+        return f"{head} — the tags had not moved"
+    try:
+        undone = _put_back((stage, stage + ROLLEDBACK_SUFFIX), moved_from, options)
+    except ModelhaulError as undo_exc:
+        return f"{head} — putting the {stage} tag back failed too ({undo_exc})"
+    try:
+        redeploy(deployment, moved_from[0], options)
+    except ModelhaulError as again:
+        return f"{head} — {undone}, but serving it again failed: {again}; deploy {moved_from[0]} again"
+    return f"{head} — {undone} and serving it again"

@@ -98,6 +98,31 @@ def test_rollback_restores_traffic_and_is_safe_to_rerun(models, kc):  # noqa: F8
     assert sdep(kc)["metadata"]["generation"] == live["metadata"]["generation"]
 
 
+def test_a_rollback_whose_redeploy_fails_puts_the_stage_back(models, kc):  # noqa: F811
+    first = deploy(models, kc, models.a)
+    models.promote(models.a, deployment=first)
+    models.promote(models.b, deployment=first)
+    old = digest(models.a)  # the model rollback would restore cannot start any more
+    kc[2].behave("iris", lambda obj: "failed" if old in json.dumps(obj["spec"]) else "available")
+
+    with pytest.raises(DeployError) as err:
+        models.rollback(deployment=first)
+
+    assert f"production put back on {digest(models.b)} and serving it again" in str(err.value)
+    assert models.at("production") == digest(models.b)
+    assert served_digests(sdep(kc)) == [("main", 100, digest(models.b))]
+
+
+def test_a_refused_identity_is_not_asked_when_rollback_has_nothing_of_this_run(models, kc, tmp_path):  # noqa: F811
+    first = deploy(models, kc, models.a)
+    models.promote(models.a, deployment=first)
+    nowhere = {**first, "kubeconfig": str(tmp_path / "missing.yaml")}  # would fail any cluster call
+
+    out = models.rollback(deployment=nowhere, only_if_digest=digest(models.b))
+
+    assert out["skipped"] is True and models.at("production") == digest(models.a)
+
+
 def test_kserve_canary_promotion(models, kc):  # noqa: F811
     stable = deploy(models, kc, models.a, target="kserve")
     models.promote(models.a)
