@@ -92,7 +92,7 @@ def upload_digester(target: oci.Target) -> Callable[[Path], str] | None:
         if known or st.st_size < STREAM_HASH_MIN:
             return known or digestcache.file_digest(path)
         blob = upload(path)
-        if os.stat(path).st_mtime_ns == st.st_mtime_ns:
+        if digestcache.unchanged(st, os.stat(path)):  # not written to while it was sent
             digestcache.remember(path, blob.digest, st)
         return blob.digest
 

@@ -56,6 +56,33 @@ def test_push_dir_uploads_new_bytes_once_and_republishes_with_heads(registry, mo
     assert back["digest"] == first["digest"]
 
 
+def _rewrite_keeping_mtime(path, data: bytes) -> None:
+    """What ``cp -p``, ``rsync -t`` or ``tar -x`` can do: new bytes in the same inode, same size, old mtime back."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns) == (st.st_ino, st.st_size,
+                                                                                  st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("name, data", [("model/weights.bin", os.urandom(3 * MiB)),  # sent while hashed
+                                        ("model/config.json", b'{"layers": 3}')])  # hashed, then HEAD
+def test_a_file_rewritten_in_place_with_its_mtime_put_back_publishes_its_new_bytes(registry, model, tmp_path,
+                                                                                     capsys, name, data):
+    # was: the digest cache keyed on size and mtime only, so the old digest was published (issue 26)
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    assert main(["push", str(model), ref, "--plain-http", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    _rewrite_keeping_mtime(model / name, data)
+    assert main(["push", str(model), ref, "--plain-http", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["digest"] != first["digest"]
+    artifacts.fetch(again["ref"], tmp_path / "out", options=registry.options)
+    assert (tmp_path / "out" / name).read_bytes() == data
+
+
 # -- re-publishing from the pack cache: nothing packing reads may change unseen -------------------
 
 
