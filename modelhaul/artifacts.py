@@ -54,7 +54,7 @@ def publish(
     target = open_target(r, options)
     seen = packcache.look(src, bundle_format, config)
     known = packcache.lookup(seen)
-    if known is not None:  # packed before and unchanged since: HEADs and the manifest, no config built
+    if known is not None and known.sendable_to(target):  # packed before, unchanged since: HEADs and the manifest
         digest = push_packed(known, target, tag=r.tag or "latest")
         return _result(r, digest, known, known.format, known.framework, bundle_format)
     from modelhaul.bundle import pack
