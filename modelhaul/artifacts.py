@@ -48,12 +48,21 @@ def publish(
     bundle_format}`` where ``ref`` is digest-pinned.
     """
     from modelhaul import packcache
-    from modelhaul.transfer import push_packed, upload_digester
 
     r = parse_destination(ref, "publishing")
-    target = open_target(r, options)
     seen = packcache.look(src, bundle_format, config)
     known = packcache.lookup(seen)
+    if known is not None and not r.is_layout:  # the tag may name it already: asked without requests
+        from modelhaul.tagcheck import already_tagged
+
+        opts = options or RegistryOptions.resolve()
+        if already_tagged(r.registry, r.repository, r.tag or "latest", oci.sha256_bytes(known.manifest),
+                          known.manifest_media_type, [b.digest for b in known.blobs], opts):
+            return _result(r, oci.sha256_bytes(known.manifest), known, known.format, known.framework,
+                           bundle_format)
+    from modelhaul.transfer import push_packed, upload_digester
+
+    target = open_target(r, options)
     if known is not None and known.sendable_to(target):  # packed before, unchanged since: HEADs and the manifest
         digest = push_packed(known, target, tag=r.tag or "latest")
         return _result(r, digest, known, known.format, known.framework, bundle_format)

@@ -17,6 +17,7 @@ from modelhaul import oci
 from modelhaul.errors import AuthError, RegistryError, redact
 from modelhaul.registry.auth_flow import _Auth
 from modelhaul.registry_options import RegistryOptions
+from modelhaul.tagcheck import api_host
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
@@ -27,7 +28,6 @@ MANIFEST_ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ])
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-DOCKER_HUB_API = "registry-1.docker.io"
 
 
 class _Transient(Exception):
@@ -84,11 +84,6 @@ class _FileBody:
                     self.progress(n)
                 yield view[:n]
         self.hashed = h
-
-
-def api_host(host: str) -> str:
-    """Where a registry's API answers: Docker Hub's name differs from its reference name."""
-    return DOCKER_HUB_API if host in ("docker.io", "index.docker.io") else host
 
 
 class RegistryClient:
