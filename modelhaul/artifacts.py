@@ -164,13 +164,15 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,
     (globs over ``model/<path>``, see :mod:`modelhaul.selection`) fetches and writes only the chosen
     files of a ModelPack artifact. Returns ``{ref, digest, path, model_dir, format, framework}``.
     """
-    from modelhaul.bundle import unpack
-    from modelhaul.transfer import pull_for_export
+    from modelhaul.transfer import early_downloads, pull_for_export
 
     r = parse(ref)
     dest = check_export_destination(dest)
     src = open_target(r, options)
-    with pull_for_export(src, r.reference) as (layout, manifest, download):
+    with pull_for_export(src, r.reference) as (layout, manifest, download), \
+            early_downloads(download, manifest, dest, include) as download:
+        from modelhaul.bundle import unpack  # the config code loads while the blobs arrive
+
         cfg = unpack(manifest, layout, dest, include=include, download=download)
     return {
         "ref": str(r.with_digest(manifest.digest)),

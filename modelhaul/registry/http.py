@@ -100,12 +100,17 @@ class RegistryClient:
     range_chunk = 32 * MiB  # the ranged GETs' size: handed out in order, so hashing follows closely
     range_probe = 64 * MiB  # a large blob's first bytes, on one connection, timed to choose between
     range_below = 512 * MiB  # ... going on alone (this many bytes/s or more) and parallel ranges
+    # ranges can help only across a network: on loopback one connection is never the limit, and a
+    # probe slowed by a busy CPU would hand the rest to four connections that compete for it
+    ranges_help = True
 
     def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
                  *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
         self.host = registry_host
         self.repository = repository
         self.options = options or RegistryOptions.resolve()
+        if _loopback(registry_host):
+            self.ranges_help = False
         self.mount_from = mount_from
         self.progress = progress
         scheme = "http" if self.options.plain_http else "https"
@@ -285,6 +290,13 @@ def _body_reader(resp: requests.Response) -> Callable[[memoryview], int]:
     if fp is None or encoded or not hasattr(fp, "readinto"):
         return resp.raw.readinto
     return fp.readinto
+
+
+def _loopback(host: str) -> bool:
+    """True for a registry on this machine's loopback interface (``localhost``, 127.0.0.0/8, ``[::1]``)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    return name == "localhost" or name.startswith("127.") or name == "::1"
 
 
 def _interrupted(e: Exception) -> Exception:
