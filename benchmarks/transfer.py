@@ -5,6 +5,8 @@ Run with the project's virtualenv python from the repository root::
     .venv/bin/python benchmarks/transfer.py            # 1 GiB, 4 GiB, 10 x 100 MiB (~15 min)
     .venv/bin/python benchmarks/transfer.py --quick    # 256 MiB and 10 x 25 MiB (smoke run)
     .venv/bin/python benchmarks/transfer.py --skip 4gib,oras,gzip6   # the issue-15 rows only, faster
+    .venv/bin/python benchmarks/transfer.py --whole --repeat 3   # whole commands beside curl, openssl,
+                                                                 # oras, modctl, kit (benchmarks/peers.py)
 
 It starts its own ``docker-registry`` on 127.0.0.1 (installing it when missing), runs every tool in
 a child process (wall time, and peak RSS from ``wait4``), and writes ``benchmarks/RESULTS.md``.
@@ -551,10 +553,23 @@ def main() -> None:
                     "run; a --quick run only prints them)")
     ap.add_argument("--skip", default="", help="comma-separated: 4gib (the 4 GiB case), oras (oras-py "
                     "pushes), gzip6 (the ormb-style gzip -6 row): what a loaded machine can spare")
+    ap.add_argument("--whole", action="store_true", help="whole commands only, beside curl, openssl and the "
+                    "peers (oras, modctl, kit from ../shared/tools): benchmarks/peers.py, RESULTS_whole.md")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.child[0], json.loads(a.child[1]))))
+        return
+    if a.whole:
+        import peers
+
+        work = Path(tempfile.mkdtemp(prefix="modelhaul-bench-", dir=a.workdir))
+        (work / "tmp").mkdir()
+        out = a.out or (None if a.quick else str(ROOT / "benchmarks" / "RESULTS_whole.md"))
+        try:
+            print(peers.run(work, a.quick, a.repeat, out, lambda s: print(s, flush=True)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         return
     cases = ([("256 MiB single file", 1, 256 * MiB), ("10 x 25 MiB directory", 10, 25 * MiB)] if a.quick else
              [("1 GiB single file", 1, GiB), ("4 GiB single file", 1, 4 * GiB),

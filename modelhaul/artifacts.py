@@ -57,7 +57,7 @@ def publish(
 
         opts = options or RegistryOptions.resolve()
         if already_tagged(r.registry, r.repository, r.tag or "latest", oci.sha256_bytes(known.manifest),
-                          known.manifest_media_type, [b.digest for b in known.blobs], opts):
+                          known.manifest_media_type, opts):
             return _result(r, oci.sha256_bytes(known.manifest), known, known.format, known.framework,
                            bundle_format)
     from modelhaul.transfer import push_packed, upload_digester

@@ -1,12 +1,14 @@
-"""Is a tag already this manifest, with every blob it names? Asked with the standard library only.
+"""Is a tag already this manifest? Asked with the standard library only.
 
 Re-publishing an unchanged model moves no byte: the pack cache knows the manifest, so what is left
 is asking the registry whether the tag already names it. The full registry client imports requests
 and urllib3 (~75 ms, a third of the whole command), so this asks over one keep-alive
-``http.client`` connection instead: a HEAD of the manifest by tag, then a HEAD per blob. Only a
-plain yes is trusted. Anything else (another digest, 404, a 401 asking for credentials, a proxy in
-the environment, a TLS or network error) answers no and the full client publishes as before, with
-its auth flow, retries and error messages.
+``http.client`` connection instead: one HEAD of the manifest by tag, whose ``Docker-Content-
+Digest`` must be the remembered manifest's. Its blobs are not asked for one by one (a tokenizer-
+style model has a thousand): a registry accepts a manifest only when it holds every blob it names,
+and keeps them while a manifest refers to them. Only a plain yes is trusted. Anything else (another
+digest, 404, a 401 asking for credentials, a proxy in the environment, a TLS or network error)
+answers no and the full client publishes as before, with its auth flow, retries and error messages.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-from collections.abc import Sequence
 
 from modelhaul.registry_options import RegistryOptions
 
@@ -46,26 +47,17 @@ def _connection(host: str, options: RegistryOptions) -> http.client.HTTPConnecti
 
 
 def already_tagged(host: str, repository: str, tag: str, manifest_digest: str, media_type: str,
-                   blob_digests: Sequence[str], options: RegistryOptions) -> bool:
-    """True only when ``repository:tag`` resolves to ``manifest_digest`` and the registry holds every blob."""
+                   options: RegistryOptions) -> bool:
+    """True only when ``repository:tag`` resolves to ``manifest_digest`` in the registry."""
     if any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS):
         return False  # requests would go through the proxy: let it
     conn = _connection(api_host(host), options)
-    base = f"/v2/{repository}"
-    headers = {"User-Agent": "modelhaul"}
     try:
         with contextlib.closing(conn):
-            conn.request("HEAD", f"{base}/manifests/{tag}", headers={**headers, "Accept": media_type})
+            conn.request("HEAD", f"/v2/{repository}/manifests/{tag}",
+                         headers={"User-Agent": "modelhaul", "Accept": media_type})
             resp = conn.getresponse()
             resp.read()
-            if resp.status != 200 or resp.getheader("Docker-Content-Digest") != manifest_digest:
-                return False
-            for digest in blob_digests:
-                conn.request("HEAD", f"{base}/blobs/{digest}", headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status != 200:
-                    return False
-            return True
+            return resp.status == 200 and resp.getheader("Docker-Content-Digest") == manifest_digest
     except (OSError, http.client.HTTPException, ValueError):
         return False
