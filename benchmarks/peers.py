@@ -52,6 +52,7 @@ class Line:
     run: Callable[[], tuple[float, float]]
     note: str = ""
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # CPU seconds of the process tree, user + system
     rss: float = 0.0
     error: str = ""
 
@@ -77,6 +78,7 @@ class Whole:
         self.host = bench.host
         self.pyc = bench.work / "pycache"  # compiled once, as an installed modelhaul has them
         self.last: dict[str, str] = {}  # tool -> the reference it published last (what its pull reads)
+        self.cpu: list[float] = []  # CPU seconds of each measured command, in order
 
     def env(self, home: Path | None = None) -> dict:
         env = self.b.env(home)
@@ -90,7 +92,7 @@ class Whole:
 
     def measured(self, cmd: list[str], env: dict, cwd: Path | None = None) -> tuple[float, float]:
         os.sync()  # the previous command's dirty pages are written now, not during this one
-        wall, rss, _ = run_measured(cmd, env=env, cwd=str(cwd) if cwd else None)
+        wall, rss, _ = run_measured(cmd, env=env, cwd=str(cwd) if cwd else None, cpu=self.cpu)
         return wall, rss
 
     def fresh_dir(self, what: str) -> Path:
@@ -175,6 +177,12 @@ class Whole:
 
     # -- floors ---------------------------------------------------------------------------------------
 
+    @staticmethod
+    def curl(run: Callable[[], tuple[float, float, dict]]) -> tuple[float, float]:
+        os.sync()
+        wall, rss, _ = run()
+        return wall, rss
+
     def hash_floor(self, parallel: bool) -> tuple[float, float]:
         files = [str(p) for p in sorted(self.src.iterdir())]
         if not parallel:
@@ -187,8 +195,10 @@ class Whole:
         flist = file_list(self.src)
         out: list[Line] = []
         if not small:  # 1000 curl processes measure curl's start-up, not the registry
-            out.append(Line("curl PUT, monolithic (floor)", "", lambda: self.b.curl_put(flist)[:2]))
-            out.append(Line("curl GET (floor)", "", lambda: self.b.curl_get(self.last["curl"], flist)[:2]))
+            out.append(Line("curl PUT, monolithic (floor)", "", lambda: self.curl(
+                lambda: self.b.curl_put(flist, self.cpu))))
+            out.append(Line("curl GET (floor)", "", lambda: self.curl(
+                lambda: self.b.curl_get(self.last["curl"], flist, self.cpu))))
         out.append(Line("`openssl dgst -sha256` of the files (hash floor)", "", lambda: self.hash_floor(False)))
         if files > 1:
             out.append(Line(f"  the same, {os.cpu_count()} processes at once", "", lambda: self.hash_floor(True)))
@@ -224,14 +234,16 @@ def measure(bench: transfer.Bench, tools: dict[str, Path], name: str, files: int
             if line.error:
                 continue
             try:
+                del w.cpu[:]
                 wall, rss = line.run()
             except Exception as e:  # a peer that fails is a result, not the end of the run
                 line.error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
                 log(f"   {line.label:50s} FAILED: {line.error}")
                 continue
             line.walls.append(wall)
+            line.cpus.append(w.cpu[-1] if w.cpu else float("nan"))
             line.rss = max(line.rss, rss)
-            log(f"   [{r + 1}/{repeat}] {line.label:50s} {wall:7.2f} s {rss:6.0f} MB")
+            log(f"   [{r + 1}/{repeat}] {line.label:50s} {wall:7.2f} s {line.cpus[-1]:6.2f} s CPU {rss:6.0f} MB")
     shutil.rmtree(src, ignore_errors=True)
     return {"name": name, "bytes": files * size, "lines": lines}
 
@@ -284,7 +296,8 @@ def render(cases: list[dict], checks: list[tuple[str, str]], started: str, minut
              f"{minutes:.1f} min, one docker-registry (distribution) on 127.0.0.1 over plain HTTP, page cache warm; "
              f"load average {load} (other work on the machine: compare within the run). Command: "
              f"`.venv/bin/python benchmarks/transfer.py --whole --repeat {repeat}`. Best of {repeat}, in rounds; "
-             "whole processes (start-up included); peak RSS of the largest process (GNU time).", "",
+             "whole processes (start-up included); CPU s: user + system of the process tree, the least of the "
+             "runs (on a loaded machine the steadier figure); peak RSS of the largest process (GNU time).", "",
              "Publish rows: ratio to curl's PUT. Pull rows: ratio to the floor of a verified pull, the slower of "
              "curl's GET and the hash (for several files the hash spread over the cores), and to curl's GET alone.",
              ""]
@@ -296,17 +309,18 @@ def render(cases: list[dict], checks: list[tuple[str, str]], started: str, minut
         hash_floor = min([h for h in hashes if h is not None], default=None)
         pull_floor = max([x for x in (get.best if get else None, hash_floor) if x is not None], default=None)
         lines += [f"## {c['name']}", "",
-                  "| command | wall s | ratio to its floor | ratio to curl | peak RSS MB | note |",
-                  "|---|---:|---:|---:|---:|---|"]
+                  "| command | wall s | ratio to its floor | ratio to curl | CPU s | peak RSS MB | note |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for ln in c["lines"]:
             if ln.best is None:
-                lines.append(f"| {ln.label} | failed | | | | {ln.error} |")
+                lines.append(f"| {ln.label} | failed | | | | | {ln.error} |")
                 continue
             floor = {"put": put.best if put else None, "get": pull_floor}.get(ln.floor)
             curl = {"put": put.best if put else None, "get": get.best if get else None}.get(ln.floor)
             ratio = f"{ln.best / floor:.2f}x" if floor else ""
             to_curl = f"{ln.best / curl:.2f}x" if curl and ln.floor == "get" else ""
-            lines.append(f"| {ln.label} | {ln.best:.2f} | {ratio} | {to_curl} | {ln.rss:.0f} | {ln.note} |")
+            cpu = min(ln.cpus) if ln.cpus else float("nan")
+            lines.append(f"| {ln.label} | {ln.best:.2f} | {ratio} | {to_curl} | {cpu:.2f} | {ln.rss:.0f} | {ln.note} |")
         lines.append("")
     if checks:
         lines += ["## A blob tampered with in the registry (1 MiB, same size)", "", "| puller | result |", "|---|---|"]

@@ -154,8 +154,11 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, float, str]:
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None,
+                 cpu: list[float] | None = None) -> tuple[float, float, str]:
     """Run ``cmd``; returns (wall seconds, peak RSS in MB of the largest process in its tree, stdout).
+
+    ``cpu``, when given, gets the CPU seconds (user + system) of the whole process tree appended.
 
     The RSS comes from GNU time when installed: a child forked straight from this (large) Python
     process starts with its parent's peak RSS on Linux, which would hide small tools' figures.
@@ -169,6 +172,8 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         code = os.waitstatus_to_exitcode(status)
+        if cpu is not None:
+            cpu.append(usage.ru_utime + usage.ru_stime)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
@@ -215,7 +220,8 @@ class Bench:
         return min(runs, key=lambda r: r[0])
 
     # curl: the floor
-    def curl_put(self, files: list[tuple[str, str, int]]) -> tuple[float, float, dict]:
+    def curl_put(self, files: list[tuple[str, str, int]], cpu: list[float] | None = None
+                 ) -> tuple[float, float, dict]:
         repo = self.repo("curl")
         script = "set -e\n"
         for path, digest, _ in files:
@@ -224,16 +230,17 @@ class Bench:
                 "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')\n"
                 f"curl -sf -T '{path}' -H 'Content-Type: application/octet-stream' \"$loc&digest={digest}\"\n"
             )
-        wall, rss, _ = run_measured(["bash", "-c", script])
+        wall, rss, _ = run_measured(["bash", "-c", script], cpu=cpu)
         return wall, rss, {"repo": repo}
 
-    def curl_get(self, repo: str, files: list[tuple[str, str, int]]) -> tuple[float, float, dict]:
+    def curl_get(self, repo: str, files: list[tuple[str, str, int]], cpu: list[float] | None = None
+                 ) -> tuple[float, float, dict]:
         dest = Path(tempfile.mkdtemp(prefix="curl-get-", dir=self.work))
         script = "set -e\n" + "".join(
             f"curl -sf -o '{dest}/b{i}' http://{self.host}/v2/{repo}/blobs/{d}\n"
             for i, (_, d, _) in enumerate(files))
         try:
-            wall, rss, _ = run_measured(["bash", "-c", script])
+            wall, rss, _ = run_measured(["bash", "-c", script], cpu=cpu)
         finally:
             shutil.rmtree(dest, ignore_errors=True)
         return wall, rss, {}
