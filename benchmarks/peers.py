@@ -279,9 +279,9 @@ def tampered(bench: transfer.Bench, tools: dict[str, Path], log: Callable[[str],
         done = subprocess.run(cmd, env=w.env() if tool == "export" else w.tool_env(), capture_output=True, text=True)
         written = [p for p in dest.rglob("*") if p.is_file() and p.stat().st_size == MiB] if dest.exists() else []
         corrupt = [p for p in written if p.read_bytes() != (src / "model.bin").read_bytes()]
+        said = done.stderr.strip().splitlines()[-1].replace(str(bench.work), "WORK") if done.stderr.strip() else ""
         verdict = (f"exit {done.returncode}; " + ("the corrupt file is on disk" if corrupt else
-                   "nothing corrupt written") + (f"; says: {done.stderr.strip().splitlines()[-1][:150]}"
-                                                 if done.returncode and done.stderr.strip() else ""))
+                   "nothing corrupt written") + (f"; says: {said[:240]}" if done.returncode and said else ""))
         log(f"   tampered: {label:40s} {verdict}")
         out.append((label, verdict))
         shutil.rmtree(dest, ignore_errors=True)
