@@ -5,6 +5,8 @@ Run with the project's virtualenv python from the repository root::
     .venv/bin/python benchmarks/transfer.py            # 1 GiB, 4 GiB, 10 x 100 MiB (~15 min)
     .venv/bin/python benchmarks/transfer.py --quick    # 256 MiB and 10 x 25 MiB (smoke run)
     .venv/bin/python benchmarks/transfer.py --skip 4gib,oras,gzip6   # the issue-15 rows only, faster
+    .venv/bin/python benchmarks/transfer.py --whole --repeat 3   # whole commands beside curl, openssl,
+                                                                 # oras, modctl, kit (benchmarks/peers.py)
 
 It starts its own ``docker-registry`` on 127.0.0.1 (installing it when missing), runs every tool in
 a child process (wall time, and peak RSS from ``wait4``), and writes ``benchmarks/RESULTS.md``.
@@ -152,8 +154,11 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, float, str]:
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None,
+                 cpu: list[float] | None = None) -> tuple[float, float, str]:
     """Run ``cmd``; returns (wall seconds, peak RSS in MB of the largest process in its tree, stdout).
+
+    ``cpu``, when given, gets the CPU seconds (user + system) of the whole process tree appended.
 
     The RSS comes from GNU time when installed: a child forked straight from this (large) Python
     process starts with its parent's peak RSS on Linux, which would hide small tools' figures.
@@ -167,6 +172,8 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         code = os.waitstatus_to_exitcode(status)
+        if cpu is not None:
+            cpu.append(usage.ru_utime + usage.ru_stime)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
@@ -213,7 +220,8 @@ class Bench:
         return min(runs, key=lambda r: r[0])
 
     # curl: the floor
-    def curl_put(self, files: list[tuple[str, str, int]]) -> tuple[float, float, dict]:
+    def curl_put(self, files: list[tuple[str, str, int]], cpu: list[float] | None = None
+                 ) -> tuple[float, float, dict]:
         repo = self.repo("curl")
         script = "set -e\n"
         for path, digest, _ in files:
@@ -222,16 +230,17 @@ class Bench:
                 "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')\n"
                 f"curl -sf -T '{path}' -H 'Content-Type: application/octet-stream' \"$loc&digest={digest}\"\n"
             )
-        wall, rss, _ = run_measured(["bash", "-c", script])
+        wall, rss, _ = run_measured(["bash", "-c", script], cpu=cpu)
         return wall, rss, {"repo": repo}
 
-    def curl_get(self, repo: str, files: list[tuple[str, str, int]]) -> tuple[float, float, dict]:
+    def curl_get(self, repo: str, files: list[tuple[str, str, int]], cpu: list[float] | None = None
+                 ) -> tuple[float, float, dict]:
         dest = Path(tempfile.mkdtemp(prefix="curl-get-", dir=self.work))
         script = "set -e\n" + "".join(
             f"curl -sf -o '{dest}/b{i}' http://{self.host}/v2/{repo}/blobs/{d}\n"
             for i, (_, d, _) in enumerate(files))
         try:
-            wall, rss, _ = run_measured(["bash", "-c", script])
+            wall, rss, _ = run_measured(["bash", "-c", script], cpu=cpu)
         finally:
             shutil.rmtree(dest, ignore_errors=True)
         return wall, rss, {}
@@ -551,10 +560,23 @@ def main() -> None:
                     "run; a --quick run only prints them)")
     ap.add_argument("--skip", default="", help="comma-separated: 4gib (the 4 GiB case), oras (oras-py "
                     "pushes), gzip6 (the ormb-style gzip -6 row): what a loaded machine can spare")
+    ap.add_argument("--whole", action="store_true", help="whole commands only, beside curl, openssl and the "
+                    "peers (oras, modctl, kit from ../shared/tools): benchmarks/peers.py, RESULTS_whole.md")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.child[0], json.loads(a.child[1]))))
+        return
+    if a.whole:
+        import peers
+
+        work = Path(tempfile.mkdtemp(prefix="modelhaul-bench-", dir=a.workdir))
+        (work / "tmp").mkdir()
+        out = a.out or (None if a.quick else str(ROOT / "benchmarks" / "RESULTS_whole.md"))
+        try:
+            print(peers.run(work, a.quick, a.repeat, out, lambda s: print(s, flush=True)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         return
     cases = ([("256 MiB single file", 1, 256 * MiB), ("10 x 25 MiB directory", 10, 25 * MiB)] if a.quick else
              [("1 GiB single file", 1, GiB), ("4 GiB single file", 1, 4 * GiB),

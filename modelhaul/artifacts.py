@@ -48,13 +48,22 @@ def publish(
     bundle_format}`` where ``ref`` is digest-pinned.
     """
     from modelhaul import packcache
-    from modelhaul.transfer import push_packed, upload_digester
 
     r = parse_destination(ref, "publishing")
-    target = open_target(r, options)
     seen = packcache.look(src, bundle_format, config)
     known = packcache.lookup(seen)
-    if known is not None:  # packed before and unchanged since: HEADs and the manifest, no config built
+    if known is not None and not r.is_layout:  # the tag may name it already: asked without requests
+        from modelhaul.tagcheck import already_tagged
+
+        opts = options or RegistryOptions.resolve()
+        if already_tagged(r.registry, r.repository, r.tag or "latest", oci.sha256_bytes(known.manifest),
+                          known.manifest_media_type, opts):
+            return _result(r, oci.sha256_bytes(known.manifest), known, known.format, known.framework,
+                           bundle_format)
+    from modelhaul.transfer import push_packed, upload_digester
+
+    target = open_target(r, options)
+    if known is not None and known.sendable_to(target):  # packed before, unchanged since: HEADs and the manifest
         digest = push_packed(known, target, tag=r.tag or "latest")
         return _result(r, digest, known, known.format, known.framework, bundle_format)
     from modelhaul.bundle import pack
@@ -167,13 +176,15 @@ def fetch(ref: str, dest: str | Path, *, options: RegistryOptions | None = None,
     (globs over ``model/<path>``, see :mod:`modelhaul.selection`) fetches and writes only the chosen
     files of a ModelPack artifact. Returns ``{ref, digest, path, model_dir, format, framework}``.
     """
-    from modelhaul.bundle import unpack
-    from modelhaul.transfer import pull_for_export
+    from modelhaul.transfer import early_downloads, pull_for_export
 
     r = parse(ref)
     dest = check_export_destination(dest)
     src = open_target(r, options)
-    with pull_for_export(src, r.reference) as (layout, manifest, download):
+    with pull_for_export(src, r.reference) as (layout, manifest, download), \
+            early_downloads(download, manifest, dest, include) as download:
+        from modelhaul.bundle import unpack  # the config code loads while the blobs arrive
+
         cfg = unpack(manifest, layout, dest, include=include, download=download)
     return {
         "ref": str(r.with_digest(manifest.digest)),

@@ -1,9 +1,13 @@
-"""A cache of file digests keyed by (device, inode, size, mtime), like git's index.
+"""A cache of file digests keyed by (device, inode, size, mtime, ctime), like git's index.
 
 Re-publishing an unchanged multi-GB model should not re-hash it: a ``stat`` per file is enough to
-know its digest. Any change of size or mtime (an in-place edit) misses the cache and forces a
-re-hash, so a stale digest is never trusted. The cache is a SQLite file under ``MODELHAUL_HOME``
-(safe for several processes at once); when it cannot be opened, hashing just happens every time.
+know its digest. Any change of size, mtime or ctime misses the cache and forces a re-hash, so a
+stale digest is never trusted. ctime matters: ``cp -p``, ``rsync -t`` and ``tar -x`` rewrite a file
+in place and put its old mtime back, but no user call can set ctime (any write or ``utime`` moves
+it). Since Linux 6.13 ext4, xfs, btrfs and tmpfs give a write that follows a ``stat`` a fresh
+fine-grained ctime, so a write during the hash is seen even within one clock tick. The cache is a
+SQLite file under ``MODELHAUL_HOME`` (safe for several processes at once); when it cannot be
+opened, hashing just happens every time.
 """
 
 from __future__ import annotations
@@ -23,8 +27,16 @@ _conn: sqlite3.Connection | None = None
 _conn_path: Path | None = None
 
 
-def _key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+_TABLE = "file_digests"  # was "digests", keyed without ctime: its rows are dropped, not trusted
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def unchanged(before: os.stat_result, after: os.stat_result) -> bool:
+    """True when two stats of one path show the same file with the same bytes (as far as stat can tell)."""
+    return _key(before) == _key(after)
 
 
 def _db() -> sqlite3.Connection | None:
@@ -37,9 +49,10 @@ def _db() -> sqlite3.Connection | None:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("DROP TABLE IF EXISTS digests")
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER, "
-                "mtime_ns INTEGER, digest TEXT, PRIMARY KEY (dev, ino))"
+                f"CREATE TABLE IF NOT EXISTS {_TABLE} (dev INTEGER, ino INTEGER, size INTEGER, "
+                "mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT, PRIMARY KEY (dev, ino))"
             )
         except sqlite3.Error:
             return None
@@ -62,11 +75,10 @@ def lookup(path: str | Path, st: os.stat_result | None = None) -> str | None:
     db = _db()
     if db is None:
         return None
-    dev, ino, size, mtime = _key(st)
     with _lock, contextlib.suppress(sqlite3.Error):
         row = db.execute(
-            "SELECT digest FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
-            (dev, ino, size, mtime),
+            f"SELECT digest FROM {_TABLE} WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?",
+            _key(st),
         ).fetchone()
         return row[0] if row else None
     return None
@@ -78,7 +90,7 @@ def remember(path: str | Path, digest: str, st: os.stat_result | None = None) ->
     if db is None:
         return
     with _lock, contextlib.suppress(sqlite3.Error):
-        db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (*_key(st), digest))
+        db.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?,?,?,?,?,?)", (*_key(st), digest))
 
 
 def file_digest(path: str | Path) -> str:
@@ -89,7 +101,7 @@ def file_digest(path: str | Path) -> str:
         return cached
     digest = oci.sha256_file(path)
     st_after = os.stat(path)
-    if _key(st_after) == _key(st):  # not modified while hashing
+    if unchanged(st, st_after):  # not modified while hashing
         remember(path, digest, st_after)
     return digest
 

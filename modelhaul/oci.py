@@ -67,6 +67,8 @@ def sha256_file(path: str | Path, bufsize: int = 4 << 20) -> str:
             h.update(view[:n])
     return "sha256:" + h.hexdigest()
 
+IGNORED_LAYER_TYPES = frozenset({"image/png"})  # thumbnails some tools attach; not part of the model
+
 
 @dataclass
 class Blob:

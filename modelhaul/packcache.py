@@ -10,9 +10,11 @@ The key is everything packing reads: the bundle format, the directory's real pat
 over it, modelhaul's packing code, and (name, mode, device, inode, size, mtime, ctime) of every
 entry below the directory, links with their targets. An added, removed, renamed, edited or
 ``chmod``-ed file (``ormbfile.yaml``, ``MLmodel`` and ``Kitfile`` included) changes the key and the
-directory is packed again. ModelPack only: ormb's tar layer is not a file that could be sent again
-if the registry lost it. The rows live in the digest cache's SQLite file; the newest
-:data:`KEEP` are kept. When the cache cannot be read, publishing just packs.
+directory is packed again. ormb's tar+gzip layer (and its gzip level) is remembered by digest only:
+it is no file that could be sent again, so it is trusted only where the target already holds it
+(one HEAD); a target that lacks it gets the directory packed and streamed again. The rows live in
+the digest cache's SQLite file; the newest :data:`KEEP` are kept. When the cache cannot be read,
+publishing just packs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from modelhaul import digestcache, oci
 
 KEEP = 256
-CACHED_FORMATS = ("modelpack",)
+CACHED_FORMATS = ("modelpack", "ormb")
 _PACKING_CODE = ("", "bundle", "formats")  # modelhaul's packages whose code decides what a directory packs to
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS packs (key TEXT PRIMARY KEY, manifest BLOB, media_type TEXT, "
            "config BLOB, paths TEXT, format TEXT, framework TEXT, packed INTEGER)")
@@ -43,13 +45,17 @@ class Known:
 
     manifest: bytes
     manifest_media_type: str
-    blobs: list[oci.Blob]  # the config blob (its bytes), then each layer (the file that holds it)
+    blobs: list[oci.Blob]  # the config blob (its bytes), then each layer (the file that holds it, or none)
     format: str | None
     framework: str | None
 
     @property
     def size(self) -> int:
         return sum(b.size for b in self.blobs)
+
+    def sendable_to(self, target: oci.Target) -> bool:
+        """True when every blob is either at hand or already in ``target`` (ormb's layer: one HEAD)."""
+        return all(b.path is not None or b.data is not None or target.has_blob(b.digest) for b in self.blobs)
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ def _key(src: Path, bundle_format: str, overrides: str) -> str | None:
     if bundle_format not in CACHED_FORMATS:
         return None
     try:
-        seen = [1, bundle_format, os.path.realpath(src), overrides, _code_stamp(), _entries(src)]
+        seen = [1, bundle_format, os.path.realpath(src), overrides, _code_stamp(), _entries(src),
+                os.environ.get("MODELHAUL_GZIP_LEVEL", "").strip() if bundle_format == "ormb" else None]
     except OSError:  # gone, unreadable, a dangling link: packing says what is wrong
         return None
     return hashlib.sha256(json.dumps(seen).encode()).hexdigest()
@@ -133,10 +140,11 @@ def lookup(seen: Seen) -> Known | None:
     manifest, media_type, config, paths, fmt, framework = row
     try:
         doc = json.loads(manifest)
-        cfg, layers, files = doc["config"], doc["layers"], [Path(p) for p in json.loads(paths)]
+        cfg, layers = doc["config"], doc["layers"]
+        files = [None if p is None else Path(p) for p in json.loads(paths)]
         inside = Path(os.path.realpath(seen.src))
         if (oci.sha256_bytes(config) != cfg["digest"] or len(files) != len(layers)
-                or not all(p.is_relative_to(inside) for p in files)):
+                or not all(p is None or p.is_relative_to(inside) for p in files)):
             return None
         blobs = [oci.Blob(cfg["mediaType"], cfg["digest"], len(config), data=config)]
         blobs += [oci.Blob(d["mediaType"], d["digest"], int(d["size"]), path=p)
@@ -147,13 +155,17 @@ def lookup(seen: Seen) -> Known | None:
 
 
 def remember(seen: Seen, packed: Any) -> None:
-    """Keep a :class:`~modelhaul.bundle.Packed` of ``seen``'s source, unless the source changed while packing."""
+    """Keep a :class:`~modelhaul.bundle.Packed` of ``seen``'s source, unless the source changed while packing.
+
+    A ModelPack layer is the file it came from; ormb's layer is a temp tar or was streamed: kept
+    as a digest only (null path)."""
     cfg_blob, layers = packed.blobs[0], packed.blobs[1:]
-    if seen.key is None or cfg_blob.data is None or any(b.path is None for b in layers):
+    files = seen.bundle_format == "modelpack"
+    if seen.key is None or cfg_blob.data is None or (files and any(b.path is None for b in layers)):
         return
     if _key(seen.src, seen.bundle_format, seen.overrides) != seen.key:
         return
-    paths = json.dumps([os.path.abspath(b.path) for b in layers])
+    paths = json.dumps([os.path.abspath(b.path) if files else None for b in layers])
     row = (seen.key, packed.manifest, packed.manifest_media_type, cfg_blob.data, paths, packed.config.format,
            packed.config.framework, time.time_ns())
     with contextlib.suppress(sqlite3.Error), digestcache.database() as db:

@@ -166,7 +166,7 @@ class LayoutTarget:
             raise changed
         store_copy(blob.path, dst)
         after = os.stat(blob.path)
-        if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+        if not digestcache.unchanged(before, after):
             dst.unlink()  # the source was written to while we copied it: the copy is not that digest
             raise changed
         digestcache.remember(dst, blob.digest)  # copied from verified, unchanged bytes: trusted without a re-read
@@ -194,7 +194,7 @@ class LayoutTarget:
                 store_copy(path, tmp)
                 digest = hashed.result()
             after = os.stat(path)
-            if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            if not digestcache.unchanged(before, after):
                 raise DigestMismatch(f"{path} changed while it was saved; save the model again")
             dst = self.path_for(digest)
             if dst.is_file() and digestcache.verify(dst, digest):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,7 +94,7 @@ def upload_digester(target: oci.Target) -> Callable[[Path], str] | None:
         if known or st.st_size < STREAM_HASH_MIN:
             return known or digestcache.file_digest(path)
         blob = upload(path)
-        if os.stat(path).st_mtime_ns == st.st_mtime_ns:
+        if digestcache.unchanged(st, os.stat(path)):  # not written to while it was sent
             digestcache.remember(path, blob.digest, st)
         return blob.digest
 
@@ -235,6 +237,39 @@ def pull_for_export(src: oci.Target, reference: str) -> Iterator[tuple[Any, oci.
 
     with store.writing():  # garbage collection keeps the store's blobs while they are copied out
         yield layout, src.get_manifest(reference), download
+
+
+@contextlib.contextmanager
+def early_downloads(download: Downloader | None, manifest: oci.Manifest, dest: Path,
+                    include: Sequence[str] | None) -> Iterator[Downloader | None]:
+    """Start an export's downloads now, before the code that writes the model out is loaded.
+
+    Loading that code (the config model: pydantic, yaml) costs ~0.15-0.3 s of one core, a sixth
+    of a 1 GiB pull on loopback; with the blobs already arriving it overlaps the transfer instead
+    of preceding it. Only for a whole model artifact (no ``include``, a known bundle format): every
+    layer the store lacks is needed then, except ignored thumbnails. The blobs land in a temp
+    directory beside ``dest`` (same filesystem: moved into place, never copied) that is removed
+    on the way out, after the downloads have stopped. Yields the downloader :func:`unpack` calls.
+    """
+    if download is None or include or oci.bundle_format_of_manifest(manifest) == "unknown":
+        yield download
+        return
+    layers = [d for d in manifest.layers if d.get("mediaType") not in oci.IGNORED_LAYER_TYPES]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    into = Path(tempfile.mkdtemp(prefix=f".{dest.name}.blobs-", dir=dest.parent))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="modelhaul-early")
+    started = pool.submit(download, layers, into)
+
+    def arrived(wanted: list[dict[str, Any]], elsewhere: Path) -> dict[str, Path]:
+        got = dict(started.result())
+        rest = [d for d in wanted if d["digest"] not in got]
+        return {**got, **(download(rest, elsewhere) if rest else {})}
+
+    try:
+        yield arrived
+    finally:
+        pool.shutdown(wait=True)  # nothing writes into ``into`` any more
+        shutil.rmtree(into, ignore_errors=True)
 
 
 def copy_referrers(src: oci.Target, dst: oci.Target, subject_digest: str) -> int:

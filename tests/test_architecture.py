@@ -32,7 +32,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("modelhaul.oci", "modelhaul.reference", "modelhaul.config", "modelhaul.origin", "modelhaul.registry_options",
      "modelhaul.declarations", "modelhaul.useryaml", "modelhaul.fscopy", "modelhaul.gate"),  # vocabulary
     ("modelhaul.registry", "modelhaul.store", "modelhaul.bundle", "modelhaul.auth", "modelhaul.digestcache",
-     "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats"),  # bytes: registries, store, bundles, files
+     "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats",
+     "modelhaul.tagcheck"),  # bytes: registries, store, bundles, files
     ("modelhaul.artifacts", "modelhaul.transfer", "modelhaul.referrers", "modelhaul.provenance",
      "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks"),  # artifacts, MLflow, clusters
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",

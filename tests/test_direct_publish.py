@@ -2,7 +2,7 @@
 
 Through a counting proxy in front of the real registry: a new large file goes up once, hashed
 while it is sent (no hash pass first, no store copy); re-publishing the unchanged directory costs
-HEADs and one manifest PUT, nothing else.
+one HEAD of the manifest, nothing else (the tag already names it).
 """
 
 from __future__ import annotations
@@ -48,12 +48,38 @@ def test_push_dir_uploads_new_bytes_once_and_republishes_with_heads(registry, mo
         again = json.loads(capsys.readouterr().out)
         methods = sorted({(r.method, "/manifests/" in r.path) for r in proxy.requests[before:]})
     assert again["digest"] == first["digest"]
-    assert methods == [("HEAD", False), ("PUT", True)]
-    assert len([r for r in proxy.requests[before:] if r.method == "PUT"]) == 1
+    assert methods == [("HEAD", True)]  # the tag already names the manifest: nothing else asked, nothing written
     back = artifacts.fetch(first["ref"].replace(proxy.host, registry.host), tmp_path / "out",
                            options=registry.options)
     assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
     assert back["digest"] == first["digest"]
+
+
+def _rewrite_keeping_mtime(path, data: bytes) -> None:
+    """What ``cp -p``, ``rsync -t`` or ``tar -x`` can do: new bytes in the same inode, same size, old mtime back."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns) == (st.st_ino, st.st_size,
+                                                                                  st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("name, data", [("model/weights.bin", os.urandom(3 * MiB)),  # sent while hashed
+                                        ("model/config.json", b'{"layers": 3}')])  # hashed, then HEAD
+def test_a_file_rewritten_in_place_with_its_mtime_put_back_publishes_its_new_bytes(registry, model, tmp_path,
+                                                                                     capsys, name, data):
+    # was: the digest cache keyed on size and mtime only, so the old digest was published (issue 26)
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    assert main(["push", str(model), ref, "--plain-http", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    _rewrite_keeping_mtime(model / name, data)
+    assert main(["push", str(model), ref, "--plain-http", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["digest"] != first["digest"]
+    artifacts.fetch(again["ref"], tmp_path / "out", options=registry.options)
+    assert (tmp_path / "out" / name).read_bytes() == data
 
 
 # -- re-publishing from the pack cache: nothing packing reads may change unseen -------------------
@@ -104,6 +130,17 @@ def test_a_change_to_what_packing_reads_packs_again(registry, model, tmp_path, c
     assert again["digest"] == _push(model, ref, home=tmp_path / "fresh")["digest"]  # what no cache gives
 
 
+def test_an_unchanged_republish_puts_back_a_tag_that_was_moved(registry, model, tmp_path):
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    first = _push(model, ref)
+    other = tmp_path / "other"
+    (other / "model").mkdir(parents=True)
+    (other / "model" / "weights.bin").write_bytes(b"another model")
+    assert _push(other, ref)["digest"] != first["digest"]
+    assert _push(model, ref) == first  # unchanged here, but the tag names another: written again
+    assert artifacts.resolve(ref, options=registry.options).endswith(first["digest"])
+
+
 def test_a_changed_config_file_packs_again(registry, model, tmp_path):
     ref = f"{registry.host}/{unique_repo()}:v1"
     cfg = tmp_path / "override.yaml"
@@ -140,10 +177,11 @@ def test_a_cache_row_naming_a_file_outside_the_model_is_not_trusted(registry, mo
     assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
 
 
-HEAVY = ("pydantic", "yaml", "rich", "jsonschema", "modelhaul.config", "modelhaul.bundle")
+HEAVY = ("pydantic", "yaml", "rich", "jsonschema", "modelhaul.config", "modelhaul.bundle", "requests", "urllib3")
 
 
-def test_republishing_an_unchanged_model_builds_no_config(registry, model):
+def test_republishing_an_unchanged_model_builds_no_config_and_imports_no_http_library(registry, model):
+    # was: requests and urllib3 were imported (~75 ms of a ~0.2 s command) to send HEADs (issue 26)
     ref = f"{registry.host}/{unique_repo()}:v1"
     first = _push(model, ref)
     code = ("import json, sys\nfrom modelhaul.cli import main\n"

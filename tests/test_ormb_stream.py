@@ -75,3 +75,43 @@ def test_a_registry_refusing_streamed_chunks_gets_the_file(registry, model, tmp_
         assert [p.status for p in proxy.seen("PATCH")] == [416]
     back = artifacts.fetch(out["ref"].replace(proxy.host, registry.host), tmp_path / "out", options=registry.options)
     assert (Path(back["model_dir"]) / "weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
+
+
+# -- re-publishing: the remembered layer is trusted only where the registry holds it (issue 26) ----
+
+
+def test_an_unchanged_ormb_republish_moves_no_bytes(registry, model, tmp_path):
+    # was: every re-publish built and streamed the whole tar+gzip layer again
+    with faulty_proxy(registry) as proxy:
+        ref = f"{proxy.host}/{unique_repo()}:v1"
+        first = artifacts.publish(model, ref, bundle_format="ormb", options=proxy.options)
+        proxy.requests.clear()
+        again = artifacts.publish(model, ref, bundle_format="ormb", options=proxy.options)
+        sent = {(r.method, r.path.split("/")[-2]) for r in proxy.requests}
+    assert again == first
+    assert sent == {("HEAD", "manifests")}  # the tag already names it: nothing written
+
+
+def test_a_registry_that_lacks_the_remembered_layer_gets_it_packed_again(registry, model, tmp_path):
+    first = artifacts.publish(model, f"{registry.host}/{unique_repo()}:v1", bundle_format="ormb",
+                              options=registry.options)
+    with faulty_proxy(registry) as proxy:
+        other = artifacts.publish(model, f"{proxy.host}/{unique_repo()}:v1", bundle_format="ormb",
+                                  options=proxy.options)
+        assert len(proxy.seen("PATCH", "/blobs/uploads/")) == 1  # the layer, streamed again
+    assert other["digest"] == first["digest"]
+    back = artifacts.fetch(other["ref"].replace(proxy.host, registry.host), tmp_path / "out", options=registry.options)
+    assert (Path(back["model_dir"]) / "weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
+
+
+def test_another_gzip_level_or_an_edited_file_packs_ormb_again(registry, model, tmp_path, monkeypatch):
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    first = artifacts.publish(model, ref, bundle_format="ormb", options=registry.options)
+    monkeypatch.setenv("MODELHAUL_GZIP_LEVEL", "1")
+    level1 = artifacts.publish(model, ref, bundle_format="ormb", options=registry.options)
+    assert level1["digest"] != first["digest"]
+    (model / "model" / "sub" / "vocab.txt").write_text("a\nc\n")
+    edited = artifacts.publish(model, ref, bundle_format="ormb", options=registry.options)
+    assert edited["digest"] != level1["digest"]
+    monkeypatch.setenv("MODELHAUL_HOME", str(tmp_path / "fresh"))
+    assert artifacts.publish(model, ref, bundle_format="ormb", options=registry.options) == edited

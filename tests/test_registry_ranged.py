@@ -30,6 +30,7 @@ def ranged(target: RegistryTarget, parts: int = 3) -> RegistryTarget:
     target.range_chunk = MiB  # pieces of 1 MiB, handed out in order to ``parts`` connections
     target.range_probe = MiB  # after the first piece on one connection, ...
     target.range_below = float("inf")  # ... one connection is never fast enough: the rest in parallel
+    target.ranges_help = True  # the test registry is on loopback, where ranges are otherwise not tried
     target.backoff = 0.01
     return target
 
@@ -137,4 +138,16 @@ def test_a_connection_that_keeps_up_brings_the_rest_alone(registry, pushed, tmp_
         target.fetch_blob(blob.digest, blob.size, tmp_path / "out")
         asked = [r.headers.get("Range") for r in proxy.seen("GET", "/blobs/")]
     assert asked == [f"bytes=0-{MiB - 1}", f"bytes={MiB}-"]
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_a_registry_on_loopback_sends_a_large_blob_on_one_connection(registry, pushed, tmp_path):
+    """No probe and no ranges on loopback: under a busy CPU a slow probe used to start four connections."""
+    repo, blob, data = pushed
+    with faulty_proxy(registry) as proxy:
+        target = RegistryTarget(proxy.host, repo, proxy.options)
+        target.range_threshold = MiB
+        target.fetch_blob(blob.digest, blob.size, tmp_path / "out")
+        asked = [r.headers.get("Range") for r in proxy.seen("GET", "/blobs/")]
+    assert asked == [None]
     assert (tmp_path / "out").read_bytes() == data

@@ -23,7 +23,7 @@ from modelhaul.oci import (
 # the part after ".v1." in a ModelPack, CNAI or KitOps layer type -> compression of the tar (None: raw)
 _PACKINGS = {"raw": None, "tar": "", "tar+gzip": "gzip", "tar+zstd": "zstd"}
 _FAMILIES = (oci.MODELPACK_LAYER_PREFIX, CNAI_LAYER_PREFIX, oci.KITOPS_LAYER_PREFIX)
-_IGNORED = {"image/png"}  # thumbnails some tools attach; not part of the model
+_IGNORED = oci.IGNORED_LAYER_TYPES
 
 
 @dataclass(frozen=True)

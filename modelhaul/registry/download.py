@@ -62,7 +62,8 @@ class BlobDownloads(RegistryClient):
                 try:
                     resumed = part.offset > 0
                     got = None
-                    if not resumed and self._ranges_ok and self.range_parts > 1 and size >= self.range_threshold:
+                    if (not resumed and self._ranges_ok and self.ranges_help and self.range_parts > 1
+                            and size >= self.range_threshold):
                         got = self._download_adaptive(part, digest, what)
                     if got is None:
                         got = self._retrying(functools.partial(self._download, part, digest, what), what)

@@ -17,6 +17,7 @@ from modelhaul import oci
 from modelhaul.errors import AuthError, RegistryError, redact
 from modelhaul.registry.auth_flow import _Auth
 from modelhaul.registry_options import RegistryOptions
+from modelhaul.tagcheck import api_host
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
@@ -27,7 +28,6 @@ MANIFEST_ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ])
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-DOCKER_HUB_API = "registry-1.docker.io"
 
 
 class _Transient(Exception):
@@ -86,11 +86,6 @@ class _FileBody:
         self.hashed = h
 
 
-def api_host(host: str) -> str:
-    """Where a registry's API answers: Docker Hub's name differs from its reference name."""
-    return DOCKER_HUB_API if host in ("docker.io", "index.docker.io") else host
-
-
 class RegistryClient:
     """The HTTP side of one repository of a registry: sessions per thread, authentication, retries, errors."""
 
@@ -105,12 +100,17 @@ class RegistryClient:
     range_chunk = 32 * MiB  # the ranged GETs' size: handed out in order, so hashing follows closely
     range_probe = 64 * MiB  # a large blob's first bytes, on one connection, timed to choose between
     range_below = 512 * MiB  # ... going on alone (this many bytes/s or more) and parallel ranges
+    # ranges can help only across a network: on loopback one connection is never the limit, and a
+    # probe slowed by a busy CPU would hand the rest to four connections that compete for it
+    ranges_help = True
 
     def __init__(self, registry_host: str, repository: str, options: RegistryOptions | None = None,
                  *, mount_from: str | None = None, progress: Callable[[int], None] | None = None):
         self.host = registry_host
         self.repository = repository
         self.options = options or RegistryOptions.resolve()
+        if _loopback(registry_host):
+            self.ranges_help = False
         self.mount_from = mount_from
         self.progress = progress
         scheme = "http" if self.options.plain_http else "https"
@@ -181,8 +181,11 @@ class RegistryClient:
                 # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
                 resp = self._session().request(method, url, headers=h, data=body, stream=True,
                                                timeout=timeout, verify=self.verify)
-                if not stream and method != "HEAD" and resp.status_code not in TRANSIENT_STATUS:
-                    _read_bounded(resp, what)  # a HEAD's Content-Length is the blob's, with no body
+                if method == "HEAD":  # no body: the connection goes back to the pool for the next request
+                    resp._content, resp._content_consumed = b"", True
+                    resp.raw.release_conn()
+                elif not stream and resp.status_code not in TRANSIENT_STATUS:
+                    _read_bounded(resp, what)
             except requests.exceptions.SSLError as e:
                 raise RegistryError(self._tls_message(e)) from None
             except (requests.ConnectionError, requests.Timeout,
@@ -290,6 +293,13 @@ def _body_reader(resp: requests.Response) -> Callable[[memoryview], int]:
     if fp is None or encoded or not hasattr(fp, "readinto"):
         return resp.raw.readinto
     return fp.readinto
+
+
+def _loopback(host: str) -> bool:
+    """True for a registry on this machine's loopback interface (``localhost``, 127.0.0.0/8, ``[::1]``)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    return name == "localhost" or name.startswith("127.") or name == "::1"
 
 
 def _interrupted(e: Exception) -> Exception:
