@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelhaul import artifacts
+from modelhaul import artifacts, stagelock
 from modelhaul import gate as gates
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 from modelhaul.reference import TAG_RE, Reference, parse
@@ -64,6 +64,7 @@ def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
         record["reason"] += "; canary retired, the stable model serves alone"
 
 
+@stagelock.serialised  # two promotions at once must not mix their tags
 def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
@@ -122,6 +123,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
             artifacts.retag(current, previous_tag, options)
             record["previous"] = str(cand.with_tag(previous_tag).unpinned().with_digest(_digest(current)))
         moved = artifacts.retag(candidate, stage_tag, options)
+        stagelock.check_moved(cand, stage_tag, cand.digest, previous_tag, _digest(current), options)
         record["ref"] = moved["ref"]
         record["promoted"] = True
         record["reason"] = ("gate passed: " + "; ".join(checks)) if checks else "promoted without a gate"
@@ -148,6 +150,7 @@ def _previous_of(cand: Reference, previous_tag: str, not_digest: str | None,
 # -- rollback ------------------------------------------------------------------------------------
 
 
+@stagelock.serialised
 def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | None = None,
                    deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
                    only_if_digest: str | None = None) -> dict[str, Any]:

@@ -34,7 +34,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("modelhaul.registry", "modelhaul.store", "modelhaul.bundle", "modelhaul.auth", "modelhaul.digestcache",
      "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats"),  # bytes: registries, store, bundles, files
     ("modelhaul.artifacts", "modelhaul.transfer", "modelhaul.referrers", "modelhaul.provenance",
-     "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks"),  # artifacts, MLflow, clusters
+     "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks",
+     "modelhaul.stagelock"),  # artifacts, MLflow, clusters
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",
      "modelhaul.run_guards", "modelhaul.serving.deploy",
      "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
