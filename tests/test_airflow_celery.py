@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,10 +92,12 @@ class Deployment:
         self.base = base
         self.services: list[scaleout.Service] = []
         self.pg_dir: Path | None = None
+        self.dsn = self.api_url = ""
+        self.env: dict[str, str] = {}
+        self.isolated = False
 
     def stop(self) -> None:
-        for s in reversed(self.services):
-            s.stop()
+        scaleout.stop_all(self.services)
         if self.pg_dir:
             shutil.rmtree(self.pg_dir, ignore_errors=True)
 
@@ -110,6 +113,14 @@ class Deployment:
                               text=True, timeout=timeout)
         assert proc.returncode == 0, f"airflow {' '.join(args)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout
+
+    def api(self, method: str, path: str, body: dict) -> dict:
+        """The REST API (all-admins auth: no token needed)."""
+        import requests
+
+        resp = requests.request(method, self.api_url + path, json=body, timeout=60)
+        assert resp.status_code < 300, f"{method} {path}: {resp.status_code} {resp.text[:500]}"
+        return resp.json()
 
     def logs(self) -> str:
         return "\n".join(f"--- {s.name}\n{s.tail(2500)}" for s in self.services)
@@ -130,40 +141,42 @@ def start_deployment(base: Path, registry, repo: str) -> Deployment:
         d.dsn = url.replace("postgresql+psycopg2://", "postgresql://")
         redis, broker = scaleout.start_redis(control / "redis")
         d.services.append(redis)
-        mlflow = start_mlflow_server(control / "mlflow")
-        d.services.append(scaleout.Service("mlflow", mlflow.proc, control / "mlflow/server.log"))
+        mlflow_box: list = []  # the MLflow server starts while the metadata DB is migrated
+        starter = threading.Thread(target=lambda: mlflow_box.append(start_mlflow_server(control / "mlflow")))
+        starter.start()
         api_port = scaleout.free_port()
+        d.api_url = f"http://127.0.0.1:{api_port}"
         d.env = {**clean_env(),
                  "AIRFLOW_HOME": str(control / "airflow"),
                  "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                  "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
                  "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                  "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{d.api_url}/execution/",
                  "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                  "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
                  "AIRFLOW__CELERY__BROKER_URL": broker,
                  "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + url,
                  "AIRFLOW__API__SECRET_KEY": "modelhaul-scaleout",
-                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+                 "AIRFLOW__API__BASE_URL": d.api_url,
                  "AIRFLOW__API_AUTH__JWT_SECRET": "modelhaul-scaleout-jwt-secret-0123456789abcdef",
                  "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                  "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
                  "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(control / "logs/airflow"),
                  "MODELHAUL_REPOSITORY": repo,
                  "MODELHAUL_DEMO_DIR": str(base / "demo")}
-        d.airflow("db", "migrate", timeout=300)
-        conns = {"modelhaul_registry_default": {"conn_type": "modelhaul_registry", "host": registry.url},
-                 "modelhaul_mlflow_default": {"conn_type": "modelhaul_mlflow", "host": mlflow.uri}}
-        (control / "connections.json").write_text(json.dumps(conns))
-        d.airflow("connections", "import", str(control / "connections.json"))
+        try:
+            d.airflow("db", "migrate", timeout=300)
+        finally:
+            starter.join()
+            if mlflow_box:
+                d.services.append(scaleout.Service("mlflow", mlflow_box[0].proc, control / "mlflow/server.log"))
+        assert mlflow_box, f"mlflow server did not start:\n{d.logs()}"
         api = scaleout.start("api-server", [AIRFLOW, "api-server", "-H", "127.0.0.1", "-p", str(api_port),
                                             "-w", "1"], log=control / "logs/api-server.log", env=d.env, cwd=control)
         d.services.append(api)
-        for name in ("scheduler", "dag-processor"):
-            d.services.append(scaleout.start(name, [AIRFLOW, name], log=control / f"logs/{name}.log",
-                                             env=d.env, cwd=control))
-        scaleout.wait_port(api_port, api, timeout=120)
+        d.services.append(scaleout.start("scheduler", [AIRFLOW, "scheduler"], log=control / "logs/scheduler.log",
+                                         env=d.env, cwd=control))
         isolate = scaleout.can_isolate()
         (base / "demo").mkdir()
         hidden = [control, registry.root, d.pg_dir]
@@ -186,6 +199,13 @@ def start_deployment(base: Path, registry, repo: str) -> Deployment:
                                  "--without-mingle"],
                 log=base / f"worker_{me}.log", env=env, cwd=own / "work"))
         d.isolated = isolate
+        scaleout.wait_port(api_port, api, timeout=180)
+        # the connections, as an operator defines them (in the metadata DB), before any DAG is parsed
+        for conn_id, conn_type, host in (("modelhaul_registry_default", "modelhaul_registry", registry.url),
+                                         ("modelhaul_mlflow_default", "modelhaul_mlflow", mlflow_box[0].uri)):
+            d.api("POST", "/api/v2/connections", {"connection_id": conn_id, "conn_type": conn_type, "host": host})
+        d.services.append(scaleout.start("dag-processor", [AIRFLOW, "dag-processor"],
+                                         log=control / "logs/dag-processor.log", env=d.env, cwd=control))
     except BaseException:
         d.stop()
         raise
@@ -225,7 +245,8 @@ def test_two_runs_at_once_on_two_celery_workers_that_share_nothing(deployment, r
 
     wait_for(parsed, "the dag-processor did not parse the DAG", d, 120)
     for day in ("2026-12-01", "2026-12-02"):
-        d.airflow("dags", "trigger", DAG, "--logical-date", f"{day}T00:00:00+00:00", "--run-id", f"run_{day}")
+        d.api("POST", f"/api/v2/dags/{DAG}/dagRuns", {"dag_run_id": f"run_{day}",
+                                                     "logical_date": f"{day}T00:00:00Z"})
 
     def finished() -> bool:
         states = [s for (s,) in d.sql("SELECT state FROM dag_run WHERE dag_id = %s", DAG)]
