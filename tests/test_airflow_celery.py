@@ -47,7 +47,7 @@ QUEUES = {QUEUES!r}
 
 def task_policy(task):
     if task.dag_id == {DAG!r}:
-        task.queue = QUEUES[task.task_id]
+        task.queue = QUEUES.get(task.task_id, "worker_a")
 
 
 def dag_policy(dag):
