@@ -64,7 +64,18 @@ def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
         record["reason"] += "; canary retired, the stable model serves alone"
 
 
-@stagelock.serialised  # two promotions at once must not mix their tags
+def _arguments(*, stage: str = "production", gate: list[str] | str | None = None, beats: str | None = None,
+               min_delta: float = 0.0, deployment: dict[str, Any] | None = None, **_: Any) -> None:
+    """What a move refuses before it reads anything (so before it claims the stage, too)."""
+    stage_tags(stage)
+    gates.parse(gate)
+    if beats:
+        gates.parse_beats(beats, min_delta)
+    if deployment:
+        settings_of(deployment)
+
+
+@stagelock.serialised(_arguments)  # two promotions at once must not mix their tags
 def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
@@ -150,7 +161,7 @@ def _previous_of(cand: Reference, previous_tag: str, not_digest: str | None,
 # -- rollback ------------------------------------------------------------------------------------
 
 
-@stagelock.serialised
+@stagelock.serialised(_arguments)
 def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | None = None,
                    deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
                    only_if_digest: str | None = None) -> dict[str, Any]:

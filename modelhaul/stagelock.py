@@ -126,15 +126,23 @@ def held(ref: str, stage: str, options: RegistryOptions | None = None, *,
         _withdraw(target, mine)
 
 
-def serialised(fn: F) -> F:
-    """Run a stage move (keyword arguments ``ref``, ``stage``, ``options``) while holding the stage."""
+def serialised(check: Callable[..., Any] | None = None) -> Callable[[F], F]:
+    """Run a stage move (keyword arguments ``ref``, ``stage``, ``options``) while holding the stage.
 
-    @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> Any:
-        with held(kwargs["ref"], kwargs.get("stage", "production"), kwargs.get("options")):
-            return fn(**kwargs)
+    ``check`` (called with the same keywords) refuses bad arguments before anything is claimed.
+    """
 
-    return wrapper  # type: ignore[return-value]
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            if check:
+                check(**kwargs)
+            with held(kwargs["ref"], kwargs.get("stage", "production"), kwargs.get("options")):
+                return fn(**kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
 
 
 def check_moved(repo: Reference, stage_tag: str, digest: str, previous_tag: str, previous: str | None,

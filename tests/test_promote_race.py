@@ -135,3 +135,12 @@ def test_a_crashed_runs_claim_does_not_block_the_stage(registry, race, monkeypat
         monkeypatch.setattr(stagelock, "LEASE", 0.0)
         out = promote_model(ref=a, stage="production", options=registry.options)
     assert out["promoted"] and digest_at(registry, repo, "production") == parse(a).digest
+
+
+def test_a_malformed_gate_is_refused_before_the_stage_is_claimed(tmp_path):
+    from modelhaul.errors import GateError
+    from modelhaul.registry_options import RegistryOptions
+
+    nowhere = RegistryOptions(plain_http=True)  # no registry listens on port 1
+    with pytest.raises(GateError):
+        promote_model(ref="127.0.0.1:1/m:v1", stage="production", gate="accuracy >>= 0.9", options=nowhere)
