@@ -95,6 +95,7 @@ class Deployment:
         self.dsn = self.api_url = ""
         self.env: dict[str, str] = {}
         self.isolated = False
+        self.connections: list[dict] = []
 
     def stop(self) -> None:
         scaleout.stop_all(self.services)
@@ -161,6 +162,7 @@ def start_deployment(base: Path, registry, repo: str) -> Deployment:
                  "AIRFLOW__API__BASE_URL": d.api_url,
                  "AIRFLOW__API_AUTH__JWT_SECRET": "modelhaul-scaleout-jwt-secret-0123456789abcdef",
                  "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
                  "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
                  "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(control / "logs/airflow"),
                  "MODELHAUL_REPOSITORY": repo,
@@ -199,11 +201,11 @@ def start_deployment(base: Path, registry, repo: str) -> Deployment:
                                  "--without-mingle"],
                 log=base / f"worker_{me}.log", env=env, cwd=own / "work"))
         d.isolated = isolate
+        d.connections = [{"connection_id": "modelhaul_registry_default", "conn_type": "modelhaul_registry",
+                          "host": registry.url},
+                         {"connection_id": "modelhaul_mlflow_default", "conn_type": "modelhaul_mlflow",
+                          "host": mlflow_box[0].uri}]
         scaleout.wait_port(api_port, api, timeout=180)
-        # the connections, as an operator defines them (in the metadata DB), before any DAG is parsed
-        for conn_id, conn_type, host in (("modelhaul_registry_default", "modelhaul_registry", registry.url),
-                                         ("modelhaul_mlflow_default", "modelhaul_mlflow", mlflow_box[0].uri)):
-            d.api("POST", "/api/v2/connections", {"connection_id": conn_id, "conn_type": conn_type, "host": host})
         d.services.append(scaleout.start("dag-processor", [AIRFLOW, "dag-processor"],
                                          log=control / "logs/dag-processor.log", env=d.env, cwd=control))
     except BaseException:
@@ -238,12 +240,17 @@ def deployment(tmp_path: Path, registry):
 def test_two_runs_at_once_on_two_celery_workers_that_share_nothing(deployment, registry):
     d = deployment
 
-    def parsed() -> bool:
-        errors = d.sql("SELECT filename, stacktrace FROM import_error")
-        assert not errors, errors
-        return bool(d.sql("SELECT 1 FROM dag WHERE dag_id = %s", DAG))
+    def import_errors() -> list[str]:
+        return [trace for (trace,) in d.sql("SELECT stacktrace FROM import_error")]
 
-    wait_for(parsed, "the dag-processor did not parse the DAG", d, 120)
+    # parsed before the connections exist, the DAG refuses the worker-local defaults: one import error
+    wait_for(lambda: any("names no registry host" in e for e in import_errors()),
+             "the DAG did not refuse to parse without a registry connection", d, 120)
+    assert "the executor CeleryExecutor runs tasks on other machines" in import_errors()[0]
+    for conn in d.connections:  # as an operator defines them: in the metadata DB
+        d.api("POST", "/api/v2/connections", conn)
+    wait_for(lambda: not import_errors() and bool(d.sql("SELECT 1 FROM dag WHERE dag_id = %s", DAG)),
+             "the dag-processor did not parse the DAG once the connections existed", d, 120)
     for day in ("2026-12-01", "2026-12-02"):
         d.api("POST", f"/api/v2/dags/{DAG}/dagRuns", {"dag_run_id": f"run_{day}",
                                                      "logical_date": f"{day}T00:00:00Z"})
