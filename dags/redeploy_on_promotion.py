@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from modelhaul.operators import DeployModelOperator, model_asset, ref_from_events
+from modelhaul.operators import DeployModelOperator, model_asset, ref_from_events, require_shared_services
 
 DEMO_DIR = Path(os.environ.get("MODELHAUL_DEMO_DIR")
                 or Path(__file__).resolve().parent.parent / ".modelhaul-demo")
@@ -22,6 +22,8 @@ REPOSITORY = os.environ.get("MODELHAUL_REPOSITORY", "models/iris")
 TARGET = os.environ.get("MODELHAUL_SERVING_TARGET", "seldon")
 NAMESPACE = os.environ.get("MODELHAUL_NAMESPACE", "default")
 STAGE = "production"
+
+require_shared_services("redeploy_on_promotion", mlflow=False)  # a registry every worker reaches
 
 PROMOTED = model_asset(REPOSITORY, STAGE)
 

@@ -16,6 +16,10 @@ beside this folder). Real services take over by configuration alone:
 * ``MODELHAUL_REPOSITORY`` (default ``models/iris``), ``MODELHAUL_SERVING_TARGET`` (``seldon`` or
   ``kserve``), ``MODELHAUL_NAMESPACE``.
 
+Under a distributed executor (Celery, Kubernetes) the registry and MLflow connections are required
+(checked when the DAG is parsed): tasks hand each other only XCom and what is in the registry and
+MLflow, never a file.
+
 Run parameters (``airflow dags test retrain_and_redeploy -c '{...}'``): ``train_params`` (passed
 to the training function), ``gate`` (list of expressions over the model's metrics),
 ``canary_percent``.
@@ -40,6 +44,7 @@ from modelhaul.operators import (
     RollbackModelOperator,
     SignModelOperator,
     model_asset,
+    require_shared_services,
 )
 from modelhaul.steps import candidate_ref
 
@@ -54,6 +59,9 @@ STAGE = "production"
 TAG = "{{ run_id | replace(':', '') | replace('+', '') }}"
 CANDIDATE_REF = "{{ ti.xcom_pull(task_ids='convert')['ref'] }}"
 
+# under Celery/Kubernetes workers the embedded local defaults cannot carry a model between tasks
+require_shared_services("retrain_and_redeploy")
+
 PROMOTED = model_asset(REPOSITORY, STAGE)
 CANDIDATE = model_asset(REPOSITORY, "candidate")
 
@@ -63,7 +71,7 @@ with DAG(
     schedule="@weekly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,  # two runs may promote at once: the stage is claimed (modelhaul.stagelock)
     tags=["modelhaul", "example"],
     params={
         "train_params": Param({"dataset": "iris", "label_noise": 0.0}, type="object"),

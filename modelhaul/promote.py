@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelhaul import artifacts
+from modelhaul import artifacts, stagelock
 from modelhaul import gate as gates
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 from modelhaul.reference import TAG_RE, Reference, parse
@@ -95,6 +95,18 @@ def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
         record["reason"] += "; canary retired, the stable model serves alone"
 
 
+def _arguments(*, stage: str = "production", gate: list[str] | str | None = None, beats: str | None = None,
+               min_delta: float = 0.0, deployment: dict[str, Any] | None = None, **_: Any) -> None:
+    """What a move refuses before it reads anything (so before it claims the stage, too)."""
+    stage_tags(stage)
+    gates.parse(gate)
+    if beats:
+        gates.parse_beats(beats, min_delta)
+    if deployment:
+        settings_of(deployment)
+
+
+@stagelock.serialised(_arguments)  # two promotions at once must not mix their tags
 def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
@@ -156,6 +168,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
             artifacts.retag(current, previous_tag, options)
             record["previous"] = str(cand.with_tag(previous_tag).unpinned().with_digest(_digest(current)))
         moved = artifacts.retag(candidate, stage_tag, options)
+        stagelock.check_moved(cand, stage_tag, cand.digest, previous_tag, _digest(current), options)
         record["ref"] = moved["ref"]
         record["promoted"] = True
         record["reason"] = ("gate passed: " + "; ".join(checks)) if checks else "promoted without a gate"
@@ -198,6 +211,7 @@ def _previous_of(cand: Reference, previous_tag: str, not_digest: str | None,
 # -- rollback ------------------------------------------------------------------------------------
 
 
+@stagelock.serialised(_arguments)
 def rollback_model(*, ref: str, stage: str = "production", tracking_uri: str | None = None,
                    deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
                    only_if_digest: str | None = None, kubeconfig: str | None = None,

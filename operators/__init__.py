@@ -31,6 +31,7 @@ _EXPORTS = {
     "DeploymentLink": "links",
     "model_asset": "assets",
     "ref_from_events": "assets",
+    "require_shared_services": "placement",
 }
 
 __all__ = sorted(_EXPORTS)

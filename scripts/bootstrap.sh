@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run: a virtualenv in .venv with modelhaul and every extra installed,
-# and the Debian tools the tests use (docker-registry, skopeo, htpasswd, etcd). Safe to re-run: it only
-# reinstalls when pyproject.toml changed since the last run.
+# and the Debian tools the tests use (docker-registry, skopeo, htpasswd; etcd for the cluster tests;
+# redis-server and postgresql for the Celery test). Safe to re-run: it only reinstalls when
+# pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,9 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)  # the cluster tests' control plane (../shared/tools/kube)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # the Celery scale-out test's broker
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+  || need_apt+=(postgresql)  # its metadata DB
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2

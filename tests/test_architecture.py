@@ -35,7 +35,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
      "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats",
      "modelhaul.tagcheck"),  # bytes: registries, store, bundles, files
     ("modelhaul.artifacts", "modelhaul.transfer", "modelhaul.referrers", "modelhaul.provenance",
-     "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks"),  # artifacts, MLflow, clusters
+     "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks",
+     "modelhaul.stagelock"),  # artifacts, MLflow, clusters
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",
      "modelhaul.run_guards", "modelhaul.serving.deploy",
      "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
