@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.airflow",
     "tests.fixtures.mlserver",
+    "tests.fixtures.operators",
 ]
