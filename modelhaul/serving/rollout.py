@@ -156,12 +156,46 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
             if bad:
                 return Rollout(ready=False, failure=f"Deployment {dname} ({what}): {bad}")
             pending = rolled_out(d)
+            if pending and "not seen" in pending:  # Seldon keeps re-updating its Deployments
+                pending = _replicasets_rolled_out(api, request, ns, d)
             if pending:
                 failure = _pods_failure(api, request, ns, d, digest)
                 if failure:
                     return Rollout(ready=False, failure=f"{what}: {failure}")
                 waiting.append(f"Deployment {dname} ({what}): {pending}")
     return Rollout(ready=not waiting, waiting="; ".join(waiting))
+
+
+def _replicasets_rolled_out(api: Any, request: Any, ns: str, dep: dict[str, Any]) -> str | None:
+    """Rolled out by its ReplicaSets, when the Deployment's own status lags its spec: the ReplicaSet
+    of exactly the current pod template has every replica available and no other has any.
+
+    Seldon Core v1 re-updates a Deployment it changed over and over (upstream behaviour: only its
+    ``seldon.io/last-applied`` annotation differs), so ``observedGeneration`` may never catch up
+    while nothing rolls."""
+    labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    uid, want = dep["metadata"].get("uid"), int((dep.get("spec") or {}).get("replicas", 1) or 0)
+    sets = [r for r in request(api, "GET", f"/apis/apps/v1/namespaces/{ns}/replicasets",
+                               query=[("labelSelector", selector)], retries=1).get("items") or []
+            if any(o.get("uid") == uid for o in (r.get("metadata") or {}).get("ownerReferences") or [])]
+    template = (dep.get("spec") or {}).get("template") or {}
+    current = [r for r in sets if _without_hash((r.get("spec") or {}).get("template") or {}) == template]
+    if not current:
+        return "no ReplicaSet for its current pod template yet"
+    available = int((current[0].get("status") or {}).get("availableReplicas") or 0)
+    old = sum(int((r.get("status") or {}).get("replicas") or 0) for r in sets if r is not current[0])
+    if available < want:
+        return f"{available} of {want} replicas of the current pod template available"
+    return f"{old} old replica(s) still running" if old else None
+
+
+def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    t = copy.deepcopy(template)
+    ((t.get("metadata") or {}).get("labels") or {}).pop("pod-template-hash", None)
+    return t
 
 
 def _pods_failure(api: Any, request: Any, ns: str, dep: dict[str, Any], digest: str | None) -> str | None:
