@@ -193,3 +193,60 @@ def test_kserve_canary_in_standard_mode_is_refused_before_anything_changes(opera
     after = operators.get("inferenceservice", operator_ns, "iris")
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert digest(models.a) in json.dumps(after["spec"])
+
+
+# -- 3. an ONNX model the runtime the operator picks can load ----------------------------------------
+
+
+@pytest.fixture
+def sklearn_ref(registry, tmp_path: Path) -> str:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    d = tmp_path / "skl" / "model"
+    d.mkdir(parents=True)
+    joblib.dump(LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.8, 0.1]], [0, 1, 0, 1]),
+                d / "model.joblib")
+    cfg = {"format": "SKLearn", "framework": "scikit-learn"}
+    return artifacts.publish(d, f"{registry.host}/{unique_repo('onnx')}:v1", config=cfg,
+                             options=registry.options)["ref"]
+
+
+def convert(ref: str, **kw) -> str:
+    from modelhaul import steps
+
+    return steps.convert(ref=ref, to="onnx", dest_ref=ref.split("@")[0] + "-onnx", trust=True, plain_http=True,
+                         **kw)["ref"]
+
+
+def onnx_versions(ref: str, options: RegistryOptions, tmp: Path) -> tuple[int, int]:
+    import onnx
+
+    got = artifacts.fetch(ref, tmp / "fetched", options=options)
+    m = onnx.load(str(next(Path(got["model_dir"]).rglob("*.onnx"))))
+    return m.ir_version, max(i.version for i in m.opset_import if i.domain in ("", "ai.onnx"))
+
+
+def test_a_converted_model_loads_in_the_triton_the_seldon_operator_picks(operators, operator_ns, sklearn_ref,
+                                                                         registry, tmp_path):
+    onnx_ref = convert(sklearn_ref)
+
+    ir, opset = onnx_versions(onnx_ref, registry.options, tmp_path)
+    assert ir <= 7 and opset <= 14  # tritonserver:21.08 (ONNX Runtime 1.8)
+    deploy_model(ref=onnx_ref, target="seldon", name="iris", namespace=operator_ns, kubeconfig=operators.kubeconfig,
+                 timeout=60.0, options=registry.options)
+    pod = operators.get("deployment", operator_ns, "iris-main-0-iris")["spec"]["template"]["spec"]
+    assert any(c["image"] == "nvcr.io/nvidia/tritonserver:21.08-py3" for c in pod["containers"])
+
+
+def test_deploy_refuses_an_onnx_model_newer_than_the_operators_runtime(operators, operator_ns, sklearn_ref,
+                                                                        registry):
+    onnx_ref = convert(sklearn_ref, opset=19)  # IR 9: fine for KServe's Triton 23.05, not Seldon's 21.08
+
+    with pytest.raises(DeployError) as err:
+        deploy_model(ref=onnx_ref, target="seldon", name="iris", namespace=operator_ns,
+                     kubeconfig=operators.kubeconfig, timeout=60.0, options=registry.options)
+
+    msg = str(err.value)
+    assert "ONNX IR 9" in msg and "nvcr.io/nvidia/tritonserver:21.08-py3" in msg and "--opset 14" in msg
+    assert operators.get("seldondeployments", operator_ns) == []

@@ -301,7 +301,12 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
         # A first rollout: serving an ungated model at 100% would bypass the gate, so nothing is
         # deployed; promote serves the model once it passes (and a rejected one never serves).
         return {**result, "manifests": [], "applied": [], "state": "Skipped", "url": None, "reason": skipped}
-    from modelhaul.serving import steady
+    from modelhaul.serving import runtimes, steady
+
+    if model.kind == "onnx":  # refused here rather than by the runtime in a crash-looping pod
+        runtimes.check_loadable(pinned, model.config.labels, runtimes.onnx_image_of(
+            target, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster) if cluster
+            else runtimes.DEFAULT_ONNX_IMAGE[target])
 
     # a digest that already serves keeps the reference it serves by: no pod of it rolls
     kind = TARGET_KINDS[target]
