@@ -170,6 +170,39 @@ def test_a_canary_added_and_removed_does_not_roll_the_stable_deployment(operator
     assert len(rs) == 1, "the stable Deployment rolled"
 
 
+# -- promote and rollback through the operator -----------------------------------------------------
+
+
+def served(ops: Operators, ns: str) -> dict[str, tuple[str, int]]:
+    """``{Deployment: (digest its pods serve, available replicas)}`` of what the operator made."""
+    return {n: (template_digest(d), int(d["status"].get("availableReplicas") or 0))
+            for n, d in deployments(ops, ns).items()}
+
+
+def test_canary_promote_and_rollback_return_once_the_model_serves(operators, operator_ns, models):
+    from modelhaul.promote import promote_model, rollback_model
+
+    def reach(result: dict) -> dict:
+        return {**result, "kubeconfig": operators.kubeconfig, "timeout": 60.0}
+
+    stable = reach(deploy(operators, operator_ns, models, models.a))
+    promote_model(ref=models.a, deployment=stable, options=models.options)
+    canary = reach(deploy(operators, operator_ns, models, models.b, canary_percent=10))
+    assert served(operators, operator_ns)["iris-canary-0-iris"] == (digest(models.b), 1)
+
+    out = promote_model(ref=models.b, deployment=canary, options=models.options)
+
+    assert out["promoted"] is True and out["deployment"]["state"] == "Available"
+    assert served(operators, operator_ns)["iris-main-0-iris"] == (digest(models.b), 1)
+    main = deployments(operators, operator_ns)["iris-main-0-iris"]["status"]
+    assert main.get("replicas") == main.get("updatedReplicas") == 1  # the old model's pod is gone
+
+    back = rollback_model(ref=f"{models.repo}:latest", deployment=canary, options=models.options)
+
+    assert back["rolled_back"] is True and back["deployment"]["state"] == "Available"
+    assert served(operators, operator_ns)["iris-main-0-iris"] == (digest(models.a), 1)
+
+
 # -- 6. a canary only where it can split -------------------------------------------------------------
 
 

@@ -144,9 +144,9 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
              if any(o.get("uid") == uid for o in (d.get("metadata") or {}).get("ownerReferences") or [])]
     waiting = []
     for what, digest in expected(obj):
-        mine = [d for d in owned if digest is None
+        mine = [d for d in owned if _serves(d, kind, what) and (digest is None
                 or (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
-                    "annotations", {}).get(DIGEST_KEY) == digest]
+                    "annotations", {}).get(DIGEST_KEY) == digest)]
         if not mine:
             waiting.append(f"{what}: no Deployment for digest {_short(digest)} yet")
             continue
@@ -164,6 +164,20 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
                     return Rollout(ready=False, failure=f"{what}: {failure}")
                 waiting.append(f"Deployment {dname} ({what}): {pending}")
     return Rollout(ready=not waiting, waiting="; ".join(waiting))
+
+
+def _serves(dep: dict[str, Any], kind: str, what: str) -> bool:
+    """Is ``dep`` the operator's Deployment for ``what``? A Seldon predictor's pods run the executor
+    with ``--predictor NAME`` (a predictor being removed may still serve the same digest)."""
+    template = (dep.get("spec") or {}).get("template") or {}
+    if kind != "SeldonDeployment":
+        return ((template.get("metadata") or {}).get("labels") or {}).get("component", "predictor") == "predictor"
+    name = what.removeprefix("predictor ")
+    for c in (template.get("spec") or {}).get("containers") or []:
+        args = c.get("args") or []
+        if "--predictor" in args[:-1]:
+            return bool(args[args.index("--predictor") + 1] == name)
+    return ((template.get("metadata") or {}).get("labels") or {}).get("version", name) == name
 
 
 def _replicasets_rolled_out(api: Any, request: Any, ns: str, dep: dict[str, Any]) -> str | None:
