@@ -65,13 +65,9 @@ def template_digest(dep: dict) -> str:
 
 
 def test_seldon_canary_whose_pods_never_get_ready_is_not_reported_available(operators, operator_ns, models):
-    deploy(operators, operator_ns, models, models.a)
-    kubelet(operators, operator_ns, "pending")  # the canary's pods are scheduled and never report
+    # the canary's pods are scheduled and never report
+    msg = candidate_error(operators, operator_ns, models, "pending", 8.0, canary_percent=10, stable_ref=models.a)
 
-    with pytest.raises(DeployError) as err:
-        deploy(operators, operator_ns, models, models.b, canary_percent=10, stable_ref=models.a, timeout=8.0)
-
-    msg = str(err.value)
     assert "not ready before the timeout" in msg
     assert "iris-canary-0-iris (predictor canary)" in msg and "0 of 1 updated replicas available" in msg
 
@@ -87,14 +83,19 @@ def test_seldon_available_only_once_the_new_digest_serves(operators, operator_ns
     assert main["status"].get("availableReplicas") == 1 and main["status"].get("replicas") == 1
 
 
-def test_kserve_ready_only_once_the_candidate_pod_is(operators, operator_ns, models):
-    deploy(operators, operator_ns, models, models.a, target="kserve")
-    kubelet(operators, operator_ns, "pending")
-
+def candidate_error(ops: Operators, ns: str, models: Models, mode: str, timeout: float, **kw) -> str:
+    """Serve ``a``, let new pods fare as ``mode``, deploy ``b``: the one-line error it fails with."""
+    target = kw.pop("target", "seldon")
+    deploy(ops, ns, models, models.a, target=target)
+    kubelet(ops, ns, mode)
     with pytest.raises(DeployError) as err:
-        deploy(operators, operator_ns, models, models.b, target="kserve", timeout=8.0)
+        deploy(ops, ns, models, models.b, target=target, timeout=timeout, **kw)
+    return str(err.value)
 
-    msg = str(err.value)
+
+def test_kserve_ready_only_once_the_candidate_pod_is(operators, operator_ns, models):
+    msg = candidate_error(operators, operator_ns, models, "pending", 8.0, target="kserve")
+
     assert "not ready before the timeout" in msg and "iris-predictor" in msg
     assert "old replica(s) still running" in msg or "updated replicas available" in msg
 
@@ -122,13 +123,8 @@ def test_seldon_pods_that_cannot_start_fail_with_their_reason(operators, models,
 
 
 def test_kserve_crash_looping_candidate_fails_with_the_pod_reason(operators, operator_ns, models):
-    deploy(operators, operator_ns, models, models.a, target="kserve")
-    kubelet(operators, operator_ns, "crash")
+    msg = candidate_error(operators, operator_ns, models, "crash", 45.0, target="kserve")
 
-    with pytest.raises(DeployError) as err:
-        deploy(operators, operator_ns, models, models.b, target="kserve", timeout=45.0)
-
-    msg = str(err.value)
     assert "before the timeout" not in msg
     assert "pod iris-predictor-" in msg and "container kserve-container: CrashLoopBackOff" in msg
 
