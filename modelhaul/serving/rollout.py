@@ -134,6 +134,8 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
         fatal = _fatal_event(request, api, ns, uid)
         if fatal:
             return Rollout(ready=False, failure=fatal)
+        if kind == "InferenceService" and serverless(obj):
+            return _serverless(api, request, obj)
         deps = request(api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments",
                        query=[("labelSelector", f"{OWNER_LABEL[kind]}={name}")], retries=1).get("items") or []
     except ApiException as exc:
@@ -164,6 +166,38 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
                     return Rollout(ready=False, failure=f"{what}: {failure}")
                 waiting.append(f"Deployment {dname} ({what}): {pending}")
     return Rollout(ready=not waiting, waiting="; ".join(waiting))
+
+
+def serverless(obj: dict[str, Any]) -> bool:
+    """KServe serves this InferenceService with Knative revisions (its Deployments are the revisions')."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    mode = (obj.get("status") or {}).get("deploymentMode") or annotations.get("serving.kserve.io/deploymentMode")
+    return mode == "Serverless"
+
+
+def revision_waiting(obj: dict[str, Any]) -> str:
+    """What a Serverless predictor still waits for: its latest created revision to be the ready one."""
+    comp = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
+    created, ready = comp.get("latestCreatedRevision"), comp.get("latestReadyRevision")
+    if not created:
+        return "predictor: no revision created yet"
+    return "" if created == ready else f"predictor: revision {created} not ready yet (ready: {ready or 'none'})"
+
+
+def _serverless(api: Any, request: Any, obj: dict[str, Any]) -> Rollout:
+    meta = obj["metadata"]
+    waiting = revision_waiting(obj)
+    if waiting:
+        digest = expected(obj)[0][1]
+        pods = request(api, "GET", f"/api/v1/namespaces/{meta['namespace']}/pods",
+                       query=[("labelSelector", f"{OWNER_LABEL['InferenceService']}={meta['name']}")],
+                       retries=1).get("items") or []
+        for pod in pods:
+            if ((pod.get("metadata") or {}).get("annotations") or {}).get(DIGEST_KEY) in (None, digest):
+                failure = pod_failure(pod)
+                if failure:
+                    return Rollout(ready=False, failure=f"predictor: {failure}")
+    return Rollout(ready=not waiting, waiting=waiting)
 
 
 def _serves(dep: dict[str, Any], kind: str, what: str) -> bool:
