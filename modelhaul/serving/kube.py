@@ -251,7 +251,7 @@ def serving_status(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
     from modelhaul.serving import rollout
 
     st = read_status(obj)
-    if st["failed"] or st["state"] == "Stale" or obj.get("kind") not in SERVING_KINDS:
+    if st["failed"] or st["state"] in ("Stale", "Pending") or obj.get("kind") not in SERVING_KINDS:
         return st
     roll = rollout.inspect(api, obj, _request)
     if roll.failure:
