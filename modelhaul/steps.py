@@ -189,8 +189,10 @@ def convert(
     """
     from modelhaul import artifacts
     from modelhaul.formats.convert import convert_directory
+    from modelhaul.serving.runtimes import opset_for
 
     opts = registry_options(registry, "convert")
+    opset = opset or (opset_for() if str(to).lower() == "onnx" else None)  # loadable by every target's default runtime
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), scratch_dir() as out_dir:
         result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
                                    opset=opset, trust=trust)

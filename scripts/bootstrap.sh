@@ -13,7 +13,11 @@ need_apt=()
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
-command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)  # the cluster tests' control plane (../shared/tools/kube)
+# the real control plane and operators of ../shared/tools (tests/fixtures/cluster.py, operators.py)
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v kubectl >/dev/null 2>&1 || echo "bootstrap: the cluster tests need kubectl >= 1.27 on PATH (not Debian's 1.20)" >&2
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # the Celery scale-out test's broker
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || need_apt+=(postgresql)  # its metadata DB

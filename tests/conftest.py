@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.airflow",
     "tests.fixtures.mlserver",
+    "tests.fixtures.operators",
 ]

@@ -40,7 +40,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",
      "modelhaul.run_guards", "modelhaul.serving.deploy",
      "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
-     "modelhaul.serving.seldon", "modelhaul.serving.kserve"),  # what the steps do
+     "modelhaul.serving.seldon", "modelhaul.serving.kserve", "modelhaul.serving.steady"),  # what the steps do
     ("modelhaul.steps",),  # the door
     ("modelhaul.cli", "modelhaul.operators", "modelhaul.components", "modelhaul.plugins",
      "modelhaul.examples"),  # adapters (and the example training code, which calls steps)

@@ -86,6 +86,8 @@ class ParsedModel:
         labels = {}
         if self.opset is not None:
             labels["modelhaul.opset"] = str(self.opset)
+        if self.details.get("ir_version") is not None:  # what a runtime checks before loading an ONNX model
+            labels["modelhaul.onnx-ir"] = str(self.details["ir_version"])
         if self.framework_version:
             labels["modelhaul.framework-version"] = self.framework_version
         if labels:

@@ -24,6 +24,7 @@ carries the ``kubectl create secret`` line, with placeholders, as ``secret_hint`
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -300,8 +301,21 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
         # A first rollout: serving an ungated model at 100% would bypass the gate, so nothing is
         # deployed; promote serves the model once it passes (and a rejected one never serves).
         return {**result, "manifests": [], "applied": [], "state": "Skipped", "url": None, "reason": skipped}
+    from modelhaul.serving import runtimes, steady
+
+    if model.kind == "onnx":  # refused here rather than by the runtime in a crash-looping pod
+        runtimes.check_loadable(pinned, model.config.labels, runtimes.onnx_image_of(
+            target, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster) if cluster
+            else runtimes.DEFAULT_ONNX_IMAGE[target])
+
+    # a digest that already serves keeps the reference it serves by: no pod of it rolls
+    kind = TARGET_KINDS[target]
+    now = (steady.live_manifest(kind, name, namespace, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
+           if cluster else read_rendered(render_dir, kind, name))
+    refs = steady.served_refs(now)
     manifests = build_manifests(
-        model, target=target, name=name, namespace=namespace, stable=stable, canary_percent=canary_percent,
+        steady.as_served(model, refs), target=target, name=name, namespace=namespace,
+        stable=steady.as_served(stable, refs), canary_percent=canary_percent,
         initializer_image=initializer_image, registry_secret=registry_secret, username=username,
         password=password, plain_http=options.plain_http, insecure=options.insecure,
     )
@@ -315,7 +329,14 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
 
     check_apply(manifests, doing=f"deploy of {pinned} as {namespace}/{name}", kubeconfig=kubeconfig,
                 context=context, in_cluster=in_cluster)
+    warnings: list[str] = []
+    if canary_percent is not None:
+        from modelhaul.serving.routing import check_canary as check_split
+
+        warnings = check_split(manifests[-1], kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
+        for w in warnings:
+            logging.getLogger("modelhaul").warning("%s", w)
     applied = apply_and_wait(manifests, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster,
                              wait=wait, timeout=timeout)
     return {**result, "manifests": [], "applied": list(applied.get("applied", [])),
-            "state": applied.get("state"), "url": applied.get("url")}
+            "state": applied.get("state"), "url": applied.get("url"), **({"warnings": warnings} if warnings else {})}

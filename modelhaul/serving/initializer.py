@@ -18,9 +18,13 @@ Credentials come from ``MODELHAUL_USERNAME``/``MODELHAUL_PASSWORD``, ormb's ``OR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -145,7 +149,7 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
     verify_key = verify_key or os.environ.get("MODELHAUL_VERIFY_KEY") or None
     from modelhaul.serving import layouts
 
-    with scratch_dir(prefix="modelhaul-init-") as tmp:
+    with _scratch(dest) as tmp, _home_in(tmp):
         got = artifacts.fetch(ref, tmp / "artifact", options=opts)
         if verify_key:  # before a single file reaches dest: an unsigned or tampered model never serves
             from modelhaul.signing import verify_model
@@ -153,9 +157,41 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
             verify_model(got["ref"], verify_key, options=opts, model_dir=Path(got["model_dir"]))
         cfg = config_mod.load(tmp / "artifact")
         server = server or layouts.server_for(cfg, Path(got["model_dir"]))
-        dest.mkdir(parents=True, exist_ok=True)
-        layouts.write_layout(Path(got["model_dir"]), cfg, dest, server, name, trust=trust)
+        with layouts.moving():  # the checkout is scratch: its files are renamed into dest
+            layouts.write_layout(Path(got["model_dir"]), cfg, dest, server, name, trust=trust)
     return {"ref": got["ref"], "digest": got["digest"], "server": server, "name": name, "dest": str(dest)}
+
+
+@contextlib.contextmanager
+def _scratch(dest: Path) -> Iterator[Path]:
+    """Scratch space for the pull: a hidden directory in ``dest`` (the volume the pod gives us, and the
+    one filesystem files can be renamed into place on), else under TMPDIR; never under HOME, which
+    the uid the pod runs as (Seldon's ``runAsUser`` 8888) may not be able to write."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".modelhaul-init-", dir=dest))
+    except OSError:
+        with scratch_dir(prefix="modelhaul-init-") as t:
+            yield t
+        return
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _home_in(tmp: Path) -> Iterator[None]:
+    """modelhaul's own state (local store, digest cache) in scratch unless MODELHAUL_HOME names a place:
+    a serving pod has nothing to reuse there and perhaps no writable HOME."""
+    if os.environ.get("MODELHAUL_HOME"):
+        yield
+        return
+    os.environ["MODELHAUL_HOME"] = str(tmp / "home")
+    try:
+        yield
+    finally:
+        os.environ.pop("MODELHAUL_HOME", None)
 
 
 def main(argv: list[str] | None = None) -> int:

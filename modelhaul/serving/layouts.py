@@ -20,8 +20,11 @@ become a joblib pickle); that loads the model, which needs trust
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +102,34 @@ def write_layout(model_dir: str | Path, config: ModelConfig, dest: str | Path, s
 
 # -- copying -----------------------------------------------------------------------------------
 
+_MOVE: ContextVar[bool] = ContextVar("modelhaul_layout_move", default=False)
+
+
+@contextlib.contextmanager
+def moving() -> Iterator[None]:
+    """Within the block the source files are scratch: renamed into the layout where the filesystem
+    allows it (each byte written once), copied where it does not."""
+    token = _MOVE.set(True)
+    try:
+        yield
+    finally:
+        _MOVE.reset(token)
+
+
 def link_file(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` so the layout owns its bytes (reflink or kernel copy, never a hardlink)."""
+    """Copy ``src`` to ``dst`` so the layout owns its bytes (reflink or kernel copy, never a hardlink);
+    inside :func:`moving`, rename it there when both are on one filesystem."""
     from modelhaul import fscopy
 
     if dst.is_symlink():
         dst.unlink()
+    if _MOVE.get() and not src.is_symlink():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dst)
+            return
+        except OSError:  # another filesystem (EXDEV): copy
+            pass
     fscopy.copy_file(src, dst)
 
 

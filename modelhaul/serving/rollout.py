@@ -1,0 +1,273 @@
+"""Is the spec modelhaul applied actually serving? The Deployments and pods the operator made for it.
+
+A serving resource's own status can be older than its spec: Seldon Core v1 (1.17 to 1.19) never
+writes ``status.observedGeneration``, so the ``Available`` of the previous model stays until the
+operator's next pass, and KServe in Standard mode reports ``Ready`` while the new model's pod is
+still Pending (the old ReplicaSet still answers). So readiness is also read where the serving
+happens: for every model the spec serves (each Seldon predictor, the KServe predictor), the
+Deployment the operator owns whose pod template carries that model's digest
+(``modelhaul.io/digest``) must be rolled out the way ``kubectl rollout status`` means it
+(``observedGeneration``, every replica updated and available, no old replica left).
+
+Pods of those Deployments that cannot start are a failure at once, not a timeout: a container or
+the initializer in CrashLoopBackOff or ImagePullBackOff, an initializer that exited non-zero, a pod
+the scheduler cannot place, a ReplicaSet the API refused; also Warning events on the serving
+resource that mean it never will be (KServe's ``ServerlessModeRejected``).
+
+A cluster that does not let us list Deployments (an API emulator, RBAC without ``apps``) is read
+from the status alone, as before.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+DIGEST_KEY = "modelhaul.io/digest"
+_DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})")
+# waiting reasons of a container that will not start by itself
+STUCK = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
+         "CreateContainerError", "RunContainerError", "ErrImageNeverPull"}
+# Warning events on the serving resource that mean it will not become ready
+FATAL_EVENTS = {"ServerlessModeRejected"}
+OWNER_LABEL = {"SeldonDeployment": "seldon-deployment-id", "InferenceService": "serving.kserve.io/inferenceservice"}
+
+
+@dataclass
+class Rollout:
+    """What the operator's Deployments say: ``ready``, else ``failure`` (give up) or ``waiting``."""
+
+    ready: bool
+    failure: str | None = None
+    waiting: str = ""
+
+
+def expected(obj: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """``(what, digest)`` for each model the spec serves (``what`` names it in messages)."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "SeldonDeployment":
+        out = []
+        for p in spec.get("predictors") or []:
+            if p.get("replicas") == 0:
+                continue
+            digest = (p.get("annotations") or {}).get(DIGEST_KEY) or _digest_in((p.get("graph") or {}).get("modelUri"))
+            out.append((f"predictor {p.get('name')}", digest))
+        return out
+    pred = spec.get("predictor") or {}
+    digest = (pred.get("annotations") or {}).get(DIGEST_KEY) or _digest_in((pred.get("model") or {}).get("storageUri"))
+    return [("predictor", digest)]
+
+
+def _digest_in(uri: Any) -> str | None:
+    m = _DIGEST_RE.search(uri) if isinstance(uri, str) else None
+    return m.group(1) if m else None
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "").split(":", 1)[-1][:12]
+
+
+def rolled_out(dep: dict[str, Any]) -> str | None:
+    """None when the Deployment is rolled out, else what it still waits for."""
+    spec, st = dep.get("spec") or {}, dep.get("status") or {}
+    want = int(spec.get("replicas", 1) or 0)
+    gen, seen = (dep.get("metadata") or {}).get("generation"), st.get("observedGeneration")
+    updated, total, available = (int(st.get(k) or 0) for k in ("updatedReplicas", "replicas", "availableReplicas"))
+    if gen is not None and (seen is None or int(seen) < int(gen)):
+        return "its controller has not seen the latest spec"
+    if updated < want:
+        return f"{updated} of {want} replicas updated"
+    if total > updated:
+        return f"{total - updated} old replica(s) still running"
+    if available < updated:
+        return f"{available} of {updated} updated replicas available"
+    return None
+
+
+def deployment_failure(dep: dict[str, Any]) -> str | None:
+    """A Deployment condition that will not clear by waiting (the API refused its pods, deadline)."""
+    for c in (dep.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "ReplicaFailure" and str(c.get("status")) == "True":
+            return f"{c.get('reason')}: {c.get('message')}"
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return f"ProgressDeadlineExceeded: {c.get('message')}"
+    return None
+
+
+def pod_failure(pod: dict[str, Any]) -> str | None:
+    """One line naming the pod, container, reason and last message, when the pod cannot start."""
+    name = (pod.get("metadata") or {}).get("name")
+    st = pod.get("status") or {}
+    for c in st.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and str(c.get("status")) == "False" and c.get("reason") == "Unschedulable":
+            return f"pod {name} cannot be scheduled (Unschedulable): {c.get('message') or 'no reason given'}"
+    for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+        for cs in st.get(key) or []:
+            state, last = cs.get("state") or {}, (cs.get("lastState") or {}).get("terminated") or {}
+            waiting, term = state.get("waiting") or {}, state.get("terminated") or {}
+            what = f"pod {name}, {'init container' if init else 'container'} {cs.get('name')}"
+            if waiting.get("reason") in STUCK:
+                said = last.get("message") or waiting.get("message") or ""
+                code = f" (last exit code {last['exitCode']})" if last.get("exitCode") not in (None, 0) else ""
+                return f"{what}: {waiting['reason']}{code}: {_line(said) or 'no message'}"
+            if init and term and term.get("exitCode") not in (None, 0):
+                said = _line(term.get("message")) or "no message"
+                return f"{what}: exited {term['exitCode']} ({term.get('reason')}): {said}"
+    return None
+
+
+def _line(text: Any) -> str:
+    lines = [s.strip() for s in str(text or "").splitlines() if s.strip()]
+    return lines[-1] if lines else ""
+
+
+def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
+    """How far the operator's Deployments for ``obj``'s current spec are; ``request`` is kube's."""
+    from kubernetes.client.rest import ApiException
+
+    kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+    ns, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+    if kind not in OWNER_LABEL or not ns:
+        return Rollout(ready=True)
+    try:
+        fatal = _fatal_event(request, api, ns, uid)
+        if fatal:
+            return Rollout(ready=False, failure=fatal)
+        if kind == "InferenceService" and serverless(obj):
+            return _serverless(api, request, obj)
+        deps = request(api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments",
+                       query=[("labelSelector", f"{OWNER_LABEL[kind]}={name}")], retries=1).get("items") or []
+    except ApiException as exc:
+        if exc.status in (401, 403, 404):  # cannot see Deployments here: the status alone decides
+            return Rollout(ready=True)
+        raise
+    owned = [d for d in deps
+             if any(o.get("uid") == uid for o in (d.get("metadata") or {}).get("ownerReferences") or [])]
+    waiting = []
+    for what, digest in expected(obj):
+        mine = [d for d in owned if _serves(d, kind, what) and (digest is None
+                or (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+                    "annotations", {}).get(DIGEST_KEY) == digest)]
+        if not mine:
+            waiting.append(f"{what}: no Deployment for digest {_short(digest)} yet")
+            continue
+        for d in mine:
+            dname = d["metadata"]["name"]
+            bad = deployment_failure(d)
+            if bad:
+                return Rollout(ready=False, failure=f"Deployment {dname} ({what}): {bad}")
+            pending = rolled_out(d)
+            if pending and "not seen" in pending:  # Seldon keeps re-updating its Deployments
+                pending = _replicasets_rolled_out(api, request, ns, d)
+            if pending:
+                failure = _pods_failure(api, request, ns, d, digest)
+                if failure:
+                    return Rollout(ready=False, failure=f"{what}: {failure}")
+                waiting.append(f"Deployment {dname} ({what}): {pending}")
+    return Rollout(ready=not waiting, waiting="; ".join(waiting))
+
+
+def serverless(obj: dict[str, Any]) -> bool:
+    """KServe serves this InferenceService with Knative revisions (its Deployments are the revisions')."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    mode = (obj.get("status") or {}).get("deploymentMode") or annotations.get("serving.kserve.io/deploymentMode")
+    return mode == "Serverless"
+
+
+def revision_waiting(obj: dict[str, Any]) -> str:
+    """What a Serverless predictor still waits for: its latest created revision to be the ready one."""
+    comp = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
+    created, ready = comp.get("latestCreatedRevision"), comp.get("latestReadyRevision")
+    if not created:
+        return "predictor: no revision created yet"
+    return "" if created == ready else f"predictor: revision {created} not ready yet (ready: {ready or 'none'})"
+
+
+def _serverless(api: Any, request: Any, obj: dict[str, Any]) -> Rollout:
+    meta = obj["metadata"]
+    waiting = revision_waiting(obj)
+    if waiting:
+        digest = expected(obj)[0][1]
+        pods = request(api, "GET", f"/api/v1/namespaces/{meta['namespace']}/pods",
+                       query=[("labelSelector", f"{OWNER_LABEL['InferenceService']}={meta['name']}")],
+                       retries=1).get("items") or []
+        for pod in pods:
+            if ((pod.get("metadata") or {}).get("annotations") or {}).get(DIGEST_KEY) in (None, digest):
+                failure = pod_failure(pod)
+                if failure:
+                    return Rollout(ready=False, failure=f"predictor: {failure}")
+    return Rollout(ready=not waiting, waiting=waiting)
+
+
+def _serves(dep: dict[str, Any], kind: str, what: str) -> bool:
+    """Is ``dep`` the operator's Deployment for ``what``? A Seldon predictor's pods run the executor
+    with ``--predictor NAME`` (a predictor being removed may still serve the same digest)."""
+    template = (dep.get("spec") or {}).get("template") or {}
+    if kind != "SeldonDeployment":
+        return ((template.get("metadata") or {}).get("labels") or {}).get("component", "predictor") == "predictor"
+    name = what.removeprefix("predictor ")
+    for c in (template.get("spec") or {}).get("containers") or []:
+        args = c.get("args") or []
+        if "--predictor" in args[:-1]:
+            return bool(args[args.index("--predictor") + 1] == name)
+    return ((template.get("metadata") or {}).get("labels") or {}).get("version", name) == name
+
+
+def _replicasets_rolled_out(api: Any, request: Any, ns: str, dep: dict[str, Any]) -> str | None:
+    """Rolled out by its ReplicaSets, when the Deployment's own status lags its spec: the ReplicaSet
+    of exactly the current pod template has every replica available and no other has any.
+
+    Seldon Core v1 re-updates a Deployment it changed over and over (upstream behaviour: only its
+    ``seldon.io/last-applied`` annotation differs), so ``observedGeneration`` may never catch up
+    while nothing rolls."""
+    labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    uid, want = dep["metadata"].get("uid"), int((dep.get("spec") or {}).get("replicas", 1) or 0)
+    sets = [r for r in request(api, "GET", f"/apis/apps/v1/namespaces/{ns}/replicasets",
+                               query=[("labelSelector", selector)], retries=1).get("items") or []
+            if any(o.get("uid") == uid for o in (r.get("metadata") or {}).get("ownerReferences") or [])]
+    template = (dep.get("spec") or {}).get("template") or {}
+    current = [r for r in sets if _without_hash((r.get("spec") or {}).get("template") or {}) == template]
+    if not current:
+        return "no ReplicaSet for its current pod template yet"
+    available = int((current[0].get("status") or {}).get("availableReplicas") or 0)
+    old = sum(int((r.get("status") or {}).get("replicas") or 0) for r in sets if r is not current[0])
+    if available < want:
+        return f"{available} of {want} replicas of the current pod template available"
+    return f"{old} old replica(s) still running" if old else None
+
+
+def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    t = copy.deepcopy(template)
+    ((t.get("metadata") or {}).get("labels") or {}).pop("pod-template-hash", None)
+    return t
+
+
+def _pods_failure(api: Any, request: Any, ns: str, dep: dict[str, Any], digest: str | None) -> str | None:
+    labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    pods = request(api, "GET", f"/api/v1/namespaces/{ns}/pods", query=[("labelSelector", selector)],
+                   retries=1).get("items") or []
+    for pod in pods:
+        if digest and ((pod.get("metadata") or {}).get("annotations") or {}).get(DIGEST_KEY) not in (None, digest):
+            continue  # a pod of the model being replaced
+        failure = pod_failure(pod)
+        if failure:
+            return failure
+    return None
+
+
+def _fatal_event(request: Any, api: Any, ns: str, uid: str | None) -> str | None:
+    if not uid:
+        return None
+    items = request(api, "GET", f"/api/v1/namespaces/{ns}/events",
+                    query=[("fieldSelector", f"involvedObject.uid={uid},type=Warning")], retries=1).get("items") or []
+    for e in items:
+        if e.get("reason") in FATAL_EVENTS:
+            return f"{e.get('reason')}: {e.get('message')}"
+    return None

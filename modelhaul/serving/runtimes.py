@@ -1,0 +1,89 @@
+"""Which runtime image serves a model on each target, and which ONNX models it can load.
+
+The operators pick the image, not modelhaul: Seldon Core v1 from its ConfigMap
+``seldon-system/seldon-config`` (``predictor_servers``), KServe from the ClusterServingRuntime.
+Their defaults (below) are the images the released charts name; a cluster's own choice is read
+from it when it lets us. An ONNX model is loaded by the ONNX Runtime inside Triton, which refuses
+a newer IR version or opset than it knows, so:
+
+* ``convert`` (no ``--opset``) writes the newest opset every default runtime reads;
+* ``deploy`` refuses, before applying anything, an ONNX model newer than the runtime that would
+  serve it, naming both.
+
+Only facts checked against the releases are in the tables; an image not listed is not checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from modelhaul.errors import DeployError
+
+#: what each target serves an ONNX model with, by default (the charts of the tested releases)
+DEFAULT_ONNX_IMAGE = {
+    "seldon": "nvcr.io/nvidia/tritonserver:21.08-py3",  # seldon-core-operator 1.17.1 values.yaml
+    "kserve": "nvcr.io/nvidia/tritonserver:23.05-py3",  # kserve v0.20.0 config/runtimes kserve-tritonserver
+}
+#: Triton release -> the ONNX Runtime of its onnxruntime backend
+TRITON_ORT = {"21.08": "1.8.1", "23.05": "1.15.0"}
+#: ONNX Runtime (major.minor) -> (newest IR version, newest ai.onnx opset) it loads
+ORT_READS = {"1.8": (7, 14), "1.15": (9, 19)}
+SELDON_CONFIG = ("seldon-system", "seldon-config")
+KSERVE_TRITON_RUNTIME = "kserve-tritonserver"
+_TRITON_TAG = re.compile(r"tritonserver:(\d\d\.\d\d)")
+
+
+def onnx_limits(image: str) -> tuple[str, int, int] | None:
+    """``(ONNX Runtime version, newest IR, newest opset)`` of a Triton image, None when not known."""
+    m = _TRITON_TAG.search(image or "")
+    ort = TRITON_ORT.get(m.group(1)) if m else None
+    if not ort:
+        return None
+    return (ort, *ORT_READS[".".join(ort.split(".")[:2])])
+
+
+def opset_for(target: str | None = None) -> int:
+    """The newest opset the default ONNX runtime of ``target`` (of every target: None) reads."""
+    images = [DEFAULT_ONNX_IMAGE[target]] if target else list(DEFAULT_ONNX_IMAGE.values())
+    return min(limits[2] for limits in map(onnx_limits, images) if limits)
+
+
+def onnx_image(target: str, api: Any = None, request: Any = None) -> str:
+    """The image that will serve an ONNX model: the cluster's choice when readable, else the default."""
+    if api is not None:
+        try:
+            if target == "seldon":
+                cm = request(api, "GET", "/api/v1/namespaces/{}/configmaps/{}".format(*SELDON_CONFIG), retries=1)
+                servers = json.loads((cm.get("data") or {}).get("predictor_servers") or "{}")
+                v2 = servers["TRITON_SERVER"]["protocols"]["v2"]
+                return f"{v2['image']}:{v2['defaultImageVersion']}"
+            rt = request(api, "GET", "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/"
+                         + KSERVE_TRITON_RUNTIME, retries=1)
+            return str(rt["spec"]["containers"][0]["image"])
+        except Exception:  # noqa: BLE001 - not readable here: the release's default
+            pass
+    return DEFAULT_ONNX_IMAGE[target]
+
+
+def onnx_image_of(target: str, *, kubeconfig: str | None, context: str | None, in_cluster: bool) -> str:
+    """:func:`onnx_image` of the cluster ``kubeconfig``/``context`` names."""
+    from modelhaul.serving.kube import _request, connect
+
+    with connect(kubeconfig, context, in_cluster) as api:
+        return onnx_image(target, api, _request)
+
+
+def check_loadable(ref: str, labels: dict[str, str], image: str) -> None:
+    """:class:`DeployError` when the ONNX model (its config labels) is newer than ``image`` reads."""
+    limits = onnx_limits(image)
+    ir, opset = labels.get("modelhaul.onnx-ir"), labels.get("modelhaul.opset")
+    if not limits or not (ir or opset):
+        return
+    ort, max_ir, max_opset = limits
+    if (ir and int(ir) > max_ir) or (opset and int(opset) > max_opset):
+        raise DeployError(
+            f"{ref}: ONNX IR {ir or '?'} / opset {opset or '?'} is newer than the runtime {image} loads (ONNX Runtime "
+            f"{ort}: IR <= {max_ir}, opset <= {max_opset}); convert it again with --opset {max_opset}, or serve "
+            "it on a newer runtime image")
