@@ -123,7 +123,7 @@ def test_a_refused_identity_is_not_asked_when_rollback_has_nothing_of_this_run(m
     assert out["skipped"] is True and models.at("production") == digest(models.a)
 
 
-def test_kserve_canary_promotion(models, kc):  # noqa: F811
+def test_kserve_canary_promotion(models, kc, knative):  # noqa: F811
     stable = deploy(models, kc, models.a, target="kserve")
     models.promote(models.a)
     canary = deploy(models, kc, models.b, target="kserve", canary_percent=10)

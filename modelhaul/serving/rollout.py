@@ -14,8 +14,11 @@ the initializer in CrashLoopBackOff or ImagePullBackOff, an initializer that exi
 the scheduler cannot place, a ReplicaSet the API refused; also Warning events on the serving
 resource that mean it never will be (KServe's ``ServerlessModeRejected``).
 
-A cluster that does not let us list Deployments (an API emulator, RBAC without ``apps``) is read
-from the status alone, as before.
+A cluster that does not let us list Deployments (an API emulator, RBAC without ``apps``), or a
+serving resource that owns no Deployment at all (a controller that serves some other way), is read
+from the status alone, as before. The real operators create a resource's Deployments before they
+report it ready and keep the old ones until the new ones serve, so a stale status always has a
+Deployment beside it to be checked against.
 """
 
 from __future__ import annotations
@@ -144,6 +147,8 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
         raise
     owned = [d for d in deps
              if any(o.get("uid") == uid for o in (d.get("metadata") or {}).get("ownerReferences") or [])]
+    if not owned:  # a controller that serves without Deployments of its own: the status alone decides
+        return Rollout(ready=True)
     waiting = []
     for what, digest in expected(obj):
         mine = [d for d in owned if _serves(d, kind, what) and (digest is None

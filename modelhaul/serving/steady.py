@@ -36,9 +36,14 @@ def as_served(model: ServedModel | None, refs: dict[str, str]) -> ServedModel | 
 
 def live_manifest(kind: str, name: str, namespace: str, *, kubeconfig: str | None, context: str | None,
                   in_cluster: bool) -> dict[str, Any] | None:
-    """The serving resource as the cluster has it now (None when absent)."""
+    """The serving resource as the cluster has it now (None when absent, or when this identity may not
+    read it: the access check that follows says so in one line naming the verb)."""
+    from modelhaul.errors import DeployError
     from modelhaul.serving.kube import ResourceId, connect, get_object
     from modelhaul.serving.status import SERVING_KINDS
 
     with connect(kubeconfig, context, in_cluster) as api:
-        return get_object(api, ResourceId(SERVING_KINDS[kind], kind, name, namespace))
+        try:
+            return get_object(api, ResourceId(SERVING_KINDS[kind], kind, name, namespace))
+        except DeployError:
+            return None
