@@ -26,6 +26,7 @@ from typing import Any
 from modelhaul import artifacts
 from modelhaul import gate as gates
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
+from modelhaul.formats.pickle_safety import refuse_unsafe
 from modelhaul.reference import TAG_RE, Reference, parse
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.serving.redeploy import redeploy, settings_of, shift_traffic
@@ -67,7 +68,7 @@ def _retire_canary(record: dict[str, Any], deployment: dict[str, Any] | None,
 def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str | None = None,
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
-                  require_signature: str | None = None) -> dict[str, Any]:
+                  require_signature: str | None = None, trust: bool = False) -> dict[str, Any]:
     """Move ``<stage>`` to ``ref`` when the gate passes; see the module docstring for what moves.
 
     Returns ``{promoted, reason, candidate, previous, stage, ref, digest, checks, alias,
@@ -82,6 +83,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
     if deployment:
         settings_of(deployment)  # an unusable deployment dict fails before anything moves
     cfg, candidate = artifacts.load_config(ref, options)
+    refuse_unsafe(cfg, candidate, "promote", trust=trust)  # before any tag, alias or traffic moves
     cand = parse(candidate)
     current = _at(cand, stage_tag, options)
     record: dict[str, Any] = {

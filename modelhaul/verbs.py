@@ -111,16 +111,22 @@ def export(*, ref: str, directory: str, include: list[str] | None = None, **regi
 
 
 def inspect(*, ref: str, local: bool = False, **registry: Any) -> dict[str, Any]:
-    """Manifest digest, config and layers (and, from a registry, signatures and attestations)."""
+    """Manifest digest, config and layers (and, from a registry, signatures and attestations), and
+    ``unsafe_globals``: what parse found a pickle of the model would import outside the allow-list."""
+    from modelhaul.formats.pickle_safety import unsafe_of
+
     options = registry_options(registry, "inspect")
     if local:
         from modelhaul.bundle import read_config
 
         store, r = _store_for(ref)
         m = store.get_manifest(r.reference)
-        return {"ref": str(r.with_digest(m.digest)), "digest": m.digest, "config": read_config(m, store).to_dict(),
-                "layers": m.layers}
-    return artifacts.inspect(ref, options)
+        out = {"ref": str(r.with_digest(m.digest)), "digest": m.digest, "config": read_config(m, store).to_dict(),
+               "layers": m.layers}
+    else:
+        out = artifacts.inspect(ref, options)
+    out["unsafe_globals"] = unsafe_of(out["config"].get("labels"))
+    return out
 
 
 def tag(*, src: str, dst: str, local: bool = False, **registry: Any) -> dict[str, Any]:

@@ -91,6 +91,9 @@ def _run(argv: list[str] | None) -> int:
         text = redact(str(exc)).splitlines()[0] if str(exc).strip() else ""
         print(f"error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1
+    if isinstance(result, dict) and result.get("unsafe_globals"):  # parse and inspect: said on any output
+        print(f"warning: {result.get('ref')}: a pickle of this model imports {', '.join(result['unsafe_globals'])} "
+              "(loading it runs that code); deploy and promote refuse it without --trust", file=sys.stderr)
     if args.json or args.command == "inspect" and not sys.stdout.isatty():
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
