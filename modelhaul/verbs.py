@@ -16,6 +16,7 @@ from typing import Any
 from modelhaul import artifacts
 from modelhaul.declarations import registry_options
 from modelhaul.errors import NotFound
+from modelhaul.meter import LogLines, watching  # noqa: F401 - steps hands them to the adapters
 from modelhaul.reference import Reference, parse, parse_destination
 
 Progress = Callable[[int, str], tuple[Any, Any]]
@@ -173,8 +174,7 @@ def logout(*, host: str) -> dict[str, Any]:
     """Forget the stored credentials of ``host``."""
     from modelhaul.auth import logout as auth_logout
 
-    auth_logout(host)
-    return {"logout": host}
+    return {"logout": host, "had_credentials": auth_logout(host)}
 
 
 def load_config(*, path: str) -> dict[str, Any]:

@@ -161,18 +161,22 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
 def main(argv: list[str] | None = None) -> int:
     """Console script ``modelhaul-initializer URI DEST``: exit 0, or non-zero with one line on stderr."""
     from modelhaul.interrupt import exit_cleanly_on_sigterm
+    from modelhaul.meter import LogLines, watching
 
     exit_cleanly_on_sigterm()  # a pod being deleted: clean up the partial pull, exit 143
     args = _parser().parse_args(argv)
     debug = (os.environ.get("MODELHAUL_DEBUG") or "").strip().lower() in TRUE_WORDS
+    log = LogLines(lambda line: print(f"modelhaul-initializer: {line}", file=sys.stderr, flush=True), every=10.0,
+                   what="pulled")
     try:
-        out = initialize(
-            args.uri, args.dest, server=args.server, name=args.name,
-            allow_tag=args.allow_tag or env_flag("MODELHAUL_ALLOW_TAG"),
-            plain_http=args.plain_http, insecure=args.insecure, ca_file=args.ca_file,
-            trust=args.trust or env_flag("MODELHAUL_TRUST"),
-            verify_key=args.verify_key,
-        )
+        with watching(log):  # the pod's log: one line per layer, and where the download is every 10 s
+            out = initialize(
+                args.uri, args.dest, server=args.server, name=args.name,
+                allow_tag=args.allow_tag or env_flag("MODELHAUL_ALLOW_TAG"),
+                plain_http=args.plain_http, insecure=args.insecure, ca_file=args.ca_file,
+                trust=args.trust or env_flag("MODELHAUL_TRUST"),
+                verify_key=args.verify_key,
+            )
     except Exception as exc:  # an init container's log should say in one line why the pod cannot start
         if debug:
             raise
