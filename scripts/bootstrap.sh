@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run: a virtualenv in .venv with modelhaul and every extra installed,
-# and the Debian tools the tests use (docker-registry, skopeo, htpasswd). Safe to re-run: it only
-# reinstalls when pyproject.toml changed since the last run.
+# and the Debian tools the tests use (docker-registry, skopeo, htpasswd, chromium + chromium-driver).
+# Safe to re-run: it only reinstalls when pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ need_apt=()
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# the Airflow UI test drives a headless browser
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
