@@ -159,5 +159,36 @@ class LogLines:
         self.emit(f"{self.what} {label}: {human(max(total, done))} in {took:.1f}s ({human(done / took)}/s)")
 
 
+class HeldLines:
+    """Log lines held while the command is quick, so that a failure is still one line, and passed on
+    as they come once it has run for :attr:`after` seconds (someone may be tailing the log)."""
+
+    after = 2.0
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.lines: list[str] = []
+        self.t0 = time.monotonic()
+        self.live = False
+        self.lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            self.lines.append(line)
+            if self.live or time.monotonic() - self.t0 >= self.after:
+                self.live = True
+                self._send()
+
+    def flush(self) -> None:
+        """At the end of a command that succeeded: the lines still held."""
+        with self.lock:
+            self._send()
+
+    def _send(self) -> None:
+        for line in self.lines:
+            self.emit(line)
+        self.lines.clear()
+
+
 def _percent(done: int, total: int) -> str:
     return f"{100 * done / total:.0f}%" if total else human(done)

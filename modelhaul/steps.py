@@ -41,7 +41,7 @@ Result = dict[str, Any]
 # imported when first used: the CLI's ormb-style verbs (modelhaul.verbs), and what a scheduled run
 # needs around the steps (modelhaul.run_guards)
 VERBS = ("save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout",
-         "load_config", "exit_cleanly_on_sigterm", "watching", "LogLines")
+         "load_config", "exit_cleanly_on_sigterm", "watching", "LogLines", "HeldLines")
 
 
 RUN_GUARDS = ("require_tracking_uri", "rollback_if_promoted", "smoke_check")

@@ -16,7 +16,7 @@ from typing import Any
 from modelhaul import artifacts
 from modelhaul.declarations import registry_options
 from modelhaul.errors import NotFound
-from modelhaul.meter import LogLines, watching  # noqa: F401 - steps hands them to the adapters
+from modelhaul.meter import HeldLines, LogLines, watching  # noqa: F401 - steps hands them to the adapters
 from modelhaul.reference import Reference, parse, parse_destination
 
 Progress = Callable[[int, str], tuple[Any, Any]]

@@ -106,8 +106,10 @@ def showing(args: argparse.Namespace) -> Iterator[None]:
         yield
         return
     if not sys.stderr.isatty():
-        with steps.watching(steps.LogLines(lambda line: print(line, file=sys.stderr, flush=True), what=args.command)):
+        held = steps.HeldLines(lambda line: print(line, file=sys.stderr, flush=True))
+        with steps.watching(steps.LogLines(held, what=args.command)):
             yield
+        held.flush()  # not reached on failure: a quick command that fails says one line
         return
     status = None
     if args.command in BUSY:

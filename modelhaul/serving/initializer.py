@@ -161,13 +161,13 @@ def initialize(uri: str, dest: str | Path, *, server: str | None = None, name: s
 def main(argv: list[str] | None = None) -> int:
     """Console script ``modelhaul-initializer URI DEST``: exit 0, or non-zero with one line on stderr."""
     from modelhaul.interrupt import exit_cleanly_on_sigterm
-    from modelhaul.meter import LogLines, watching
+    from modelhaul.meter import HeldLines, LogLines, watching
 
     exit_cleanly_on_sigterm()  # a pod being deleted: clean up the partial pull, exit 143
     args = _parser().parse_args(argv)
     debug = (os.environ.get("MODELHAUL_DEBUG") or "").strip().lower() in TRUE_WORDS
-    log = LogLines(lambda line: print(f"modelhaul-initializer: {line}", file=sys.stderr, flush=True), every=10.0,
-                   what="pulled")
+    held = HeldLines(lambda line: print(f"modelhaul-initializer: {line}", file=sys.stderr, flush=True))
+    log = LogLines(held, every=10.0, what="pulled")
     try:
         with watching(log):  # the pod's log: one line per layer, and where the download is every 10 s
             out = initialize(
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{type(exc).__name__}: {msg}"
         print(f"modelhaul-initializer: error: {redact(msg)}", file=sys.stderr)
         return 1
+    held.flush()
     print(f"modelhaul-initializer: wrote the {out['server']} layout of {out['ref']} "
           f"(model {out['name']}) to {out['dest']}")
     return 0
