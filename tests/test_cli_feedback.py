@@ -106,6 +106,7 @@ def test_a_task_log_gets_progress_at_an_interval_and_a_line_per_layer(registry, 
     assert any(x.startswith("package big.bin: 4.0 MiB in ") for x in lines), lines
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_push_at_once_and_deletes_its_upload_session(registry, env, tmp_path):
     src = model(tmp_path, 768)
     repo = unique_repo("cancel")
