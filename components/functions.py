@@ -222,6 +222,7 @@ def deploy(
     timeout: float = 600.0,
     initializer_image: str = "",
     registry_secret: str = "",
+    trust: bool = False,
     plain_http: bool = False,
     insecure: bool = False,
 ):
@@ -245,6 +246,8 @@ def deploy(
         timeout: Seconds to wait for it.
         initializer_image: The modelhaul storage initializer image (empty: the default).
         registry_secret: Name of the Secret with the registry credentials the serving pods use.
+        trust: Serve a model that parse marked unsafe (a pickle of it imports code outside the
+            allow-list); only for models you trust.
         plain_http: Talk HTTP, not HTTPS, to the registry.
         insecure: Accept the registry's TLS certificate without verifying it.
 
@@ -260,7 +263,7 @@ def deploy(
                 "in_cluster": in_cluster and not render_dir, "wait": wait, "timeout": timeout,
                 "initializer_image": initializer_image or None, "registry_secret": registry_secret or None}
     res = steps.deploy(ref=upstream_ref(source), canary_percent=canary_percent or None, stable_ref=stable_ref or None,
-                       plain_http=plain_http, insecure=insecure, **settings)
+                       trust=trust, plain_http=plain_http, insecure=insecure, **settings)
     record(deployment, {**settings, **res}, source)  # the result names how to deploy there again
 
 
@@ -274,6 +277,7 @@ def promote(
     min_delta: float = 0.0,
     tracking_uri: str = "",
     require_signature: str = "",
+    trust: bool = False,
     plain_http: bool = False,
     insecure: bool = False,
 ) -> str:
@@ -295,6 +299,8 @@ def promote(
             ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
         require_signature: A public key (PEM text or a path in the pod): an unsigned candidate,
             or one signed by another key, is rejected.
+        trust: Promote a model that parse marked unsafe (a pickle of it imports code outside the
+            allow-list); only for models you trust.
         plain_http: Talk HTTP, not HTTPS, to the registry.
         insecure: Accept the registry's TLS certificate without verifying it.
 
@@ -309,7 +315,8 @@ def promote(
     res = steps.promote(ref=upstream_ref(candidate), stage=stage, gate=list(gate or []) or None,
                         beats=beats or None, min_delta=min_delta, tracking_uri=tracking_uri or None,
                         deployment=dict(deployment.metadata) if deployment is not None else None,
-                        require_signature=require_signature or None, plain_http=plain_http, insecure=insecure)
+                        require_signature=require_signature or None, trust=trust, plain_http=plain_http,
+                        insecure=insecure)
     record(promotion, res, candidate)
     print(f"{'promoted' if res['promoted'] else 'rejected'}: {res.get('reason')}")
     return "promoted" if res["promoted"] else "rejected"

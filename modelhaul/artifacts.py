@@ -30,7 +30,9 @@ def open_target(ref: Reference, options: RegistryOptions | None = None) -> oci.T
         return LayoutTarget(ref.layout)
     from modelhaul.registry import RegistryTarget
 
-    return RegistryTarget(ref.registry, ref.repository, options or RegistryOptions.resolve())
+    target = RegistryTarget(ref.registry, ref.repository, options or RegistryOptions.resolve())
+    target.label = str(ref)  # errors about the registry name the user's reference, not a blob digest
+    return target
 
 
 def publish(
@@ -60,7 +62,7 @@ def publish(
                           known.manifest_media_type, opts):
             return _result(r, oci.sha256_bytes(known.manifest), known, known.format, known.framework,
                            bundle_format)
-    from modelhaul.transfer import push_packed, upload_digester
+    from modelhaul.transfer import abandoning, push_packed, upload_digester
 
     target = open_target(r, options)
     if known is not None and known.sendable_to(target):  # packed before, unchanged since: HEADs and the manifest
@@ -69,8 +71,9 @@ def publish(
     from modelhaul.bundle import pack
 
     writing = target.writing() if r.is_layout else contextlib.nullcontext()  # blobs go in before the manifest
-    with writing, pack(Path(src), bundle_format=bundle_format, config=config, digester=upload_digester(target),
-                       stream_layer=getattr(target, "upload_stream", None)) as p:
+    with writing, abandoning(target), pack(Path(src), bundle_format=bundle_format, config=config,
+                                           digester=upload_digester(target),
+                                           stream_layer=getattr(target, "upload_stream", None)) as p:
         digest = push_packed(p, target, tag=r.tag or "latest")
         packcache.remember(seen, p)
         return _result(r, digest, p, p.config.format, p.config.framework, bundle_format)
@@ -79,7 +82,7 @@ def publish(
 def _result(r: Reference, digest: str, packed: Any, fmt: str | None, framework: str | None, bundle_format: str
             ) -> dict[str, Any]:
     return {
-        "ref": str(r.with_digest(digest)),
+        "ref": str(r.with_tag(r.tag or "latest").with_digest(digest)),  # the tag it was given, said
         "digest": digest,
         "size": packed.size,
         "format": fmt,

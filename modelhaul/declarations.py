@@ -226,7 +226,10 @@ CONVERT: tuple[Param, ...] = (
     TRUST, *_ACCESS,
 )
 # steps.deploy: the model, how to serve it, on which cluster, reading which registry
-DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, *KubeTarget.PARAMS, *_ACCESS)
+# deploy and promote refuse a model whose pickles import code outside the allow-list, unless trusted
+TRUST_UNSAFE = Param("trust", bool, False, "serve a model parse marked unsafe (its pickle imports code)",
+                     templated=False)
+DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, TRUST_UNSAFE, *KubeTarget.PARAMS, *_ACCESS)
 # promote/rollback reach the deployment's cluster as the deploy result recorded, unless told otherwise
 KUBE_OVERRIDE: tuple[Param, ...] = (
     replace(KubeTarget.PARAMS[0], help="kubeconfig for the deployment's cluster, found as kubectl finds it "
@@ -243,7 +246,7 @@ PROMOTE: tuple[Param, ...] = (
     TRACKING_URI_ALIAS, DEPLOYMENT, *KUBE_OVERRIDE,
     Param("require_signature", str, None,
           "reject the candidate unless it is signed by this public key (PEM) and untampered", metavar="PUB"),
-    *_ACCESS,
+    TRUST_UNSAFE, *_ACCESS,
 )
 ROLLBACK: tuple[Param, ...] = (
     REF, replace(STAGE, help="the stage tag to restore"), TRACKING_URI_ALIAS, DEPLOYMENT, *KUBE_OVERRIDE,

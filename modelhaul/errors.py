@@ -67,3 +67,26 @@ class SignatureError(ModelhaulError):
 
 class GateError(ModelhaulError):
     """A promotion gate expression is malformed (a gate that is *not met* is not an error)."""
+
+
+# -- where the user is: the command line, an Airflow task or its Test button, a KFP pod, Python ---------------
+
+_PLACE = ["python"]
+
+
+def place() -> str:
+    """``"cli"``, ``"airflow"``, ``"kfp"`` or ``"python"``: messages say what to do *there*."""
+    return _PLACE[-1]
+
+
+class said_in:  # noqa: N801 - used as a context manager, like contextlib's
+    """Within ``with said_in("airflow"):`` error messages address a user of that place."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        _PLACE.append(self.where)
+
+    def __exit__(self, *exc: object) -> None:
+        _PLACE.pop()

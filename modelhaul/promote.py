@@ -31,6 +31,7 @@ from typing import Any
 from modelhaul import artifacts, stagelock
 from modelhaul import gate as gates
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
+from modelhaul.formats.pickle_safety import refuse_unsafe
 from modelhaul.reference import TAG_RE, Reference, parse
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.serving.redeploy import preflight, redeploy, settings_of, shift_traffic
@@ -111,7 +112,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
                   beats: str | None = None, min_delta: float = 0.0, tracking_uri: str | None = None,
                   deployment: dict[str, Any] | None = None, options: RegistryOptions | None = None,
                   require_signature: str | None = None, kubeconfig: str | None = None,
-                  context: str | None = None) -> dict[str, Any]:
+                  context: str | None = None, trust: bool = False) -> dict[str, Any]:
     """Move ``<stage>`` to ``ref`` when the gate passes; see the module docstring for what moves.
 
     Returns ``{promoted, reason, candidate, previous, stage, ref, digest, checks, alias,
@@ -126,6 +127,7 @@ def promote_model(*, ref: str, stage: str = "production", gate: list[str] | str 
     deployment = with_cluster(deployment, kubeconfig, context)
     _check_deployment(deployment, f"promote of {ref} to {stage}")
     cfg, candidate = artifacts.load_config(ref, options)
+    refuse_unsafe(cfg, candidate, "promote", trust=trust)  # before any tag, alias or traffic moves
     cand = parse(candidate)
     current = _at(cand, stage_tag, options)
     record: dict[str, Any] = {

@@ -41,7 +41,7 @@ Result = dict[str, Any]
 # imported when first used: the CLI's ormb-style verbs (modelhaul.verbs), and what a scheduled run
 # needs around the steps (modelhaul.run_guards)
 VERBS = ("save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout",
-         "load_config", "exit_cleanly_on_sigterm")
+         "load_config", "exit_cleanly_on_sigterm", "watching", "LogLines", "HeldLines")
 
 
 RUN_GUARDS = ("require_tracking_uri", "rollback_if_promoted", "smoke_check")
@@ -157,14 +157,11 @@ def parse(
     opts = registry_options(registry, "parse")
     with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
         parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
-        patch = parsed.config_patch()
-        # a fresh parse replaces the signature as a whole (merging would keep stale layer counts)
-        base = cfg.model_copy(update={"signature": None}) if patch.get("signature") else cfg
-        new_cfg = base.merged(patch)
-        new_cfg = artifacts.with_parent(new_cfg, parent)
+        new_cfg = artifacts.with_parent(parsed.applied_to(cfg), parent)
         out = artifacts.publish(model_dir, dest_ref or artifacts.retarget(parent), config=new_cfg,
                                 bundle_format=artifacts.bundle_format_of(parent, opts), options=opts)
     out["parent"] = parent
+    out["unsafe_globals"] = parsed.details.get("unsafe_globals") or []
     out["signature"] = (new_cfg.signature.model_dump(mode="json", by_alias=True, exclude_none=True)
                         if new_cfg.signature else None)
     return out
@@ -204,7 +201,7 @@ def convert(
 
 
 @needs_extras("deploy")
-def deploy(*, ref: str, **settings: Any) -> Result:
+def deploy(*, ref: str, trust: bool = False, **settings: Any) -> Result:
     """Serve the model on Seldon Core v1 (``target="seldon"``) or KServe (``"kserve"``).
 
     ``settings``: the fields of :class:`~modelhaul.declarations.DeploymentSettings` (target, name,
@@ -213,16 +210,17 @@ def deploy(*, ref: str, **settings: Any) -> Result:
     in_cluster) and of ``REGISTRY_ACCESS``. With ``canary_percent`` the
     model runs beside ``stable_ref`` (or the model now serving) with that share of traffic. With
     ``render_dir`` — or no cluster configured — the manifests are written there (one file per
-    resource) instead of applied. Returns
+    resource) instead of applied. A model parse marked unsafe is refused unless ``trust``. Returns
     ``{ref, digest, target, name, namespace, canary_percent, manifests, applied, state, url}``.
     """
     from modelhaul.serving.deploy import deploy_model
 
-    unknown(DEPLOY, {"ref": ref, **settings}, "deploy")
+    unknown(DEPLOY, {"ref": ref, "trust": trust, **settings}, "deploy")
     access = {k: v for k, v in settings.items() if k in REGISTRY_ACCESS_NAMES}
     options = registry_options(access, "deploy")
     return deploy_model(ref, DeploymentSettings.of(settings), KubeTarget.of(settings), options,
-                        username=access.get("username"), password=access.get("password"))
+                        username=access.get("username"), password=access.get("password"),
+                        check_pickles=not trust)
 
 
 @needs_extras("promote")
@@ -237,6 +235,7 @@ def promote(
     deployment: dict[str, Any] | None = None,
     kubeconfig: str | None = None, context: str | None = None,  # instead of the deploy result's cluster
     require_signature: str | None = None,
+    trust: bool = False,
     **registry: Any,
 ) -> Result:
     """Move the ``stage`` tag to the candidate ``ref`` when its gate passes.
@@ -248,14 +247,16 @@ def promote(
     of :func:`deploy`) shifts to 100% on the candidate. A rejected gate moves no tag or alias and
     retires the candidate's canary. ``require_signature`` (a public key, path or PEM text): a
     candidate that is not signed by it, or whose files differ from the signature, is rejected the
-    same way. A cluster that would refuse the deployment's patch fails it before any tag moves.
+    same way. A cluster that would refuse the deployment's patch fails it before any tag moves. A
+    candidate that parse marked unsafe (a pickle importing code) is refused unless ``trust``.
     """
     from modelhaul.promote import promote_model
 
     opts = registry_options(registry, "promote")
     return promote_model(ref=ref, stage=stage, gate=gate, beats=beats, min_delta=min_delta,
                          tracking_uri=tracking_uri, deployment=deployment, options=opts,
-                         require_signature=require_signature or None, kubeconfig=kubeconfig, context=context)
+                         require_signature=require_signature or None, kubeconfig=kubeconfig, context=context,
+                         trust=trust)
 
 
 @needs_extras("rollback")

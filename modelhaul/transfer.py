@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelhaul import oci, referrers
+from modelhaul import meter, oci, referrers
 from modelhaul.errors import DigestMismatch
 from modelhaul.store import LayoutTarget
 
@@ -29,14 +29,50 @@ Progress = Callable[[str, int], None]
 
 
 def _run_all(fn: Callable[[Any], None], items: list[Any], parallel: int) -> None:
-    """Run ``fn`` over ``items`` (in threads when remote); the first failure is raised."""
+    """Run ``fn`` over ``items`` (in threads when remote); the first failure — or Ctrl-C — is raised
+    once the other threads stopped at their next piece (they do not finish their blobs first)."""
     if parallel <= 1 or len(items) <= 1:
         for it in items:
             fn(it)
         return
-    with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
+    with meter.cancellable_pool(min(parallel, len(items))) as pool:
         for fut in [pool.submit(fn, it) for it in items]:
             fut.result()
+
+
+def label_of(desc: dict[str, Any]) -> str:
+    """A layer as a person knows it: its file path, else a short digest."""
+    notes = desc.get("annotations") or {}
+    return (notes.get(oci.ANNOTATION_FILEPATH) or notes.get(oci.CNAI_ANNOTATION_FILEPATH)
+            or notes.get(oci.ANNOTATION_TITLE) or str(desc.get("digest", ""))[:19])
+
+
+def _metered(fn: Callable[[Any], None], desc_of: Callable[[Any], dict[str, Any]], items: Sequence[Any] = ()
+             ) -> Callable[[Any], None]:
+    """``fn`` over one blob, its bytes counted for that blob (config blobs are not shown as layers);
+    the watcher learns the bytes of all ``items`` first, for its total."""
+    meter.expect(sum(int(desc_of(i).get("size", 0)) for i in items))
+
+    def run(item: Any) -> None:
+        desc = desc_of(item)
+        if "config" in str(desc.get("mediaType", "")):
+            return fn(item)
+        with meter.layer(str(desc["digest"]), label_of(desc), int(desc.get("size", 0))):
+            fn(item)
+
+    return run
+
+
+@contextlib.contextmanager
+def abandoning(target: Any) -> Iterator[None]:
+    """A failed or interrupted push deletes the upload sessions it left open in the registry."""
+    try:
+        yield
+    except BaseException:
+        abandon = getattr(target, "abandon_uploads", None)
+        if abandon is not None:
+            abandon()
+        raise
 
 
 def _parallelism(target: oci.Target) -> int:
@@ -62,8 +98,11 @@ def push_packed(packed: Pushable, target: oci.Target, tag: str | None, progress:
         if progress:
             progress(blob.digest, blob.size)
 
-    with _writing(target):
-        _run_all(put, blobs, _parallelism(target))
+    import json
+
+    named = {d.get("digest"): d for d in json.loads(packed.manifest).get("layers", [])}  # with the file names
+    with _writing(target), abandoning(target):
+        _run_all(_metered(put, lambda b: named.get(b.digest) or b.descriptor(), blobs), blobs, _parallelism(target))
         return target.put_manifest(packed.manifest, packed.manifest_media_type, tag)
 
 
@@ -93,7 +132,8 @@ def upload_digester(target: oci.Target) -> Callable[[Path], str] | None:
         known = digestcache.lookup(path, st)
         if known or st.st_size < STREAM_HASH_MIN:
             return known or digestcache.file_digest(path)
-        blob = upload(path)
+        with meter.layer(f"file:{path}", path.name, st.st_size):
+            blob = upload(path)
         if digestcache.unchanged(st, os.stat(path)):  # not written to while it was sent
             digestcache.remember(path, blob.digest, st)
         return blob.digest
@@ -114,7 +154,7 @@ def copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None,
     registry, blobs are mounted from the source repository. Across targets the manifest's
     referrers (signatures, attestations) come along. Returns the manifest digest.
     """
-    with _writing(dst):
+    with _writing(dst), abandoning(dst):
         return _copy(src, reference, dst, tag, progress, with_referrers)
 
 
@@ -142,7 +182,7 @@ def _copy(src: oci.Target, reference: str, dst: oci.Target, tag: str | None, pro
             if progress:
                 progress(digest, size)
 
-        _run_all(move, manifest.blobs(), max(_parallelism(src), _parallelism(dst)))
+        _run_all(_metered(move, dict, manifest.blobs()), manifest.blobs(), max(_parallelism(src), _parallelism(dst)))
     digest = dst.put_manifest(manifest.data, manifest.media_type, tag)
     if with_referrers and src is not dst:
         copy_referrers(src, dst, manifest.digest)
@@ -170,7 +210,8 @@ def ingest_chosen(src: oci.Target, manifest: oci.Manifest, cache: LayoutTarget,
 
     layers = chosen_layers(manifest, include, getattr(src, "name", ""))
     blobs = [manifest.config, *layers] if manifest.config else layers
-    _run_all(lambda d: cache.ingest(src, d["digest"], int(d.get("size", 0))), blobs, _parallelism(src))
+    _run_all(_metered(lambda d: cache.ingest(src, d["digest"], int(d.get("size", 0))), dict, blobs), blobs,
+             _parallelism(src))
     return layers
 
 
@@ -228,11 +269,12 @@ def pull_for_export(src: oci.Target, reference: str) -> Iterator[tuple[Any, oci.
     layout = _StoreFirst(store, src)
 
     def download(layers: list[dict[str, Any]], into: Path) -> dict[str, Path]:
-        sizes = {d["digest"]: int(d.get("size", 0)) for d in layers if layout.blob_path(d["digest"]) is None}
+        descs = {d["digest"]: d for d in layers if layout.blob_path(d["digest"]) is None}
+        sizes = {digest: int(d.get("size", 0)) for digest, d in descs.items()}
         into.mkdir(exist_ok=True)
         paths = {digest: into / f"blob-{i}" for i, digest in enumerate(sizes)}  # digests are not file names
-        _run_all(lambda digest: src.fetch_blob(digest, sizes[digest], paths[digest]), list(sizes),
-                 _parallelism(src))
+        _run_all(_metered(lambda digest: src.fetch_blob(digest, sizes[digest], paths[digest]), descs.get, descs),
+                 list(sizes), _parallelism(src))
         return paths
 
     with store.writing():  # garbage collection keeps the store's blobs while they are copied out

@@ -16,6 +16,7 @@ from typing import Any
 from modelhaul import artifacts
 from modelhaul.declarations import registry_options
 from modelhaul.errors import NotFound
+from modelhaul.meter import HeldLines, LogLines, watching  # noqa: F401 - steps hands them to the adapters
 from modelhaul.reference import Reference, parse, parse_destination
 
 Progress = Callable[[int, str], tuple[Any, Any]]
@@ -111,16 +112,22 @@ def export(*, ref: str, directory: str, include: list[str] | None = None, **regi
 
 
 def inspect(*, ref: str, local: bool = False, **registry: Any) -> dict[str, Any]:
-    """Manifest digest, config and layers (and, from a registry, signatures and attestations)."""
+    """Manifest digest, config and layers (and, from a registry, signatures and attestations), and
+    ``unsafe_globals``: what parse found a pickle of the model would import outside the allow-list."""
+    from modelhaul.formats.pickle_safety import unsafe_of
+
     options = registry_options(registry, "inspect")
     if local:
         from modelhaul.bundle import read_config
 
         store, r = _store_for(ref)
         m = store.get_manifest(r.reference)
-        return {"ref": str(r.with_digest(m.digest)), "digest": m.digest, "config": read_config(m, store).to_dict(),
-                "layers": m.layers}
-    return artifacts.inspect(ref, options)
+        out = {"ref": str(r.with_digest(m.digest)), "digest": m.digest, "config": read_config(m, store).to_dict(),
+               "layers": m.layers}
+    else:
+        out = artifacts.inspect(ref, options)
+    out["unsafe_globals"] = unsafe_of(out["config"].get("labels"))
+    return out
 
 
 def tag(*, src: str, dst: str, local: bool = False, **registry: Any) -> dict[str, Any]:
@@ -167,8 +174,7 @@ def logout(*, host: str) -> dict[str, Any]:
     """Forget the stored credentials of ``host``."""
     from modelhaul.auth import logout as auth_logout
 
-    auth_logout(host)
-    return {"logout": host}
+    return {"logout": host, "had_credentials": auth_logout(host)}
 
 
 def load_config(*, path: str) -> dict[str, Any]:

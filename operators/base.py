@@ -17,7 +17,7 @@ import json
 from typing import Any, ClassVar
 
 from modelhaul.declarations import Param, jsonable, tracking_uri_of
-from modelhaul.errors import redact
+from modelhaul.errors import redact, said_in
 from modelhaul.operators._compat import BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
 from modelhaul.operators.hooks import MLflowHook, RegistryConnection, RegistryHook, scoped_env
@@ -55,7 +55,9 @@ class StepOperator(LineageMixin, BaseOperator):
 
         shown = {k: v for k, v in kwargs.items() if k not in _SECRET_ARGS and v not in (None, False)}
         self.log.info("modelhaul %s %s", self.step, redact(json.dumps(shown, default=str, sort_keys=True)))
-        with scoped_env(env or {}):
+        # errors say what to do in Airflow; the task log gets a line per layer and, every 15 s, where the bytes are
+        with scoped_env(env or {}), said_in("airflow"), steps.watching(steps.LogLines(self.log.info, every=15.0,
+                                                                                       what=self.step)):
             result = getattr(steps, self.step)(**kwargs)
         result = jsonable(result)
         summary = {k: result[k] for k in _SUMMARY_KEYS if result.get(k) is not None}

@@ -67,7 +67,7 @@ class DeployModelOperator(_DeclaredDeploy):
             **({} if render else kube.step_kwargs()),
             wait=wait_for_ready and not defer and not render, timeout=float(self.timeout),
             initializer_image=self.initializer_image, registry_secret=self.registry_secret,
-            **reg_kwargs)
+            trust=parse_bool(self.trust, "trust"), **reg_kwargs)
         if result.get("secret_hint"):
             self.log.info("the manifests refer to the Secret %s; create it in the cluster with: %s",
                           result.get("registry_secret"), result["secret_hint"])

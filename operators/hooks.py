@@ -16,7 +16,7 @@ import atexit
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,13 +150,13 @@ class RegistryHook(BaseHook):
         """The UI's "Test" button: ping ``/v2/`` with the connection's credentials."""
         from modelhaul import steps
 
-        try:
+        def check() -> str:
             s = self.get_conn()
             if not s.host:
-                return False, "the connection names no registry host"
-            return True, steps.check_registry(host=s.host, **s.step_kwargs())
-        except Exception as exc:
-            return False, _one_line(exc)
+                raise ValueError("the connection names no registry host")
+            return steps.check_registry(host=s.host, **s.step_kwargs())
+
+        return tested(check)
 
 
 class MLflowHook(BaseHook):
@@ -212,18 +212,34 @@ class MLflowHook(BaseHook):
         """The UI's "Test" button: ``/health`` and an authenticated search (or one call to a DB store)."""
         from modelhaul import steps
 
-        try:
+        def check() -> str:
             uri, env = self.get_conn()
             with scoped_env(env):
-                return True, steps.check_mlflow(tracking_uri=uri)
-        except Exception as exc:
-            return False, _one_line(exc)
+                return steps.check_mlflow(tracking_uri=uri)
+
+        return tested(check)
 
 
-def _one_line(exc: Exception) -> str:
-    from modelhaul.errors import redact
+def tested(check: Callable[[], str]) -> tuple[bool, str]:
+    """A Test button's answer: ``check``'s line, or the error's, said to an Airflow user.
 
-    return redact(" ".join(str(exc).split())) or type(exc).__name__
+    ``airflow connections test`` prints the line as rich markup, which eats ``[kube]`` and any other
+    ``[word]``; there it is escaped (the UI shows the line as text, so it is not escaped there).
+    """
+    import sys
+
+    from modelhaul.errors import redact, said_in
+
+    try:
+        with said_in("airflow"):
+            ok, text = True, check()
+    except Exception as exc:
+        ok, text = False, redact(" ".join(str(exc).split())) or type(exc).__name__
+    if sys.argv[1:3] == ["connections", "test"]:
+        from rich.markup import escape
+
+        text = escape(text)
+    return ok, text
 
 
 @contextlib.contextmanager
@@ -371,7 +387,4 @@ class KubernetesClusterHook(BaseHook):
         """The UI's "Test" button: the API server's version, with the connection's credentials."""
         from modelhaul import steps
 
-        try:
-            return True, steps.check_cluster(**self.get_conn().step_kwargs())
-        except Exception as exc:
-            return False, _one_line(exc)
+        return tested(lambda: steps.check_cluster(**self.get_conn().step_kwargs()))

@@ -17,7 +17,8 @@ MLFLOW_URL_KEY = "mlflow_run_url"
 # pushed while the task runs (before it defers), so links work while it waits in the triggerer
 ARTIFACT_REF_KEY = "modelhaul_artifact_ref"
 DEPLOYMENT_URL_KEY = "modelhaul_deployment_url"
-DEFAULT_REGISTRY_LINK = "{scheme}://{registry}/v2/{repository}/manifests/{digest}"
+# no link unless a registry UI is configured: the manifest API answers a browser with an error page
+DEFAULT_REGISTRY_LINK = ""
 
 
 def _xcom(ti_key: Any, key: str = "return_value") -> Any:
@@ -41,11 +42,12 @@ def mlflow_run_url(tracking_uri: str | None, experiment_id: Any, run_id: str | N
 def registry_artifact_url(ref: str | None) -> str:
     """A URL for a digest-pinned ref; the pattern is ``[modelhaul] registry_link_template``.
 
-    The default is the registry's own manifest endpoint; set the template to a registry UI
-    (Harbor, GHCR...) using ``{scheme} {registry} {repository} {tag} {digest}``. Local layouts
-    (``oci:PATH``) have no URL.
+    Without a template there is no link (the UI hides it): a registry's own API answers a browser
+    with ``MANIFEST_UNKNOWN``, not a page. Set it to the registry's UI (Harbor, GHCR, Quay...) with
+    ``{scheme} {registry} {repository} {tag} {digest}``. Local layouts (``oci:PATH``) have no URL.
     """
-    if not ref or ref.startswith("oci:"):
+    template = conf.get("modelhaul", "registry_link_template", fallback=DEFAULT_REGISTRY_LINK)
+    if not ref or ref.startswith("oci:") or not template:
         return ""
     from modelhaul import steps
 
@@ -54,7 +56,6 @@ def registry_artifact_url(ref: str | None) -> str:
         return ""
     host = r["registry"] or ""
     scheme = "http" if host.startswith(("localhost", "127.")) else "https"
-    template = conf.get("modelhaul", "registry_link_template", fallback=DEFAULT_REGISTRY_LINK)
     return template.format(scheme=scheme, registry=host, repository=r["repository"], tag=r["tag"] or "",
                            digest=r["digest"] or r["tag"] or "latest")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelhaul.declarations import PROMOTE, ROLLBACK
+from modelhaul.declarations import PROMOTE, ROLLBACK, parse_bool
 from modelhaul.operators._compat import AirflowException, AirflowSkipException
 from modelhaul.operators.base import MLflowRegistryStepOperator, declared_operator, maybe_json
 from modelhaul.operators.hooks import deployment_here
@@ -49,7 +49,8 @@ class PromoteModelOperator(_DeclaredPromote):
             gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
             tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
             kubeconfig=self.kubeconfig or None, context=self.kube_context or None,
-            require_signature=self.require_signature or None, **reg.step_kwargs())
+            require_signature=self.require_signature or None, trust=parse_bool(self.trust, "trust"),
+            **reg.step_kwargs())
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
             context["ti"].xcom_push(key="promotion", value=result)

@@ -16,10 +16,16 @@ _PKG = "modelhaul.operators"
 _INTEGRATION = "modelhaul"
 
 
-def _str(label: str, description: str | None = None, *, secret: bool = False) -> dict[str, Any]:
+def _str(label: str, description: str | None = None, *, secret: bool = False, multiline: bool = False,
+         examples: list[str] | None = None) -> dict[str, Any]:
+    """A text field; ``examples`` are what the UI offers as you type (its only placeholder for extra fields)."""
     schema: dict[str, Any] = {"type": ["string", "null"]}
     if secret:
         schema["format"] = "password"
+    elif multiline:  # a textarea: pasted YAML keeps its line breaks
+        schema["format"] = "multiline"
+    if examples:
+        schema["examples"] = examples
     field: dict[str, Any] = {"label": label, "schema": schema}
     if description:
         field["description"] = description
@@ -59,7 +65,8 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "plain_http": _bool("Plain HTTP", "The registry speaks HTTP without TLS."),
                     "insecure": _bool("Skip TLS verification", "Accept any certificate (testing only)."),
-                    "ca_file": _str("CA file", "PEM bundle that signed the registry's certificate."),
+                    "ca_file": _str("CA file", "PEM bundle (a path on the workers) that signed the registry's "
+                                    "certificate.", examples=["/etc/ssl/certs/registry-ca.pem"]),
                     "bundle_format": {
                         "label": "Default bundle format",
                         "schema": {"type": ["string", "null"], "enum": [*BUNDLE_FORMATS, None],
@@ -67,10 +74,12 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Format of pushed models: CNCF ModelPack, KitOps ModelKit or ormb.",
                     },
                 },
+                # the port goes with the host (host:port), as in every image reference
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "extra"],
+                    "hidden-fields": ["schema", "port", "extra"],
                     "relabeling": {"host": "Registry (host[:port])", "login": "Username"},
-                    "placeholders": {"host": "registry.example.com:5000", "login": "robot$ci"},
+                    "placeholders": {"host": "registry.example.com:5000", "login": "robot$ci",
+                                     "password": "password or access token"},
                 },
             },
             {
@@ -78,17 +87,19 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": f"{_PKG}.hooks.MLflowHook",
                 "hook-name": "MLflow tracking (modelhaul)",
                 "conn-fields": {
-                    "tracking_uri": _str("Tracking URI", "Wins over host, e.g. a databricks or sqlite URI."),
-                    "scheme": {"label": "Scheme", "schema": {"type": ["string", "null"],
-                                                             "enum": ["http", "https", None],
-                                                             "default": "http"}},
-                    "token": _str("Token", "Bearer token (MLFLOW_TRACKING_TOKEN).", secret=True),
+                    "tracking_uri": _str("Tracking URI (instead of the server)",
+                                         "A tracking URI that is not a web server; when set, the tracking server "
+                                         "above is not used.", examples=["databricks", "sqlite:////data/mlflow.db"]),
+                    "token": _str("Token", "Bearer token (MLFLOW_TRACKING_TOKEN), instead of username and password.",
+                                  secret=True),
                     "insecure": _bool("Skip TLS verification", "Accept any certificate (testing only)."),
                 },
+                # one place for the server: its whole URL (scheme, port and path prefix included); connections
+                # made with the separate fields (extra ``scheme``, port, schema) still work
                 "ui-field-behaviour": {
-                    "hidden-fields": ["extra"],
-                    "relabeling": {"host": "Tracking server", "schema": "Path prefix", "login": "Username"},
-                    "placeholders": {"host": "https://mlflow.example.com"},
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {"host": "Tracking server URL", "login": "Username"},
+                    "placeholders": {"host": "https://mlflow.example.com:5000", "login": "basic-auth user"},
                 },
             },
             {
@@ -96,12 +107,15 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": f"{_PKG}.hooks.KubernetesClusterHook",
                 "hook-name": "Kubernetes cluster (modelhaul)",
                 "conn-fields": {
-                    "kube_config_path": _str("Kubeconfig path", "A kubeconfig file on the workers."),
-                    "kube_config": _str("Kubeconfig (inline)", "The kubeconfig's YAML or JSON; it is written to a "
-                                        "private temp file only where a task runs.", secret=True),
-                    "cluster_context": _str("Context", "Kubeconfig context (default: its current context)."),
+                    "kube_config_path": _str("Kubeconfig path", "A kubeconfig file on the workers.",
+                                             examples=["/home/airflow/.kube/config"]),
+                    "kube_config": _str("Kubeconfig (inline)", "Paste the kubeconfig's YAML or JSON as it is; it is "
+                                        "written to a private temp file only where a task runs.", multiline=True),
+                    "cluster_context": _str("Context", "Kubeconfig context (default: its current context).",
+                                            examples=["kind-kind", "prod-admin"]),
                     "in_cluster": _bool("In cluster", "Use the pod's service account (workers run in the cluster)."),
-                    "namespace": _str("Namespace", "Default namespace for deployments."),
+                    "namespace": _str("Namespace", "Default namespace for deployments.",
+                                      examples=["default", "models"]),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
@@ -115,11 +129,12 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "registry_link_template": {
                         "description": "URL of a model artifact in the registry's UI, with "
-                                       "{scheme} {registry} {repository} {tag} {digest}.",
+                                       "{scheme} {registry} {repository} {tag} {digest}; empty: no link (a "
+                                       "registry's API is no page for a browser).",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "https://harbor.example.com/harbor/projects/{repository}/{digest}",
-                        "default": "{scheme}://{registry}/v2/{repository}/manifests/{digest}",
+                        "default": "",
                     },
                 },
             },

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run: a virtualenv in .venv with modelhaul and every extra installed,
 # and the Debian tools the tests use (docker-registry, skopeo, htpasswd; etcd for the cluster tests;
-# redis-server and postgresql for the Celery test). Safe to re-run: it only reinstalls when
-# pyproject.toml changed since the last run.
+# redis-server and postgresql for the Celery test; chromium + chromium-driver for the Airflow UI test).
+# Safe to re-run: it only reinstalls when pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,9 @@ command -v kubectl >/dev/null 2>&1 || echo "bootstrap: the cluster tests need ku
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # the Celery scale-out test's broker
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || need_apt+=(postgresql)  # its metadata DB
+# the Airflow UI test drives a headless browser
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2

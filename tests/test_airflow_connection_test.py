@@ -56,3 +56,12 @@ def test_hooks_report_what_answered(auth_registry, mlflow_server, kube_cluster, 
     monkeypatch.setenv("AIRFLOW_CONN_K8S", json.dumps({"conn_type": "modelhaul_kubernetes", "extra": {
         "kube_config_path": kube_cluster.kubeconfig}}))
     assert KubernetesClusterHook("k8s").test_connection() == (True, f"Kubernetes v1.28.0 at {kube_cluster.server}")
+
+
+@pytest.mark.slow
+def test_airflow_connections_test_prints_brackets_as_they_are(airflow_home, tmp_path):
+    """Airflow's CLI prints the message as rich markup, which would eat ``[kube]``: it arrives intact."""
+    missing = tmp_path / "[kube]" / "config"
+    ok, out = _test("kube_brackets", json.dumps({"conn_type": "modelhaul_kubernetes",
+                                                 "extra": {"kube_config_path": str(missing)}}))
+    assert not ok and f"kubeconfig {missing}:" in out, out

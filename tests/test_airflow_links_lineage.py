@@ -48,3 +48,14 @@ def test_model_facets_without_a_signature_keep_the_digest():
     assert model_facets({"ref": "oci:x:v1@sha256:" + "b" * 64, "digest": "sha256:" + "b" * 64}) == {
         "modelhaul": {"ref": "oci:x:v1@sha256:" + "b" * 64, "digest": "sha256:" + "b" * 64}}
     assert model_facets(None) == {}
+
+
+def test_the_artifact_link_is_hidden_unless_a_registry_ui_is_configured(monkeypatch):
+    """A registry's manifest API answers a browser with MANIFEST_UNKNOWN: no link rather than that page."""
+    from modelhaul.operators.links import registry_artifact_url
+
+    ref = "registry.example.com/models/iris:v1@sha256:" + "a" * 64
+    assert registry_artifact_url(ref) == ""  # the UI hides an empty link
+    monkeypatch.setenv("AIRFLOW__MODELHAUL__REGISTRY_LINK_TEMPLATE",
+                       "https://harbor.example.com/harbor/projects/{repository}/{digest}")
+    assert registry_artifact_url(ref) == f"https://harbor.example.com/harbor/projects/models/iris/sha256:{'a' * 64}"

@@ -132,8 +132,9 @@ def test_operators_take_their_steps_declaration(operator):
 CLI_STEPS = {"train": "train", "import-mlflow": "package", "parse": "parse", "convert": "convert",
              "deploy": "deploy", "promote": "promote", "rollback": "rollback", "sign": "sign", "verify": "verify"}
 # what the command line has beyond the declaration: output format, the signing key's password read from standard
-# input, and the registry access options every command takes (also those without a registry, like train)
-CLI_ONLY = {"json", "help", "key_password_stdin"} | {p.name for p in REGISTRY_ACCESS if p.cli}
+# input, --quiet (no progress shown), and the registry access options every command takes (also those without a
+# registry, like train)
+CLI_ONLY = {"json", "quiet", "help", "key_password_stdin"} | {p.name for p in REGISTRY_ACCESS if p.cli}
 # declared parameters the command line leaves out, and why
 OFF_CLI = {"username": "from the environment or the docker config (`modelhaul login`)",
            "password": "a secret: from the environment or the docker config",

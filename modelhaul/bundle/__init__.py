@@ -15,7 +15,6 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,6 +28,7 @@ from modelhaul.bundle.tarball import decompress_zstd, extract_tar, write_tar
 from modelhaul.config import ModelConfig
 from modelhaul.declarations import BUNDLE_FORMATS  # declared once, with the steps' choices
 from modelhaul.errors import BundleError, ConfigError, UnsafeArchive
+from modelhaul.meter import cancellable_pool
 from modelhaul.oci import bundle_format_of_manifest
 from modelhaul.selection import chosen_layers
 
@@ -79,7 +79,7 @@ def _hash_files(paths: list[Path], digester: Digester | None = None) -> list[str
     fn = digester or digestcache.file_digest
     if len(paths) <= 1:
         return [fn(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
+    with cancellable_pool(min(4, len(paths))) as pool:  # Ctrl-C stops an upload under way too
         return list(pool.map(fn, paths))
 
 

@@ -12,16 +12,19 @@ output went away, 143 SIGTERM.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
 from modelhaul import steps
 from modelhaul.cli.parser import EXIT_REJECTED, _join_dash_values, build_parser
-from modelhaul.errors import ModelhaulError, redact
+from modelhaul.cli.progress import showing
+from modelhaul.errors import ModelhaulError, redact, said_in
 
-_BUSY = {"save": "packing", "export": "exporting", "import-mlflow": "importing from MLflow", "convert": "converting"}
+
+def _untagged(ref: str) -> bool:
+    """``host/repo`` or ``oci:PATH`` with neither tag nor digest (a port or ``oci:`` is no tag)."""
+    return "@" not in ref and ":" not in ref.removeprefix("oci:").rsplit("/", 1)[-1]
 
 
 def _human(result: dict[str, Any]) -> str:
@@ -33,7 +36,12 @@ def _human(result: dict[str, Any]) -> str:
         return result["line"]
     if "applied" in result and "target" in result:
         return _human_deploy(result)
-    for key in ("ref", "login", "logout", "removed"):
+    if "login" in result:  # docker's words, so scripts and people read it the same way
+        return "Login Succeeded"
+    if "logout" in result:
+        return f"Removing login credentials for {result['logout']}" if result.get("had_credentials") \
+            else f"Not logged in to {result['logout']}"
+    for key in ("ref", "removed"):
         if key in result:
             extra = ""
             if "promoted" in result:
@@ -59,22 +67,13 @@ def _human_deploy(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _busy(args: argparse.Namespace):
-    """A spinner on a terminal for the long commands whose core reports no byte counts, else nothing."""
-    import contextlib
-
-    if args.command not in _BUSY or args.json or not sys.stderr.isatty():
-        return contextlib.nullcontext()
-    from rich.console import Console
-
-    return Console(stderr=True).status(f"{_BUSY[args.command]} {getattr(args, 'ref', '') or ''}")
-
-
 def _run(argv: list[str] | None) -> int:
     terminated = steps.exit_cleanly_on_sigterm()
     args = build_parser().parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    if args.command in ("save", "push", "pull") and _untagged(args.ref):
+        print("Using default tag: latest", file=sys.stderr)  # as docker says it
     try:
-        with _busy(args):
+        with said_in("cli"), showing(args):
             result = args.fn(args)
     except terminated as exc:  # cleanups have run on the way up
         print("error: terminated by SIGTERM", file=sys.stderr)
@@ -91,6 +90,9 @@ def _run(argv: list[str] | None) -> int:
         text = redact(str(exc)).splitlines()[0] if str(exc).strip() else ""
         print(f"error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1
+    if isinstance(result, dict) and result.get("unsafe_globals"):  # parse and inspect: said on any output
+        print(f"warning: {result.get('ref')}: a pickle of this model imports {', '.join(result['unsafe_globals'])} "
+              "(loading it runs that code); deploy and promote refuse it without --trust", file=sys.stderr)
     if args.json or args.command == "inspect" and not sys.stdout.isatty():
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:

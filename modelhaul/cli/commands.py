@@ -51,24 +51,6 @@ def declared_kwargs(args: argparse.Namespace, params: tuple[Param, ...]) -> dict
     return kwargs
 
 
-def _progress(args: argparse.Namespace):
-    """How a transfer shows on a terminal: a rich progress bar (none for --json or a pipe)."""
-    if args.json or not sys.stderr.isatty():
-        return None
-
-    def show(total: int, what: str):
-        if total <= 0:
-            return None, None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-        prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), transient=True, console=None)
-        task = prog.add_task(what, total=total)
-        return prog, (lambda _digest, size: prog.advance(task, size))
-
-    return show
-
-
 def _config_arg(args) -> dict[str, Any] | None:
     return steps.load_config(path=args.config) if getattr(args, "config", None) else None
 
@@ -79,11 +61,11 @@ def cmd_save(args) -> dict[str, Any]:
 
 def cmd_push(args) -> dict[str, Any]:
     return steps.push(ref=args.ref, directory=args.dir, bundle_format=args.format, config=_config_arg(args),
-                      progress=_progress(args), **_registry_kwargs(args))
+                      **_registry_kwargs(args))
 
 
 def cmd_pull(args) -> dict[str, Any]:
-    return steps.pull(ref=args.ref, include=args.include, progress=_progress(args), **_registry_kwargs(args))
+    return steps.pull(ref=args.ref, include=args.include, **_registry_kwargs(args))
 
 
 def cmd_export(args) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from modelhaul.cli.commands import (
@@ -87,18 +88,24 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Examples keep their line breaks; defaults are shown next to each option.
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their line breaks; a default is shown when there is one worth saying (not None,
+    False or an empty list, and not when the help already says it); docstring markup is dropped."""
 
-    Not when the help already says what the default is, nor when there is none (``None``): a
-    second "(default: None)" after "(default: from the repository name)" is noise.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if "(default" in text or action.default is None:
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = _plain(action.help or "")
+        quiet = action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings
+        if quiet or "default" in text or "%(default)" in text:
             return text
-        return super()._get_help_string(action)
+        return text + " (default: %(default)s)"
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_plain(text))
+
+
+def _plain(text: str) -> str:
+    """Help as a terminal shows it: ``literal`` (RST) and `literal` (Markdown) become literal."""
+    return re.sub(r"``?([^`]+)``?", r"\1", text)
 
 
 def _add_declared(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> None:
@@ -121,6 +128,8 @@ def _add_declared(parser: argparse.ArgumentParser, params: tuple[Param, ...]) ->
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="show no progress (on a terminal: no bars; otherwise: no line per layer)")
     _add_declared(common, tuple(p for p in REGISTRY_ACCESS if p.cli))
 
     p = argparse.ArgumentParser(prog="modelhaul", description=DESCRIPTION, formatter_class=_Formatter,

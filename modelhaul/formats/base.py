@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelhaul.config import Signature, Tensor
+from modelhaul.config import ModelConfig, Signature, Tensor
 from modelhaul.errors import FormatError
 
 # Names used by other tools mapped onto numpy's dtype names (what ModelConfig's dType carries).
@@ -28,6 +28,8 @@ _DTYPE_ALIASES = {
     "string": "string", "str": "string", "object": "string", "binary": "bytes", "bytes": "bytes",
     "datetime": "datetime64",
 }
+# the config label that carries a model's unsafe pickle globals (pickle_safety.py), comma-separated
+UNSAFE_LABEL = "modelhaul.unsafe-globals"
 
 
 def norm_dtype(name: str | None) -> str | None:
@@ -75,6 +77,14 @@ class ParsedModel:
     def classifier(self) -> bool:
         return bool(self.details.get("classifier"))
 
+    def applied_to(self, cfg: ModelConfig) -> ModelConfig:
+        """``cfg`` with what this parse found; it replaces the signature as a whole (merging would keep
+        stale layer counts) and an earlier parse's unsafe mark."""
+        patch = self.config_patch()
+        base = cfg.model_copy(update={"signature": None} if patch.get("signature") else {})
+        base.labels = {k: v for k, v in base.labels.items() if k != UNSAFE_LABEL}
+        return base.merged(patch)
+
     def config_patch(self) -> dict[str, Any]:
         """ModelConfig fields (camelCase) that parsing established."""
         patch: dict[str, Any] = {
@@ -90,6 +100,8 @@ class ParsedModel:
             labels["modelhaul.onnx-ir"] = str(self.details["ir_version"])
         if self.framework_version:
             labels["modelhaul.framework-version"] = self.framework_version
+        if self.details.get("unsafe_globals"):  # deploy and promote read it back
+            labels[UNSAFE_LABEL] = ",".join(self.details["unsafe_globals"])
         if labels:
             patch["labels"] = labels
         return patch

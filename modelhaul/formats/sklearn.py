@@ -23,6 +23,7 @@ from typing import Any
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
 from modelhaul.formats.base import ParsedModel, fail, norm_dtype, tensor
+from modelhaul.formats.pickle_safety import unsafe_globals
 from modelhaul.formats.pickle_scan import Obj, scan_file
 
 # Types skops may construct without an explicit trust=True: constructing them runs no user code.
@@ -52,7 +53,7 @@ def parse(path: Path, *, trust: bool = False) -> ParsedModel:
     else:
         facts = _pickle_facts(path)
         details = {"serialization": "joblib" if path.suffix == ".joblib" else "pickle",
-                   "referenced_classes": facts.referenced}
+                   "referenced_classes": facts.referenced, "unsafe_globals": unsafe_globals(facts.referenced)}
     if trust:
         _refine_with_model(facts, load(path, trust=True))
     return _parsed(path, facts, details)

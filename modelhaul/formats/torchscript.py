@@ -18,6 +18,7 @@ from typing import Any
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
 from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.pickle_safety import unsafe_globals
 from modelhaul.formats.pickle_scan import Global, Obj, scan_bytes
 
 _STORAGE_DTYPES = {
@@ -63,8 +64,9 @@ def parse(path: Path, *, trust: bool = False) -> ParsedModel:
         layers[_MANGLE.sub("", cls).rsplit(".", 1)[-1]] += n
     details: dict[str, Any] = {"root_module": root, "parameters": _count_parameters(scan.root),
                                "archive_version": version}
-    if not script:
+    if not script:  # torch.load unpickles data.pkl (torch.jit.load reads only TorchScript types)
         details["referenced_classes"] = sorted(scan.globals)
+        details["unsafe_globals"] = unsafe_globals(scan.globals)
     return ParsedModel(format="TorchScript" if script else "PyTorch", framework="PyTorch", path=path,
                        inputs=inputs, outputs=outputs, layers=dict(layers), details=details)
 

@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from modelhaul.errors import AuthError, DigestMismatch, NotFound
+from modelhaul.meter import carrying
 from modelhaul.registry.http import (
     PIECE,
     RECV_PIECE,
@@ -231,7 +232,7 @@ class BlobDownloads(RegistryClient):
                 raise _local_write_failed(part.f.name, e) from None
             parts = min(self.range_parts, len(spans))
             with ThreadPoolExecutor(parts, thread_name_prefix="modelhaul-range") as pool:
-                futures = [pool.submit(connection, n == 0) for n in range(parts)]
+                futures = [pool.submit(carrying(connection), n == 0) for n in range(parts)]
                 try:
                     h = self._hash_following(fd, part.h, spans, done, cond, failed)
                 except BaseException as e:  # stop the connections before the pool waits for them

@@ -15,7 +15,9 @@ import requests
 
 from modelhaul import oci
 from modelhaul.errors import AuthError, RegistryError, redact
+from modelhaul.meter import moved
 from modelhaul.registry.auth_flow import _Auth
+from modelhaul.registry.auth_messages import auth_error, credentials_source
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.tagcheck import api_host
 
@@ -112,7 +114,9 @@ class RegistryClient:
         if _loopback(registry_host):
             self.ranges_help = False
         self.mount_from = mount_from
-        self.progress = progress
+        self.progress = progress or moved  # every piece is counted (and stops the transfer once cancelled)
+        self._uploads: dict[str, str] = {}  # upload session path -> its latest Location, until it ends
+        self.label: str | None = None  # the user's reference, named in errors about the registry itself
         scheme = "http" if self.options.plain_http else "https"
         self.base = f"{scheme}://{api_host(registry_host)}/v2/{repository}"
         if self.options.plain_http:
@@ -203,6 +207,8 @@ class RegistryClient:
             if resp.status_code in TRANSIENT_STATUS:
                 resp.close()
                 raise _Transient(f"HTTP {resp.status_code}", _retry_after(resp))
+            if "/blobs/uploads/" in url or "/blobs/uploads/" in resp.headers.get("Location", ""):
+                self._track_upload(method, url, resp)
             return resp
         raise self._auth_error(resp, what)
 
@@ -219,6 +225,9 @@ class RegistryClient:
             except _Transient as e:
                 now = time.monotonic()
                 first_failure = now if first_failure is None else first_failure
+                if str(e) == "connection refused" and attempt:  # nothing listens there: one retry is enough
+                    raise RegistryError(f"{self.label or what}: cannot connect to {self.host}: connection refused; "
+                                        "check that the registry runs at that address") from None
                 delay = e.retry_after if e.retry_after is not None else self.backoff * 2 ** attempt
                 delay = min(delay, 60.0 if e.retry_after is not None else 8.0) * random.uniform(1, 1.2)
                 if attempt == self.attempts - 1 or now + delay - first_failure > self.options.retry_budget:
@@ -233,15 +242,46 @@ class RegistryClient:
     def _request(self, method: str, url: str, *, what: str, **kw: Any) -> requests.Response:
         return self._retrying(lambda: self._send(method, url, what=what, **kw), what)
 
+    def _track_upload(self, method: str, url: str, resp: requests.Response) -> None:
+        """Remember each open upload session (POST/PATCH answers), forget it once closed (PUT, DELETE)."""
+        from urllib.parse import urljoin, urlsplit
+
+        location = resp.headers.get("Location", "")
+        with self._lock:
+            if method in ("POST", "PATCH") and resp.status_code == 202 and location:
+                location = urljoin(resp.url, location)
+                self._uploads[urlsplit(location).path] = location
+            elif method in ("PUT", "DELETE"):
+                self._uploads.pop(urlsplit(url).path, None)
+
+    def abandon_uploads(self) -> None:
+        """Delete the upload sessions a failed or cancelled push left open (the registry would keep them).
+
+        A PATCH cut short may still be draining into the session on the registry's side when the
+        DELETE arrives (distribution then cancels it, and the drain re-creates it), so the DELETE is
+        repeated until the registry no longer knows the session.
+        """
+        with self._lock:
+            left, self._uploads = list(self._uploads.values()), {}
+        for location in left:
+            for _ in range(4):
+                try:
+                    resp = self._session().request("DELETE", location, headers=self._auth_headers(), timeout=5,
+                                                   verify=self.verify)
+                except requests.RequestException:
+                    break
+                resp.close()
+                if resp.status_code in (202, 204) or "BLOB_UPLOAD_UNKNOWN" in _error_codes(resp):
+                    break
+                time.sleep(0.25)
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": self._auth.header} if self._auth.header else {}
+
     def _auth_error(self, resp: requests.Response, what: str) -> AuthError:
         creds = self._auth.credentials()
-        if resp.status_code == 403:
-            return AuthError(f"{what}: access denied by {self.host}; the credentials in use lack "
-                             f"permission (check them with `modelhaul login {self.host}`)")
-        if creds:
-            return AuthError(f"{what}: {self.host} refused the credentials; "
-                             f"run `modelhaul login {self.host}` with valid ones")
-        return AuthError(f"{what}: {self.host} requires authentication; run `modelhaul login {self.host}`")
+        return auth_error(resp.status_code, self.label or what, self.host, creds,
+                          credentials_source(self.options, creds))
 
     def _tls_message(self, e: Exception) -> str:
         text = str(e)

@@ -32,6 +32,7 @@ from typing import Any
 
 from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget
 from modelhaul.errors import DeployError
+from modelhaul.formats.pickle_safety import refuse_unsafe
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.serving import initializer
 from modelhaul.serving.model import ANNOTATION, ServedModel
@@ -228,7 +229,7 @@ def find_stable(pinned: str, *, target: str, name: str, render_dir: str | Path |
 
 def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None = None,
                  options: RegistryOptions | None = None, *, username: str | None = None,
-                 password: str | None = None) -> dict[str, Any]:
+                 password: str | None = None, check_pickles: bool = False) -> dict[str, Any]:
     """Serve ``ref`` on Seldon Core v1 or KServe: render the manifests, or apply them and wait.
 
     ``options`` reaches the registry (to read the configs); ``username``/``password`` are the
@@ -252,6 +253,8 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
     canary_percent = check_canary(canary_percent)
     options = options or RegistryOptions.resolve()
     cfg, pinned = artifacts.load_config(ref, options)
+    if check_pickles:  # the deploy step's own model; a redeploy of a model already serving is not asked again
+        refuse_unsafe(cfg, pinned, "deploy", trust=False)
     model = ServedModel(pinned, cfg)
     name = check_name(name) if name else default_name(pinned)
     cluster = bool(kubeconfig or context or in_cluster) and render_dir is None

@@ -197,18 +197,22 @@ def _home_in(tmp: Path) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Console script ``modelhaul-initializer URI DEST``: exit 0, or non-zero with one line on stderr."""
     from modelhaul.interrupt import exit_cleanly_on_sigterm
+    from modelhaul.meter import HeldLines, LogLines, watching
 
     exit_cleanly_on_sigterm()  # a pod being deleted: clean up the partial pull, exit 143
     args = _parser().parse_args(argv)
     debug = (os.environ.get("MODELHAUL_DEBUG") or "").strip().lower() in TRUE_WORDS
+    held = HeldLines(lambda line: print(f"modelhaul-initializer: {line}", file=sys.stderr, flush=True))
+    log = LogLines(held, every=10.0, what="pulled")
     try:
-        out = initialize(
-            args.uri, args.dest, server=args.server, name=args.name,
-            allow_tag=args.allow_tag or env_flag("MODELHAUL_ALLOW_TAG"),
-            plain_http=args.plain_http, insecure=args.insecure, ca_file=args.ca_file,
-            trust=args.trust or env_flag("MODELHAUL_TRUST"),
-            verify_key=args.verify_key,
-        )
+        with watching(log):  # the pod's log: one line per layer, and where the download is every 10 s
+            out = initialize(
+                args.uri, args.dest, server=args.server, name=args.name,
+                allow_tag=args.allow_tag or env_flag("MODELHAUL_ALLOW_TAG"),
+                plain_http=args.plain_http, insecure=args.insecure, ca_file=args.ca_file,
+                trust=args.trust or env_flag("MODELHAUL_TRUST"),
+                verify_key=args.verify_key,
+            )
     except Exception as exc:  # an init container's log should say in one line why the pod cannot start
         if debug:
             raise
@@ -217,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{type(exc).__name__}: {msg}"
         print(f"modelhaul-initializer: error: {redact(msg)}", file=sys.stderr)
         return 1
+    held.flush()
     print(f"modelhaul-initializer: wrote the {out['server']} layout of {out['ref']} "
           f"(model {out['name']}) to {out['dest']}")
     return 0
