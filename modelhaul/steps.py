@@ -42,8 +42,6 @@ Result = dict[str, Any]
 # needs around the steps (modelhaul.run_guards)
 VERBS = ("save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout",
          "load_config", "exit_cleanly_on_sigterm", "watching", "LogLines", "HeldLines")
-
-
 RUN_GUARDS = ("require_tracking_uri", "rollback_if_promoted", "smoke_check")
 
 
@@ -204,11 +202,9 @@ def convert(
 def deploy(*, ref: str, trust: bool = False, **settings: Any) -> Result:
     """Serve the model on Seldon Core v1 (``target="seldon"``) or KServe (``"kserve"``).
 
-    ``settings``: the fields of :class:`~modelhaul.declarations.DeploymentSettings` (target, name,
-    namespace, canary_percent, stable_ref, render_dir, wait, timeout, initializer_image,
-    registry_secret), of :class:`~modelhaul.declarations.KubeTarget` (kubeconfig, context,
-    in_cluster) and of ``REGISTRY_ACCESS``. With ``canary_percent`` the
-    model runs beside ``stable_ref`` (or the model now serving) with that share of traffic. With
+    ``settings``: the fields of ``DeploymentSettings``, ``KubeTarget`` and ``REGISTRY_ACCESS`` (see
+    declarations.py). With ``canary_percent`` the model runs beside ``stable_ref`` (or the model now
+    serving) with that share of traffic. With
     ``render_dir`` — or no cluster configured — the manifests are written there (one file per
     resource) instead of applied. A model parse marked unsafe is refused unless ``trust``. Returns
     ``{ref, digest, target, name, namespace, canary_percent, manifests, applied, state, url}``.
@@ -247,8 +243,8 @@ def promote(
     of :func:`deploy`) shifts to 100% on the candidate. A rejected gate moves no tag or alias and
     retires the candidate's canary. ``require_signature`` (a public key, path or PEM text): a
     candidate that is not signed by it, or whose files differ from the signature, is rejected the
-    same way. A cluster that would refuse the deployment's patch fails it before any tag moves. A
-    candidate that parse marked unsafe (a pickle importing code) is refused unless ``trust``.
+    same way, and one parse marked unsafe (a pickle importing code) unless ``trust``. A cluster that
+    would refuse the deployment's patch fails it before any tag moves.
     """
     from modelhaul.promote import promote_model
 
