@@ -179,7 +179,7 @@ def test_canary_promote_and_rollback_return_once_the_model_serves(operators, ope
     from modelhaul.promote import promote_model, rollback_model
 
     def reach(result: dict) -> dict:
-        return {**result, "kubeconfig": operators.kubeconfig, "timeout": 60.0}
+        return {**result, "kubeconfig": operators.kubeconfig, "timeout": 180.0}  # a loaded CI machine rolls slowly
 
     stable = reach(deploy(operators, operator_ns, models, models.a))
     promote_model(ref=models.a, deployment=stable, options=models.options)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelhaul.errors import DeployError
+from modelhaul.serving import rollout
 from modelhaul.serving.status import SERVING_KINDS, read_status
 
 FIELD_MANAGER = "modelhaul"
@@ -252,28 +253,10 @@ def get_status(kind: str, name: str, namespace: str = "default", *, api_version:
             return {"kind": kind, "name": name, "state": "NotFound", "ready": False, "failed": False,
                     "message": f"{rid} does not exist", "url": None, "observed_generation": None,
                     "generation": None}
-        st = serving_status(api, obj)
+        st = rollout.serving_status(api, obj, _request)
         if st["failed"]:
             st["message"] = _with_events(st["message"], recent_events(api, obj))
         return st
-
-
-def serving_status(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
-    """:func:`read_status`, then what the operator's Deployments and pods for this spec say
-    (:mod:`modelhaul.serving.rollout`): a status older than the spec is not ready, a pod that
-    cannot start fails."""
-    from modelhaul.serving import rollout
-
-    st = read_status(obj)
-    if st["failed"] or st["state"] in ("Stale", "Pending") or obj.get("kind") not in SERVING_KINDS:
-        return st
-    roll = rollout.inspect(api, obj, _request)
-    if roll.failure:
-        return {**st, "state": "Failed", "ready": False, "failed": True, "message": roll.failure}
-    if not roll.ready:
-        said = "; ".join(m for m in (st["message"], roll.waiting) if m)
-        return {**st, "state": "RollingOut" if st["ready"] else st["state"], "ready": False, "message": said}
-    return st
 
 
 def _with_events(message: str, events: list[str]) -> str:
@@ -292,7 +275,7 @@ def wait_ready(api: Any, rid: ResourceId, deadline: float,
     while True:
         obj = get_object(api, rid) or obj
         if obj is not None:
-            last = serving_status(api, obj)
+            last = rollout.serving_status(api, obj, _request)
             if last["ready"]:
                 return last
             if last["failed"]:

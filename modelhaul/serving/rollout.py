@@ -276,3 +276,21 @@ def _fatal_event(request: Any, api: Any, ns: str, uid: str | None) -> str | None
         if e.get("reason") in FATAL_EVENTS:
             return f"{e.get('reason')}: {e.get('message')}"
     return None
+
+
+def serving_status(api: Any, obj: dict[str, Any], request: Any) -> dict[str, Any]:
+    """:func:`read_status`, then what the operator's Deployments and pods for this spec say
+    (:func:`inspect`): a status older than the spec is not ready, a pod that
+    cannot start fails."""
+    from modelhaul.serving.status import SERVING_KINDS, read_status
+
+    st = read_status(obj)
+    if st["failed"] or st["state"] in ("Stale", "Pending") or obj.get("kind") not in SERVING_KINDS:
+        return st
+    roll = inspect(api, obj, request)
+    if roll.failure:
+        return {**st, "state": "Failed", "ready": False, "failed": True, "message": roll.failure}
+    if not roll.ready:
+        said = "; ".join(m for m in (st["message"], roll.waiting) if m)
+        return {**st, "state": "RollingOut" if st["ready"] else st["state"], "ready": False, "message": said}
+    return st
