@@ -130,6 +130,8 @@ def test_real_registry_and_mlflow_server_by_connections_and_a_rejected_gate(
     monkeypatch.setenv("AIRFLOW_CONN_MODELHAUL_REGISTRY_DEFAULT", registry_conn_uri(auth_registry))
     monkeypatch.setenv("AIRFLOW_CONN_MODELHAUL_MLFLOW_DEFAULT",
                        json.dumps({"conn_type": "modelhaul_mlflow", "host": mlflow_server}))
+    # the artifact link is shown once a registry UI is named (a registry's API is no page to open)
+    monkeypatch.setenv("AIRFLOW__MODELHAUL__REGISTRY_LINK_TEMPLATE", "{scheme}://{registry}/ui/{repository}@{digest}")
     production_ref = f"{auth_registry.host}/{repo}:production"
 
     state, tasks, dr = run("retrain_and_redeploy")

@@ -23,8 +23,10 @@ from modelhaul.errors import ModelhaulError, redact, said_in
 
 
 def _untagged(ref: str) -> bool:
-    """``host/repo`` or ``oci:PATH`` with neither tag nor digest (a port or ``oci:`` is no tag)."""
-    return "@" not in ref and ":" not in ref.removeprefix("oci:").rsplit("/", 1)[-1]
+    """``host/repo`` or ``oci:PATH`` with neither tag nor digest; a reference that is not one is left to
+    the command, which refuses it in one line (nothing is said about a tag it will not use)."""
+    parts = steps.reference_parts(ref)
+    return parts is not None and not parts["tag"] and not parts["digest"]
 
 
 def _human(result: dict[str, Any]) -> str:
