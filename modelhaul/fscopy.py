@@ -5,7 +5,10 @@ copy too (a saved version destroyed, a user's original edited through an export)
 that puts a file somewhere else — the store on ``save``/``pull``, ``export``, serving layouts —
 goes through :func:`copy_file`. A reflink (``FICLONE``: btrfs, XFS, bcachefs...) shares blocks
 copy-on-write and costs nothing; otherwise ``copy_file_range`` copies in the kernel in MiB pieces
-(no bytes through Python), with ``sendfile`` and a plain read/write loop as fallbacks.
+(no bytes through Python), with ``sendfile`` and a plain read/write loop as fallbacks. Each piece
+is reported to :func:`modelhaul.meter.moved` (one call per piece, not per byte), so a ``save`` or an
+``export`` from the store shows its bytes as they move and Ctrl-C stops it within a piece; a reflink
+reports the whole file at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from modelhaul import meter
 
 CHUNK = 8 << 20
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
@@ -41,6 +46,7 @@ def copy_fd(src_fd: int, dst_fd: int) -> str:
     """Copy everything readable from ``src_fd`` into ``dst_fd``; returns ``reflink`` or ``copy``."""
     try:
         fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+        meter.moved(os.fstat(src_fd).st_size)
         return "reflink"
     except OSError:
         pass
@@ -57,18 +63,20 @@ def copy_fd(src_fd: int, dst_fd: int) -> str:
         view = memoryview(chunk)
         while view:
             view = view[os.write(dst_fd, view):]
+        meter.moved(len(chunk))
     return "copy"
 
 
 def _copy_file_range(src_fd: int, dst_fd: int) -> None:
-    while os.copy_file_range(src_fd, dst_fd, CHUNK):
-        pass
+    while n := os.copy_file_range(src_fd, dst_fd, CHUNK):
+        meter.moved(n)
 
 
 def _sendfile(src_fd: int, dst_fd: int) -> None:
     offset = 0
     while sent := os.sendfile(dst_fd, src_fd, offset, CHUNK):
         offset += sent
+        meter.moved(sent)
 
 
 def copy_file(src: str | Path, dst: str | Path, *, mode: int | None = None) -> str:

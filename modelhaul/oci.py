@@ -166,3 +166,10 @@ def bundle_format_of_manifest(manifest: Manifest) -> str:
     if layers and all(ANNOTATION_TITLE in (layer.get("annotations") or {}) for layer in layers):
         return "oras"
     return "unknown"
+
+
+def label_of(desc: dict[str, Any]) -> str:
+    """A layer as a person knows it (in progress bars and log lines): its file path, else a short digest."""
+    notes = desc.get("annotations") or {}
+    return (notes.get(ANNOTATION_FILEPATH) or notes.get(CNAI_ANNOTATION_FILEPATH)
+            or notes.get(ANNOTATION_TITLE) or str(desc.get("digest", ""))[:19])

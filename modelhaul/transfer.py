@@ -40,13 +40,6 @@ def _run_all(fn: Callable[[Any], None], items: list[Any], parallel: int) -> None
             fut.result()
 
 
-def label_of(desc: dict[str, Any]) -> str:
-    """A layer as a person knows it: its file path, else a short digest."""
-    notes = desc.get("annotations") or {}
-    return (notes.get(oci.ANNOTATION_FILEPATH) or notes.get(oci.CNAI_ANNOTATION_FILEPATH)
-            or notes.get(oci.ANNOTATION_TITLE) or str(desc.get("digest", ""))[:19])
-
-
 def _metered(fn: Callable[[Any], None], desc_of: Callable[[Any], dict[str, Any]], items: Sequence[Any] = ()
              ) -> Callable[[Any], None]:
     """``fn`` over one blob, its bytes counted for that blob (config blobs are not shown as layers);
@@ -57,7 +50,7 @@ def _metered(fn: Callable[[Any], None], desc_of: Callable[[Any], dict[str, Any]]
         desc = desc_of(item)
         if "config" in str(desc.get("mediaType", "")):
             return fn(item)
-        with meter.layer(str(desc["digest"]), label_of(desc), int(desc.get("size", 0))):
+        with meter.layer(str(desc["digest"]), oci.label_of(desc), int(desc.get("size", 0))):
             fn(item)
 
     return run

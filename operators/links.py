@@ -30,13 +30,16 @@ def _xcom(ti_key: Any, key: str = "return_value") -> Any:
 
 
 def mlflow_run_url(tracking_uri: str | None, experiment_id: Any, run_id: str | None) -> str:
-    """The MLflow UI page of a run; empty when the tracking store is not a web server."""
-    if not tracking_uri or not run_id or not tracking_uri.startswith(("http://", "https://")):
+    """The MLflow UI page of a run; empty (the UI hides the link) when the tracking store is not a
+    web server (a file or database the worker reads) or the run's experiment is unknown: the UI's
+    run page is addressed by both, and a guessed experiment opens an error page."""
+    if not tracking_uri or not run_id or experiment_id in (None, "") or not tracking_uri.startswith(
+            ("http://", "https://")):
         return ""
     from modelhaul.errors import redact
 
     base = redact(tracking_uri).rstrip("/")
-    return f"{base}/#/experiments/{experiment_id or 0}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def registry_artifact_url(ref: str | None) -> str:
@@ -58,6 +61,27 @@ def registry_artifact_url(ref: str | None) -> str:
     scheme = "http" if host.startswith(("localhost", "127.")) else "https"
     return template.format(scheme=scheme, registry=host, repository=r["repository"], tag=r["tag"] or "",
                            digest=r["digest"] or r["tag"] or "latest")
+
+
+# the cluster's own DNS: a serving URL there answers only inside the cluster, never a person's browser
+_IN_CLUSTER = (".svc", ".cluster.local")
+
+
+def deployment_url(url: Any) -> str:
+    """The serving URL a deploy reported, when a person can open it; else empty (the link is hidden).
+
+    KServe reports ``status.url`` (the external host of its ingress, e.g. ``iris.models.example.com``)
+    and ``status.address.url`` (``iris.models.svc.cluster.local``); Seldon only the in-cluster
+    address. Rendered manifests are files on the worker, which a browser cannot open either.
+    """
+    from urllib.parse import urlsplit
+
+    text = str(url or "")
+    if not text.startswith(("http://", "https://")):
+        return ""
+    host = (urlsplit(text).hostname or "").rstrip(".")
+    short = "." not in host and host != "localhost"  # a bare service name, resolved by the cluster's DNS
+    return "" if not host or short or host.endswith(_IN_CLUSTER) else text
 
 
 class MLflowRunLink(BaseOperatorLink):
@@ -88,7 +112,7 @@ class DeploymentLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         result = _xcom(ti_key)
         url = result.get("url") if isinstance(result, dict) else None
-        return str(url or _xcom(ti_key, DEPLOYMENT_URL_KEY) or "")
+        return deployment_url(url or _xcom(ti_key, DEPLOYMENT_URL_KEY))
 
 
 def persist_links(context: Any, result: dict[str, Any]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import pytest
 
 from modelhaul.operators.lineage import model_facets
@@ -59,3 +62,41 @@ def test_the_artifact_link_is_hidden_unless_a_registry_ui_is_configured(monkeypa
     monkeypatch.setenv("AIRFLOW__MODELHAUL__REGISTRY_LINK_TEMPLATE",
                        "https://harbor.example.com/harbor/projects/{repository}/{digest}")
     assert registry_artifact_url(ref) == f"https://harbor.example.com/harbor/projects/models/iris/sha256:{'a' * 64}"
+
+
+def test_the_mlflow_run_link_opens_the_run_on_a_real_server(mlflow_server):
+    """The link the train task stores opens the run's page, and the page's route names that very run."""
+    import requests
+    from mlflow import MlflowClient
+
+    from modelhaul.operators.links import mlflow_run_url
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.create_experiment(f"links-{uuid.uuid4().hex[:8]}")
+    run = client.create_run(experiment).info.run_id
+    link = mlflow_run_url(mlflow_server, experiment, run)
+    page = requests.get(link, timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"], (link, page.status_code)
+    route = re.fullmatch(r"#/experiments/(\w+)/runs/(\w+)", "#" + link.split("#", 1)[1])
+    assert route is not None, link
+    shown = requests.get(f"{mlflow_server}/ajax-api/2.0/mlflow/runs/get", params={"run_id": route[2]}, timeout=30)
+    assert shown.status_code == 200 and shown.json()["run"]["info"]["experiment_id"] == route[1], shown.text
+    # no guessed experiment (the UI answers that with an error page), no credentials, no link off a server
+    assert mlflow_run_url(mlflow_server, None, run) == ""
+    assert "secret" not in mlflow_run_url(mlflow_server.replace("://", "://me:secret@"), experiment, run)
+    assert mlflow_run_url("sqlite:///mlflow.db", experiment, run) == ""
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://iris.models.example.com", True),  # KServe's external host
+    ("http://localhost:8080/seldon/models/iris", True),
+    ("http://iris-predictor.models.svc.cluster.local", False),  # only the cluster resolves these
+    ("http://iris-default.models.svc:8000", False),
+    ("http://iris-default:8000", False),
+    ("/tmp/rendered/iris", False),  # rendered manifests: files on the worker
+    (None, False),
+])
+def test_the_deployment_link_is_shown_only_where_a_person_can_open_it(url, shown):
+    from modelhaul.operators.links import deployment_url
+
+    assert deployment_url(url) == (url if shown else "")

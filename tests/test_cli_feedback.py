@@ -81,6 +81,35 @@ def test_a_terminal_shows_live_bars_per_layer_and_in_total(registry, env, tmp_pa
     assert any(re.search(r"/s\s+\d+:\d\d:\d\d", f) for f in mine), mine[-5:]  # speed and time left
 
 
+def bar_counts(drawn: str, name: str, mib: int) -> set[float]:
+    """The MiB the bars of ``name`` (a ``mib`` MiB file) showed as moved, over every frame drawn."""
+    frames = [ANSI.sub("", f) for f in re.split(r"[\r\n]+", drawn)]
+    return {float(m.group(1)) for f in frames if f.lstrip().startswith(name)
+            if (m := re.search(rf"([\d.]+)/{mib}\.0 MiB", f))}
+
+
+@pytest.mark.parametrize("into", ["store", "layout"])
+def test_save_shows_the_bytes_it_copies_into_the_store_or_a_layout(into, env, tmp_path):
+    src = model(tmp_path, 64)
+    ref = "example.com/team/saved:v1" if into == "store" else f"oci:{tmp_path / 'layout'}:v1"
+    code, drawn = in_a_terminal(["save", str(src), ref], env)
+    assert code == 0, drawn
+    counts = bar_counts(drawn, "big.bin", 64)
+    assert counts and max(counts) == 64, f"the bar of big.bin never moved: {sorted(counts)}"
+
+
+def test_export_from_the_store_shows_the_bytes_it_copies_out(env, tmp_path):
+    src = model(tmp_path, 64)
+    saved = run("save", str(src), "example.com/team/out:v1", env=env)
+    assert saved.returncode == 0, saved.stderr
+    code, drawn = in_a_terminal(["export", "example.com/team/out:v1", str(tmp_path / "out")], env)
+    assert code == 0, drawn
+    counts = bar_counts(drawn, "big.bin", 64)
+    assert counts and max(counts) == 64, f"no bar of big.bin moved, only: {drawn[-400:]!r}"
+    lines = run("export", "example.com/team/out:v1", str(tmp_path / "again"), env=env).stderr.splitlines()
+    assert any(re.match(r"export big\.bin: 64\.0 MiB in [\d.]+s", x) for x in lines), lines
+
+
 def test_not_a_terminal_gets_one_line_per_layer_and_quiet_gets_none(registry, env, tmp_path):
     src = model(tmp_path, 3)
     ref = registry.ref(unique_repo("lines"), "v1")

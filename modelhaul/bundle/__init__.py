@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modelhaul import config as config_mod
-from modelhaul import digestcache, oci
+from modelhaul import digestcache, meter, oci
 from modelhaul.bundle import layers as layers_mod
 from modelhaul.bundle import modelpack
 from modelhaul.bundle.source import ModelFile, infer_format, list_files, open_source
@@ -373,12 +373,18 @@ def unpack(manifest: oci.Manifest, layout: Any, dest: Path, include: Sequence[st
             last_use = digest in owned and uses[digest] == 0
             if how.how == "file" and last_use:
                 move_layer_file(blob, model, how.path or "")
-            elif how.how == "file":
-                write_layer_file(blob, model, how.path or "")
-            else:
+                continue
+            # a copy out of the store is shown as it moves (a download was shown as it arrived)
+            with contextlib.nullcontext() if digest in owned else meter.layer(
+                    f"out:{digest}", oci.label_of(layer), int(layer.get("size", 0))):
+                if how.how == "file":
+                    write_layer_file(blob, model, how.path or "")
+                    continue
                 _extract_layer(layer, blob, how, model, work)
-                if last_use:
-                    blob.unlink()  # room on the disk for the next layer of a big model
+                if digest not in owned:
+                    meter.moved(int(layer.get("size", 0)))  # the tar reader reports nothing itself
+            if last_use:
+                blob.unlink()  # room on the disk for the next layer of a big model
         shutil.rmtree(work / ".blobs", ignore_errors=True)
         if oci.ANNOTATION_CONFIG not in (manifest.json.get("annotations") or {}) and (
             kind == "oras" or not cfg.format
