@@ -157,16 +157,17 @@ def test_a_pasted_kubeconfig_keeps_its_lines_and_tests_green(api_server, browser
         got["element_kube_config"].click()
         browser.execute_cdp_cmd("Input.insertText", {"text": inline})  # as a paste: the whole text at once
         browser.find_element(By.XPATH, "//button[normalize-space()='Save']").click()
-        deadline = time.monotonic() + 30
-        while True:
-            from airflow.models import Connection
-
-            with contextlib.suppress(Exception):
-                conn = Connection.get_connection_from_secrets(conn_id)
+        deadline = time.monotonic() + 60
+        while True:  # read back by a fresh process from the metadata DB, as a worker would
+            got_back = airflow_cli("connections", "get", conn_id, "-o", "json", check=False)
+            if got_back.returncode == 0 and conn_id in got_back.stdout:
                 break
-            assert time.monotonic() < deadline, "the connection was not saved"
+            assert time.monotonic() < deadline, "the connection was not saved: " + got_back.stderr[-500:]
             time.sleep(0.5)
-    stored = json.loads(conn.extra or "{}")["kube_config"]
+    row = json.loads(got_back.stdout)
+    row = row[0] if isinstance(row, list) else row
+    extra = row.get("extra") or row.get("extra_dejson") or "{}"
+    stored = (json.loads(extra) if isinstance(extra, str) else extra)["kube_config"]
     assert stored.strip() == inline.strip() and stored.count("\n") >= inline.strip().count("\n")
     tested = airflow_cli("connections", "test", conn_id, check=False, env={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
     assert tested.returncode == 0 and "Connection success!" in tested.stdout, tested.stdout + tested.stderr
