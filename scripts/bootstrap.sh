@@ -42,10 +42,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.modelhaul-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing modelhaul[test] into $VENV (first run takes several minutes)" >&2
-  "$VENV/bin/python" -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   "$VENV/bin/python" -c "import modelhaul.steps, mlflow, kfp, airflow, onnxruntime, torch" \
     || { echo "bootstrap: install failed" >&2; exit 1; }
   echo "$want" > "$stamp"
