@@ -193,14 +193,21 @@ def _rollout_failed(candidate: str, stage: str, exc: Exception, cand: Reference,
         return f"{head} — the tags had not moved (it was already at {stage})"
     if not moved_from[0]:
         return f"{head} — it stays at {stage}: a first promotion has no model to put back"
+    return _restore(head, stage_tags(stage)[:2], (moved_from[0], moved_from[1]), deployment, options,
+                    if_stuck=f": run rollback for stage {stage}")
+
+
+def _restore(head: str, tags: tuple[str, str], was: tuple[str, str | None], deployment: dict[str, Any],
+             options: RegistryOptions | None, if_stuck: str = "") -> str:
+    """Put ``tags`` back on ``was`` and serve ``was[0]`` again; the message says how far that got."""
     try:
-        undone = _put_back(stage_tags(stage)[:2], (moved_from[0], moved_from[1]), options)
+        undone = _put_back(tags, was, options)
     except ModelhaulError as undo_exc:
-        return f"{head} — putting the {stage} tag back failed too ({undo_exc}): run rollback for stage {stage}"
+        return f"{head} — putting the {tags[0]} tag back failed too ({undo_exc}){if_stuck}"
     try:
-        redeploy(deployment, moved_from[0], options)
+        redeploy(deployment, was[0], options)
     except ModelhaulError as again:
-        return f"{head} — {undone}, but serving it again failed: {again}; deploy {moved_from[0]} again"
+        return f"{head} — {undone}, but serving it again failed: {again}; deploy {was[0]} again"
     return f"{head} — {undone} and serving it again"
 
 
@@ -280,12 +287,4 @@ def _rollback_failed(stage: str, exc: Exception, moved_from: tuple[str | None, s
     head = f"the rollback of {stage} failed to deploy: {exc}"
     if moved_from is None or not moved_from[0]:
         return f"{head} — the tags had not moved"
-    try:
-        undone = _put_back((stage, stage + ROLLEDBACK_SUFFIX), moved_from, options)
-    except ModelhaulError as undo_exc:
-        return f"{head} — putting the {stage} tag back failed too ({undo_exc})"
-    try:
-        redeploy(deployment, moved_from[0], options)
-    except ModelhaulError as again:
-        return f"{head} — {undone}, but serving it again failed: {again}; deploy {moved_from[0]} again"
-    return f"{head} — {undone} and serving it again"
+    return _restore(head, (stage, stage + ROLLEDBACK_SUFFIX), (moved_from[0], moved_from[1]), deployment, options)

