@@ -26,13 +26,14 @@ and does the corrupt file end up on disk?
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,15 @@ class Whole:
         d.rmdir()  # the tools create it (modelhaul wants a new or empty one)
         return d
 
+    @contextlib.contextmanager
+    def pull_dir(self, what: str) -> Iterator[Path]:
+        """A destination that does not exist yet, removed after the measured pull."""
+        dest = self.fresh_dir(what)
+        try:
+            yield dest
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+
     # -- modelhaul ----------------------------------------------------------------------------------
 
     def mh(self, *argv: str, home: Path | None = None) -> tuple[float, float]:
@@ -118,11 +128,8 @@ class Whole:
         return self.mh("push", str(self.src), self.last["unchanged"], home=Path(self.last["home"]))
 
     def mh_export(self) -> tuple[float, float]:
-        dest = self.fresh_dir("mh-export")
-        try:
+        with self.pull_dir("mh-export") as dest:
             return self.mh("export", self.last["mh-modelpack"], str(dest))
-        finally:
-            shutil.rmtree(dest, ignore_errors=True)
 
     # -- peers ----------------------------------------------------------------------------------------
 
@@ -133,12 +140,9 @@ class Whole:
                              cwd=self.src)
 
     def oras_pull(self) -> tuple[float, float]:
-        dest = self.fresh_dir("oras-pull")
-        try:
+        with self.pull_dir("oras-pull") as dest:
             return self.measured([str(self.tools["oras"]), "pull", "--plain-http", "-o", str(dest),
                                   self.last["oras"]], self.tool_env())
-        finally:
-            shutil.rmtree(dest, ignore_errors=True)
 
     def modctl_build(self) -> tuple[float, float]:
         ref = self.last["modctl"] = f"{self.host}/{self.b.repo('modctl')}:v1"
@@ -149,13 +153,10 @@ class Whole:
                               "--output-remote", "-f", str(modelfile), "-t", ref, "."], env, cwd=self.src)
 
     def modctl_pull(self) -> tuple[float, float]:
-        dest = self.fresh_dir("modctl-pull")
-        try:
+        with self.pull_dir("modctl-pull") as dest:
             return self.measured([str(self.tools["modctl"]), "pull", "--plain-http", "--no-progress",
                                   "--extract-from-remote", "--extract-dir", str(dest), self.last["modctl"]],
                                  self.tool_env())
-        finally:
-            shutil.rmtree(dest, ignore_errors=True)
 
     def kit_pack_push(self) -> tuple[float, float]:
         ref = self.last["kit"] = f"{self.host}/{self.b.repo('kit')}:v1"
@@ -168,12 +169,9 @@ class Whole:
         return self.measured(["bash", "-c", script], env, cwd=self.src)
 
     def kit_unpack(self) -> tuple[float, float]:
-        dest = self.fresh_dir("kit-unpack")
-        try:
+        with self.pull_dir("kit-unpack") as dest:
             return self.measured([str(self.tools["kit"]), "unpack", "--plain-http", "--progress", "none",
                                   self.last["kit"], "-d", str(dest)], self.tool_env())
-        finally:
-            shutil.rmtree(dest, ignore_errors=True)
 
     # -- floors ---------------------------------------------------------------------------------------
 
