@@ -185,10 +185,8 @@ class RegistryClient:
                 # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
                 resp = self._session().request(method, url, headers=h, data=body, stream=True,
                                                timeout=timeout, verify=self.verify)
-                if method == "HEAD":  # no body to read (the connection goes back to the pool on success)
-                    resp._content, resp._content_consumed = b"", True
-                elif not stream and resp.status_code not in TRANSIENT_STATUS:
-                    _read_bounded(resp, what)
+                if not stream and method != "HEAD" and resp.status_code not in TRANSIENT_STATUS:
+                    _read_bounded(resp, what)  # a HEAD's Content-Length is the blob's, with no body
             except requests.exceptions.SSLError as e:
                 raise RegistryError(self._tls_message(e)) from None
             except (requests.ConnectionError, requests.Timeout,
@@ -208,8 +206,6 @@ class RegistryClient:
                 raise _Transient(f"HTTP {resp.status_code}", _retry_after(resp))
             if "/blobs/uploads/" in url or "/blobs/uploads/" in resp.headers.get("Location", ""):
                 self._track_upload(method, url, resp)
-            if method == "HEAD":  # only now: a refused or failed HEAD above closes its connection, and a
-                resp.raw.release_conn()  # released one may already serve another thread's request
             return resp
         raise self._auth_error(resp, what)
 
