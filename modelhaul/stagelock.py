@@ -80,11 +80,19 @@ def _live(target: oci.Target, tag: str, prefix: str, now: float) -> bool:
 
 
 def _withdraw(target: oci.Target, tag: str) -> None:
-    try:
-        target.delete(tag)
-    except NotFound:
-        pass
-    except RegistryError:  # deletes refused: mark it released instead
+    """Remove the claim tag; where that does not stick, leave it as a released claim (which blocks nobody).
+
+    distribution deletes a manifest and then its tags in two steps; under concurrent deletes in the same
+    repository it can answer 404 or 500 with the tag still listed. The tag is then pointed at a released
+    claim and deleted again. A registry that refuses deletes keeps the released claim.
+    """
+    for _ in range(3):
+        try:
+            target.delete(tag)
+        except RegistryError:  # NotFound included: the tag may still be listed, checked below
+            pass
+        if tag not in target.list_tags():
+            return
         target.put_manifest(_claim_manifest(tag, True), oci.MANIFEST_V1, tag)
 
 

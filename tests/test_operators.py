@@ -41,7 +41,7 @@ def models(registry, tmp_path: Path) -> Models:
 
 def deploy(ops: Operators, ns: str, models: Models, ref: str, target: str = "seldon", **kw) -> dict:
     return deploy_model(ref=ref, target=target, name="iris", namespace=ns, kubeconfig=ops.kubeconfig,
-                        timeout=kw.pop("timeout", 60.0), options=models.options, **kw)
+                        timeout=kw.pop("timeout", 180.0), options=models.options, **kw)
 
 
 def kubelet(ops: Operators, ns: str, mode: str) -> None:
