@@ -1,27 +1,33 @@
 """Is the service there, and does it take these credentials? One call each, for "Test" buttons.
 
 Each check returns a one-line description of what answered, or raises a modelhaul error that says
-what failed. Credentials never appear in either.
+what failed. Credentials never appear in either. Reached through :mod:`modelhaul.steps`
+(``steps.check_registry(...)`` etc.), like every step.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from modelhaul.declarations import REGISTRY_ACCESS, unknown
 from modelhaul.errors import MLflowError, redact
+from modelhaul.optional import needs_extras
 from modelhaul.registry_options import RegistryOptions
 
 
-def check_registry(host: str, options: RegistryOptions) -> str:
-    """``GET /v2/`` on ``host`` with the credentials in ``options`` (bearer tokens included)."""
+def check_registry(*, host: str, **registry: Any) -> str:
+    """``GET /v2/`` on ``host`` with these credentials (not the environment's; bearer tokens included)."""
     from modelhaul.registry import check_login
 
+    unknown(REGISTRY_ACCESS, registry, "check_registry")
+    options = RegistryOptions(**{k: v for k, v in registry.items() if v is not None})
     check_login(host, options)
     who = f" as {options.username}" if options.username else " anonymously"
     return f"registry {host} answers /v2/{who}"
 
 
-def check_mlflow(tracking_uri: str | None) -> str:
+def check_mlflow(*, tracking_uri: str | None) -> str:
     """A tracking server answers ``/health`` and an authenticated experiments search; any other
     store (``sqlite:///``, databricks) answers one search through MLflow's client.
 
@@ -65,7 +71,8 @@ def check_mlflow(tracking_uri: str | None) -> str:
     return f"MLflow tracking store {shown} answers"
 
 
-def check_cluster(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
+@needs_extras("checking a cluster")
+def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
     """The API server's version, through the same credentials a deploy would use."""
     from modelhaul.serving.kube import server_version
 

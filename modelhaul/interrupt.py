@@ -20,7 +20,9 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(128 + signum)
 
 
-def exit_cleanly_on_sigterm() -> None:
-    """Install the handler (only possible, and only needed, in the main thread)."""
+def exit_cleanly_on_sigterm() -> type[Terminated]:
+    """Install the handler (only possible, and only needed, in the main thread); returns the
+    exception class SIGTERM becomes, for an adapter to catch."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+    return Terminated

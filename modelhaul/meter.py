@@ -17,8 +17,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # imported when a pool starts: modelhaul.steps imports this module, and stays cheap
+    from concurrent.futures import ThreadPoolExecutor
 
 
 class Cancelled(BaseException):
@@ -97,6 +99,8 @@ def carrying(fn: Callable[..., Any]) -> Callable[..., Any]:
 def cancellable_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     """A thread pool whose first failure — or Ctrl-C in the waiting thread — stops the other threads
     at their next piece, before the pool waits for them; the cancellation ends with the pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelhaul") as pool:
             try:

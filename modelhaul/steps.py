@@ -19,42 +19,43 @@ Model bytes never appear in a result: only references and small metadata do. Hea
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from modelhaul.checks import check_cluster, check_mlflow, check_registry
 from modelhaul.declarations import (
     DEPLOY,
-    REGISTRY_ACCESS,
     REGISTRY_ACCESS_NAMES,
     DeploymentSettings,
     KubeTarget,
     registry_options,
     unknown,
 )
+from modelhaul.interrupt import exit_cleanly_on_sigterm
+from modelhaul.lookups import candidate_ref, deployment_status, reference_parts, try_resolve, which_cluster
+from modelhaul.meter import HeldLines, LogLines, watching
 from modelhaul.optional import needs_extras
-from modelhaul.paths import scratch_dir
-from modelhaul.registry_options import RegistryOptions
+from modelhaul.run_guards import require_tracking_uri, rollback_if_promoted, smoke_check
+from modelhaul.verbs import export, inspect, list_models, load_config, login, logout, pull, push, remove, save, tag
+
+# What the door hands the adapters: the pipeline steps are defined below, the rest is imported from
+# the module that holds it (each imports its heavy parts inside its functions: this import stays cheap)
+__all__ = [
+    # the pipeline steps, each with its declaration in declarations.STEPS
+    "train", "package", "fetch", "parse", "convert", "deploy", "promote", "rollback", "sign", "verify",
+    # the ormb-style verbs of the `modelhaul` command, on the local store and registries (modelhaul.verbs)
+    "save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout", "load_config",
+    # what a scheduled run does around the steps (modelhaul.run_guards)
+    "require_tracking_uri", "rollback_if_promoted", "smoke_check",
+    # does a service answer these credentials: "Test" buttons, `modelhaul check` (modelhaul.checks)
+    "check_registry", "check_mlflow", "check_cluster",
+    # looking things up: sensors, exit handlers, "which cluster?" (modelhaul.lookups)
+    "candidate_ref", "reference_parts", "try_resolve", "which_cluster", "deployment_status",
+    # how an adapter shows progress (modelhaul.meter) and stops cleanly on SIGTERM (modelhaul.interrupt)
+    "watching", "LogLines", "HeldLines", "exit_cleanly_on_sigterm",
+    "Result",
+]
 
 Result = dict[str, Any]
-
-
-# imported when first used: the CLI's ormb-style verbs (modelhaul.verbs), and what a scheduled run
-# needs around the steps (modelhaul.run_guards)
-VERBS = ("save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout",
-         "load_config", "exit_cleanly_on_sigterm", "watching", "LogLines", "HeldLines")
-RUN_GUARDS = ("require_tracking_uri", "rollback_if_promoted", "smoke_check")
-
-
-def __getattr__(name: str) -> Any:
-    if name in VERBS:
-        from modelhaul import verbs
-
-        return getattr(verbs, name)
-    if name in RUN_GUARDS:
-        from modelhaul import run_guards
-
-        return getattr(run_guards, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @needs_extras("train")
@@ -102,17 +103,10 @@ def package(
     The MLflow run's metadata becomes the ModelConfig (``config`` overrides fields). Returns
     ``{ref, digest, size, format, framework, media_type, bundle_format}``.
     """
-    from modelhaul import artifacts
+    from modelhaul.packaging import package_model
 
-    opts = registry_options(registry, "package")
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", source) and not source.startswith("file:"):  # runs:/ models:/
-        from modelhaul.tracking import import_model
-
-        with import_model(source, tracking_uri=tracking_uri) as (model_dir, mlflow_config):
-            cfg = mlflow_config.merged(config)
-            return artifacts.publish(model_dir, ref, bundle_format=bundle_format, config=cfg, options=opts)
-    path = source[len("file://"):] if source.startswith("file://") else source
-    return artifacts.publish(path, ref, bundle_format=bundle_format, config=config, options=opts)
+    return package_model(source, ref, tracking_uri=tracking_uri, bundle_format=bundle_format, config=config,
+                         options=registry_options(registry, "package"))
 
 
 @needs_extras("fetch")
@@ -149,20 +143,9 @@ def parse(
     the parent digest. Pickle/joblib files are only loaded when ``trust`` is true. Returns
     ``{ref, digest, parent, format, framework, signature}``.
     """
-    from modelhaul import artifacts
-    from modelhaul.formats import parse_directory
+    from modelhaul.packaging import parse_model
 
-    opts = registry_options(registry, "parse")
-    with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent):
-        parsed = parse_directory(model_dir, trust=trust, hint=cfg.format)
-        new_cfg = artifacts.with_parent(parsed.applied_to(cfg), parent)
-        out = artifacts.publish(model_dir, dest_ref or artifacts.retarget(parent), config=new_cfg,
-                                bundle_format=artifacts.bundle_format_of(parent, opts), options=opts)
-    out["parent"] = parent
-    out["unsafe_globals"] = parsed.details.get("unsafe_globals") or []
-    out["signature"] = (new_cfg.signature.model_dump(mode="json", by_alias=True, exclude_none=True)
-                        if new_cfg.signature else None)
-    return out
+    return parse_model(ref, dest_ref, trust=trust, options=registry_options(registry, "parse"))
 
 
 @needs_extras("convert")
@@ -182,20 +165,10 @@ def convert(
     synthesized from the signature); a difference beyond ``tolerance`` fails the step and pushes
     nothing. Returns ``{ref, digest, parent, format, parity: {max_abs_diff, label_agreement, ...}}``.
     """
-    from modelhaul import artifacts
-    from modelhaul.formats.convert import convert_directory
-    from modelhaul.serving.runtimes import opset_for
+    from modelhaul.packaging import convert_model
 
-    opts = registry_options(registry, "convert")
-    opset = opset or (opset_for() if str(to).lower() == "onnx" else None)  # loadable by every target's default runtime
-    with artifacts.checkout(ref, options=opts) as (model_dir, cfg, parent), scratch_dir() as out_dir:
-        result = convert_directory(model_dir, out_dir, to=to, config=cfg, tolerance=tolerance,
-                                   opset=opset, trust=trust)
-        new_cfg = artifacts.with_parent(result.config, parent)
-        out = artifacts.publish(out_dir, dest_ref, config=new_cfg, options=opts)
-    out["parent"] = parent
-    out["parity"] = result.parity
-    return out
+    return convert_model(ref, dest_ref, to=to, tolerance=tolerance, opset=opset, trust=trust,
+                         options=registry_options(registry, "convert"))
 
 
 @needs_extras("deploy")
@@ -320,80 +293,3 @@ def verify(
 
     opts = registry_options(registry, "verify")
     return verify_model(ref, key, options=opts).to_dict()
-
-
-@needs_extras("deploy")
-def which_cluster(*, kubeconfig: str | None = None, context: str | None = None,
-                  in_cluster: bool = False) -> Result | None:
-    """The cluster ``deploy`` would reach, found like ``kubectl`` does (see
-    :func:`modelhaul.serving.cluster.find_cluster`): ``{server, context, kubeconfig, in_cluster}`` or None.
-    """
-    from dataclasses import asdict
-
-    from modelhaul.serving.cluster import find_cluster
-
-    found = find_cluster(kubeconfig, context, in_cluster)
-    return asdict(found) if found else None
-
-
-def check_registry(*, host: str, **registry: Any) -> str:
-    """Ping the registry's ``/v2/`` with these credentials (not the environment's); one line, or an error."""
-    from modelhaul import checks
-
-    unknown(REGISTRY_ACCESS, registry, "check_registry")
-    return checks.check_registry(host, RegistryOptions(**{k: v for k, v in registry.items() if v is not None}))
-
-
-def check_mlflow(*, tracking_uri: str | None) -> str:
-    """MLflow answers (``/health`` and an authenticated call); credentials from MLflow's environment."""
-    from modelhaul import checks
-
-    return checks.check_mlflow(tracking_uri)
-
-
-@needs_extras("checking a cluster")
-def check_cluster(*, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False) -> str:
-    """The Kubernetes API server's version, reached as a deploy would reach it."""
-    from modelhaul import checks
-
-    return checks.check_cluster(kubeconfig, context, in_cluster)
-
-
-# -- looking things up (sensors, exit handlers) ----------------------------------------------------
-
-
-def candidate_ref(repository: str, tag: str, to: str) -> str:
-    """Where a pipeline puts the converted candidate of ``repository:tag``: ``{repository}:{tag}-{to}``."""
-    return f"{repository}:{tag}-{to}"
-
-
-def reference_parts(ref: str) -> dict[str, str | None] | None:
-    """``{registry, repository, tag, digest, layout}`` of a model reference, or None when ``ref`` is not one."""
-    from modelhaul.reference import Reference
-
-    try:
-        r = Reference.parse(ref)
-    except ValueError:
-        return None
-    return {"registry": r.registry, "repository": r.repository, "tag": r.tag, "digest": r.digest, "layout": r.layout}
-
-
-def try_resolve(*, ref: str, **registry: Any) -> Result | None:
-    """``{ref, digest}`` of what ``ref`` points at now (digest-pinned), or None when it does not exist."""
-    from modelhaul import artifacts
-
-    pinned = artifacts.try_resolve(ref, registry_options(registry, "try_resolve"))
-    return {"ref": pinned, "digest": pinned.rsplit("@", 1)[1]} if pinned else None
-
-
-@needs_extras("deploy")
-def deployment_status(*, target: str, name: str, namespace: str = "default", **kube: Any) -> Result:
-    """A SeldonDeployment's / InferenceService's ``{state, ready, failed, url, message, observed_generation,
-    generation, outcome}``; ``outcome``: ``ready`` (serving its latest spec), ``failed`` or ``waiting``."""
-    from modelhaul.declarations import kind_of
-    from modelhaul.serving.kube import get_status
-    from modelhaul.serving.status import outcome
-
-    unknown(KubeTarget.PARAMS, kube, "deployment_status")
-    status = get_status(kind_of(target), name, namespace, **KubeTarget.of(kube).kwargs())
-    return {**status, "outcome": outcome(status)}

@@ -5,24 +5,27 @@ keyword arguments; ``registry`` holds the registry access arguments (``declarati
 ``progress`` (optional) is
 how a terminal shows a transfer: called with the bytes to move and a label, it returns a context
 manager and a ``(digest, size)`` callback (or ``(None, None)`` for no display).
+:mod:`modelhaul.steps` imports this module, so everything beyond the declarations is imported
+inside the functions: importing the steps stays cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelhaul import artifacts
 from modelhaul.declarations import registry_options
 from modelhaul.errors import NotFound
-from modelhaul.meter import HeldLines, LogLines, watching  # noqa: F401 - steps hands them to the adapters
-from modelhaul.reference import Reference, parse, parse_destination
+
+if TYPE_CHECKING:
+    from modelhaul.reference import Reference
 
 Progress = Callable[[int, str], tuple[Any, Any]]
 
 
 def _store_for(ref: str) -> tuple[Any, Reference]:
+    from modelhaul.reference import parse
     from modelhaul.store import user_store
 
     r = parse(ref)
@@ -45,6 +48,9 @@ def _copy(src: Any, reference: str, dst: Any, tag: str | None, what: str, progre
 def save(*, directory: str, ref: str, bundle_format: str = "modelpack", config: dict[str, Any] | None = None
          ) -> dict[str, Any]:
     """Pack a model directory into the local store (or straight into an ``oci:`` layout)."""
+    from modelhaul import artifacts
+    from modelhaul.reference import parse_destination
+
     r = parse_destination(ref, "save")
     if r.is_layout:
         return artifacts.publish(directory, ref, bundle_format=bundle_format, config=config)
@@ -62,6 +68,8 @@ def save(*, directory: str, ref: str, bundle_format: str = "modelpack", config: 
 def push(*, ref: str, directory: str | None = None, bundle_format: str = "modelpack",
          config: dict[str, Any] | None = None, progress: Progress | None = None, **registry: Any) -> dict[str, Any]:
     """Upload ``ref`` from the local store, or publish ``directory`` straight to it (no store copy)."""
+    from modelhaul import artifacts
+
     options = registry_options(registry, "push")
     if directory:
         return artifacts.publish(directory, ref, bundle_format=bundle_format, config=config, options=options)
@@ -78,6 +86,8 @@ def push(*, ref: str, directory: str | None = None, bundle_format: str = "modelp
 def pull(*, ref: str, include: list[str] | None = None, progress: Progress | None = None, **registry: Any
          ) -> dict[str, Any]:
     """Download ``ref`` into the local store; with ``include`` only the chosen files' blobs, untagged."""
+    from modelhaul import artifacts
+
     options = registry_options(registry, "pull")
     store, r = _store_for(ref)
     if include:
@@ -94,8 +104,11 @@ def pull(*, ref: str, include: list[str] | None = None, progress: Progress | Non
 
 def export(*, ref: str, directory: str, include: list[str] | None = None, **registry: Any) -> dict[str, Any]:
     """Write the model out as ``directory/ormbfile.yaml`` + ``directory/model/``: from the store, else the registry."""
-    options = registry_options(registry, "export")
+    from modelhaul import artifacts
     from modelhaul.bundle import unpack
+    from modelhaul.reference import parse
+
+    options = registry_options(registry, "export")
 
     r = parse(ref)
     if not r.is_layout:
@@ -114,6 +127,7 @@ def export(*, ref: str, directory: str, include: list[str] | None = None, **regi
 def inspect(*, ref: str, local: bool = False, **registry: Any) -> dict[str, Any]:
     """Manifest digest, config and layers (and, from a registry, signatures and attestations), and
     ``unsafe_globals``: what parse found a pickle of the model would import outside the allow-list."""
+    from modelhaul import artifacts
     from modelhaul.formats.pickle_safety import unsafe_of
 
     options = registry_options(registry, "inspect")
@@ -132,6 +146,9 @@ def inspect(*, ref: str, local: bool = False, **registry: Any) -> dict[str, Any]
 
 def tag(*, src: str, dst: str, local: bool = False, **registry: Any) -> dict[str, Any]:
     """Point ``dst`` at the model ``src`` names (no bytes move within one registry or the store)."""
+    from modelhaul import artifacts
+    from modelhaul.reference import parse_destination
+
     options = registry_options(registry, "tag")
     if local:
         from modelhaul.transfer import copy
@@ -146,6 +163,8 @@ def tag(*, src: str, dst: str, local: bool = False, **registry: Any) -> dict[str
 
 def list_models(*, ref: str | None = None, **registry: Any) -> dict[str, Any]:
     """The tags of ``ref``'s repository, or (no ``ref``) the models in the local store."""
+    from modelhaul import artifacts
+
     if ref:
         return {"ref": ref, "tags": artifacts.list_tags(ref, registry_options(registry, "list"))}
     from modelhaul.paths import default_store_path
@@ -183,11 +202,3 @@ def load_config(*, path: str) -> dict[str, Any]:
 
     return config.load(path).to_dict()
 
-
-def exit_cleanly_on_sigterm() -> type[BaseException]:
-    """Turn SIGTERM into an exception that runs cleanups on the way up; returns its class."""
-    from modelhaul.interrupt import Terminated
-    from modelhaul.interrupt import exit_cleanly_on_sigterm as install
-
-    install()
-    return Terminated

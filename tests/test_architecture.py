@@ -38,7 +38,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
      "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks",
      "modelhaul.stagelock"),  # artifacts, MLflow, clusters
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",
-     "modelhaul.run_guards", "modelhaul.serving.deploy",
+     "modelhaul.run_guards", "modelhaul.packaging", "modelhaul.lookups", "modelhaul.serving.deploy",
      "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
      "modelhaul.serving.seldon", "modelhaul.serving.kserve", "modelhaul.serving.steady"),  # what the steps do
     ("modelhaul.steps",),  # the door
@@ -192,3 +192,36 @@ def test_no_module_over_a_screenful():
     long = {name: n for name, path in MODULES.items()
             if (n := len(path.read_text().splitlines())) > MAX_LINES and name not in LONG_MODULES}
     assert long == {}, f"split these along their concerns: {long}"
+
+
+def _bound_at_module_level(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_every_step_is_written_in_steps_py():
+    """``steps.push`` is a name steps.py defines or imports, never one a module ``__getattr__`` makes up:
+    a reader (and a tool) follows each step from the adapter to its code."""
+    tree = ast.parse((ROOT / "modelhaul" / "steps.py").read_text())
+    bound = _bound_at_module_level(tree)
+    assert "__getattr__" not in bound, "steps.py: no lazy module __getattr__; import or define each step"
+    exported = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets))
+    assert sorted(set(exported) - bound) == [], "steps.__all__ names what steps.py does not define or import"
+    used: dict[str, set[str]] = {}
+    for name, path in [*MODULES.items(), *(("dags", p) for p in (ROOT / "dags").glob("*.py"))]:
+        if _is_adapter(name) or name == "dags":
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                        and node.value.id == "steps"):
+                    used.setdefault(node.attr, set()).add(path.name)
+    missing = {step: sorted(files) for step, files in used.items() if step not in exported}
+    assert missing == {}, f"adapters call steps.X that steps.py does not write out (and list in __all__): {missing}"
