@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelhaul import artifacts, stagelock
-from modelhaul import gate as gates
+from modelhaul import promotion_gate as gates
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 from modelhaul.formats.pickle_safety import refuse_unsafe
 from modelhaul.reference import TAG_RE, Reference, parse

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelhaul.checks import check_cluster, check_mlflow, check_registry
 from modelhaul.declarations import (
     DEPLOY,
     REGISTRY_ACCESS_NAMES,
@@ -34,7 +33,8 @@ from modelhaul.interrupt import exit_cleanly_on_sigterm
 from modelhaul.lookups import candidate_ref, deployment_status, reference_parts, try_resolve, which_cluster
 from modelhaul.meter import HeldLines, LogLines, watching
 from modelhaul.optional import needs_extras
-from modelhaul.run_guards import require_tracking_uri, rollback_if_promoted, smoke_check
+from modelhaul.pipeline_run import require_tracking_uri, rollback_if_promoted, smoke_check
+from modelhaul.reachability import check_cluster, check_mlflow, check_registry
 from modelhaul.verbs import export, inspect, list_models, load_config, login, logout, pull, push, remove, save, tag
 
 # What the door hands the adapters: the pipeline steps are defined below, the rest is imported from
@@ -44,9 +44,9 @@ __all__ = [
     "train", "package", "fetch", "parse", "convert", "deploy", "promote", "rollback", "sign", "verify",
     # the ormb-style verbs of the `modelhaul` command, on the local store and registries (modelhaul.verbs)
     "save", "push", "pull", "export", "inspect", "tag", "list_models", "remove", "login", "logout", "load_config",
-    # what a scheduled run does around the steps (modelhaul.run_guards)
+    # what a pipeline run does around the steps (modelhaul.pipeline_run)
     "require_tracking_uri", "rollback_if_promoted", "smoke_check",
-    # does a service answer these credentials: "Test" buttons, `modelhaul check` (modelhaul.checks)
+    # is a service reachable with these credentials: "Test" buttons, `modelhaul check` (modelhaul.reachability)
     "check_registry", "check_mlflow", "check_cluster",
     # looking things up: sensors, exit handlers, "which cluster?" (modelhaul.lookups)
     "candidate_ref", "reference_parts", "try_resolve", "which_cluster", "deployment_status",

@@ -30,15 +30,15 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("modelhaul", "modelhaul.errors", "modelhaul.paths", "modelhaul.flags", "modelhaul.redact",
      "modelhaul.optional", "modelhaul.interrupt"),  # ground
     ("modelhaul.oci", "modelhaul.reference", "modelhaul.config", "modelhaul.origin", "modelhaul.registry_options",
-     "modelhaul.declarations", "modelhaul.useryaml", "modelhaul.fscopy", "modelhaul.gate"),  # vocabulary
+     "modelhaul.declarations", "modelhaul.useryaml", "modelhaul.fscopy", "modelhaul.promotion_gate"),  # vocabulary
     ("modelhaul.registry", "modelhaul.store", "modelhaul.bundle", "modelhaul.auth", "modelhaul.digestcache",
      "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats",
      "modelhaul.tagcheck"),  # bytes: registries, store, bundles, files
     ("modelhaul.artifacts", "modelhaul.transfer", "modelhaul.referrers", "modelhaul.provenance",
-     "modelhaul.tracking", "modelhaul.serving", "modelhaul.checks",
+     "modelhaul.tracking", "modelhaul.serving", "modelhaul.reachability",
      "modelhaul.stagelock"),  # artifacts, MLflow, clusters
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",
-     "modelhaul.run_guards", "modelhaul.packaging", "modelhaul.lookups", "modelhaul.serving.deploy",
+     "modelhaul.pipeline_run", "modelhaul.packaging", "modelhaul.lookups", "modelhaul.serving.deploy",
      "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
      "modelhaul.serving.seldon", "modelhaul.serving.kserve", "modelhaul.serving.steady"),  # what the steps do
     ("modelhaul.steps",),  # the door
@@ -225,3 +225,4 @@ def test_every_step_is_written_in_steps_py():
                     used.setdefault(node.attr, set()).add(path.name)
     missing = {step: sorted(files) for step, files in used.items() if step not in exported}
     assert missing == {}, f"adapters call steps.X that steps.py does not write out (and list in __all__): {missing}"
+

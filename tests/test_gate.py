@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelhaul import gate
+from modelhaul import promotion_gate as gate
 from modelhaul.config import ModelConfig
 from modelhaul.errors import GateError
 

@@ -1,5 +1,6 @@
-"""What a scheduled run needs around its steps: a tracking URI that outlives the pod, a check of
-the promoted model, and a rollback of only what this run itself promoted.
+"""What a pipeline run does around its steps, for both orchestrators: before, insist on a tracking
+URI that outlives the pod; after the deploy, smoke-test the served model with the user's own check;
+on failure, roll back only what this run itself promoted.
 
 Reached through :mod:`modelhaul.steps` (``steps.smoke_check(...)`` etc.), like every step.
 """

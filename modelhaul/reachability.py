@@ -1,4 +1,6 @@
-"""Is the service there, and does it take these credentials? One call each, for "Test" buttons.
+"""Is the service reachable, and does it take these credentials? One call each, for the "Test"
+buttons of Airflow connections and ``modelhaul check``: about a registry, MLflow or a cluster, never
+about a model (that is :mod:`modelhaul.promotion_gate` and :mod:`modelhaul.pipeline_run`).
 
 Each check returns a one-line description of what answered, or raises a modelhaul error that says
 what failed. Credentials never appear in either. Reached through :mod:`modelhaul.steps`

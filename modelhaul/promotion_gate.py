@@ -1,4 +1,5 @@
-"""Promotion gates: ``metric op value`` conditions over a model's config, and "beats the incumbent".
+"""The promotion gate: ``metric op value`` conditions over a candidate's metrics, and "beats the
+model at the stage". What ``promote`` decides with; it reads metrics only (no service, no model run).
 
 A gate is written the way people say it: ``"accuracy >= 0.9"``, ``"test.f1 > 0.8"`` (a metric
 group picked explicitly), ``"loss < 0.3"``; several conditions are a list or joined with ``and``.
