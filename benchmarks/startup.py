@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--importtime", action="store_true")
     opts = ap.parse_args()
 
-    from tests.fixtures.registry import ensure_tools, start_registry
+    from devtools.registry_server import ensure_tools, start_registry
 
     ensure_tools("docker-registry")
     roots = {"this checkout": ROOT, **({f"{opts.compare}": opts.compare.resolve()} if opts.compare else {})}

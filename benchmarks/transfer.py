@@ -188,7 +188,7 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
 
 class Bench:
     def __init__(self, work: Path, repeat: int):
-        from tests.fixtures.registry import ensure_tools, start_registry
+        from devtools.registry_server import ensure_tools, start_registry
 
         ensure_tools()
         self.work = work

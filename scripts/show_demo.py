@@ -1,6 +1,7 @@
 """Print what a run of the example DAG left behind: task states, the model, its config, the manifests.
 
 Usage: ``python scripts/show_demo.py DEMO_DIR [DAG_TEST_LOG]`` (called by ``run_example_dag.sh``).
+Like every entry point, it reads the registry through :mod:`modelhaul.steps`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def accuracies(metrics: dict[str, list[dict[str, str]]]) -> str:
 def main() -> int:
     demo = Path(sys.argv[1]).resolve()
     log = Path(sys.argv[2]) if len(sys.argv) > 2 else None
-    from modelhaul import artifacts
+    from modelhaul import steps
 
     print()
     if log and log.exists():
@@ -58,17 +59,17 @@ def main() -> int:
         return 0
     layout = demo / "registry" / REPOSITORY
     ref = f"oci:{layout}:production"
-    if artifacts.try_resolve(ref) is None:
+    if steps.try_resolve(ref=ref) is None:
         print(f"model:     nothing at {ref} (the gate rejected the model, or a task failed; see the log)")
     else:
-        info = artifacts.inspect(ref)
+        info = steps.inspect(ref=ref)
         cfg = info["config"]
         config_file = demo / "production-config.json"
         config_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         print(f"model:     {info['ref']}")
         print(f"           {info['bundle_format']} artifact, {info['size']} bytes, "
               f"{len(info['layers'])} layer(s), format {cfg.get('format')}")
-        print(f"           tags: {', '.join(artifacts.list_tags(f'oci:{layout}'))}")
+        print(f"           tags: {', '.join(steps.list_models(ref=f'oci:{layout}')['tags'])}")
         print(f"config:    {config_file}  ({accuracies(cfg.get('metrics') or {}) or 'no accuracy metric'})")
     manifests = sorted((demo / "manifests").rglob("*.yaml"))
     print("manifests: " + ("\n           ".join(str(p) for p in manifests) or "none rendered"))

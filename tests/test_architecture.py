@@ -226,3 +226,24 @@ def test_every_step_is_written_in_steps_py():
     missing = {step: sorted(files) for step, files in used.items() if step not in exported}
     assert missing == {}, f"adapters call steps.X that steps.py does not write out (and list in __all__): {missing}"
 
+
+def test_scripts_and_benchmarks_stand_apart_from_the_tests():
+    """Nothing outside ``tests/`` imports the test package (the registry the benchmarks start lives in
+    ``devtools/``), and the scripts enter the core through the door like any adapter; the benchmarks
+    time the core's own functions, so they may import them."""
+    wrong = {}
+    for folder in ("scripts", "benchmarks", "devtools"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            named = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    named.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    named.update(f"{node.module}.{a.name}" for a in node.names)
+            bad = {n for n in named if n == "tests" or n.startswith("tests.")}
+            if folder == "scripts":
+                bad |= {d for d in imports_of(f"scripts.{path.stem}", path) if d not in DOOR}
+            if bad:
+                wrong[str(path.relative_to(ROOT))] = sorted(bad)
+    assert wrong == {}, f"entry points past the door, or into the test package: {wrong}"
+
