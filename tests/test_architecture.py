@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,3 +248,111 @@ def test_scripts_and_benchmarks_stand_apart_from_the_tests():
                 wrong[str(path.relative_to(ROOT))] = sorted(bad)
     assert wrong == {}, f"entry points past the door, or into the test package: {wrong}"
 
+
+# -- ARCHITECTURE.md and README's layout picture, held to the tree ---------------------------------
+
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
+_FLOOR_LINE = re.compile(r"^\s*(\d)\s+[a-z]+\s")
+_PICTURE_NAME = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+(?:\.py\b|/:))")
+
+
+def _without_notes(line: str) -> str:
+    """``line`` without its parenthesised notes (one level of nesting is enough)."""
+    return re.sub(r"\([^()]*(?:\([^()]*\)[^()]*)*\)", " ", line)
+
+
+def _module_of(path: str) -> str:
+    """``serving/deploy.py`` -> ``modelhaul.serving.deploy``, ``operators/:`` -> ``modelhaul.operators``."""
+    path = path.removeprefix("modelhaul/").removesuffix(":").removesuffix("/").removesuffix(".py")
+    return ".".join(["modelhaul", *path.split("/")])
+
+
+def floors_picture(text: str) -> dict[str, set[int]]:
+    """The modules ARCHITECTURE.md's Floors picture names, each with the floor(s) it is drawn on.
+
+    Named means: ``name.py`` on a floor's lines is the module ``name`` of the current folder; a
+    ``folder/:`` names that package and is the folder of the names after it, until the next
+    ``folder/:`` or floor; folders are the Python package's (``cli/`` is ``modelhaul/cli/``,
+    ``operators/`` is ``modelhaul.operators``); words in parentheses are notes.
+    """
+    section = text.split("\n## Floors", 1)[1]
+    block = section.split("```", 2)[1]
+    named: dict[str, set[int]] = {}
+    floor, folder = None, ""
+    for line in block.splitlines():
+        if m := _FLOOR_LINE.match(line):
+            floor, folder = int(m[1]), ""
+        if floor is None:
+            continue
+        for word in _PICTURE_NAME.findall(_without_notes(line)):
+            if word.endswith("/:"):
+                folder = word.removeprefix("modelhaul/")[:-2]
+                named.setdefault(_module_of(folder), set()).add(floor)
+            else:
+                named.setdefault(_module_of(f"{folder}/{word}" if folder else word), set()).add(floor)
+    return named
+
+
+def test_architecture_md_names_every_module_on_its_floor():
+    named = floors_picture(ARCHITECTURE.read_text())
+    modules = {m for m in MODULES if m not in ("modelhaul", "dags")}
+
+    def where(module: str) -> str:
+        return f"{MODULES[module].relative_to(ROOT)} (floor {floor_of(module)})"
+
+    missing = sorted(where(m) for m in modules - set(named))
+    assert missing == [], f"ARCHITECTURE.md's Floors picture does not name: {', '.join(missing)}"
+    gone = sorted(set(named) - modules)
+    assert gone == [], f"ARCHITECTURE.md's Floors picture names modules that do not exist: {', '.join(gone)}"
+    misplaced = sorted(f"{m} drawn on floor {'/'.join(map(str, sorted(fs)))}, FLOORS says {floor_of(m)}"
+                       for m, fs in named.items() if floor_of(m) not in fs
+                       or (MODULES[m].name != "__init__.py" and len(fs) > 1))
+    assert misplaced == [], f"ARCHITECTURE.md's Floors picture and FLOORS disagree: {misplaced}"
+
+
+def _files_named(text: str) -> list[str]:
+    """The files and folders a Markdown text names between backticks (``x.py``, ``a/b/``, ``a/b.py``)."""
+    return re.findall(r"`((?:[\w.-]+/)*[\w-]+(?:\.py|/))`", text)
+
+
+def test_architecture_md_names_only_what_exists():
+    """A path is looked for from the repository and from ``modelhaul/``; a bare file name anywhere in it."""
+    every = {p.name for p in ROOT.rglob("*.py") if ".venv" not in p.parts}
+    absent = sorted({f for f in _files_named(ARCHITECTURE.read_text())
+                     if not ((ROOT / f).exists() or (ROOT / "modelhaul" / f).exists()
+                             or ("/" not in f and f in every))})
+    assert absent == [], f"ARCHITECTURE.md names what is not in the tree: {absent}"
+
+
+def test_the_architecture_checks_see_a_wrong_picture():
+    text = ("\n## Floors\n```\n 3 artifacts    artifacts.py  cli.py (a note: ghost.py)\n"
+            "                serving/: kube.py\n 2 bytes        store.py  bundle/: layers.py\n```\n")
+    assert floors_picture(text) == {"modelhaul.artifacts": {3}, "modelhaul.cli": {3}, "modelhaul.serving": {3},
+                                    "modelhaul.serving.kube": {3}, "modelhaul.store": {2},
+                                    "modelhaul.bundle": {2}, "modelhaul.bundle.layers": {2}}
+    assert _files_named("the command (`modelhaul/cli.py`), `serving/`, `x` `a.sh`") == ["modelhaul/cli.py", "serving/"]
+
+
+def test_readme_layout_picture_is_the_tree():
+    """README's Layout picture: one row per floor of the core, 4 down to 0, each starting with its
+    number; every top-level module of ``modelhaul/`` on its floor's row, every package of it named."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("\n## Layout", 1)[1].split("```", 2)[1]
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^\s*(\d) (.+)$", block, flags=re.M)}
+    assert sorted(rows) == [0, 1, 2, 3, 4], "README's Layout picture: one row per floor, 4 down to 0, numbered"
+    shown: dict[str, int] = {}
+    for floor, row in rows.items():
+        for word in _without_notes(row).split("·"):
+            if word.strip():
+                shown[_module_of(word.strip())] = floor
+    folders = {_module_of(w) for w in re.findall(r"(?<![\w/])(?:modelhaul/)?[\w-]+/(?!\w)", block)
+               if w != "dags/"}  # the example DAGs: a folder of files, not a package
+    top = {m for m in MODULES if m.count(".") == 1 and MODULES[m].name != "__init__.py"}
+    packages = {m for m in MODULES if m.count(".") == 1 and MODULES[m].name == "__init__.py"}
+    wrong = sorted(f"{m}: row {shown[m]}, floor {floor_of(m)}" for m in shown
+                   if m in top and floor_of(m) != shown[m])
+    unknown = sorted(m for m in set(shown) | folders if m not in MODULES)
+    missing = sorted((top - set(shown) - {"modelhaul.steps"}) | (packages - folders - set(shown)))
+    assert (wrong, unknown, missing) == ([], [], []), (
+        f"README's Layout picture: on the wrong row {wrong}; not in the tree {unknown}; not shown {missing}")
+    assert "modelhaul/steps.py" in block
