@@ -80,6 +80,20 @@ def test_republish_unchanged_uploads_nothing_and_one_changed_file_uploads_one(re
         assert len(weights) == 1  # only the changed file; config and metadata blobs are small
 
 
+def test_a_publish_of_many_small_files_reuses_its_connections(registry, tmp_path):
+    # was: every HEAD's answer was left unread, so its connection closed and each blob's upload opened new
+    # ones (issue 26); a HEAD released unread made the next request on it fail with ResponseNotReady
+    src = model_dir(tmp_path, files=40, size=1024)
+    with faulty_proxy(registry) as proxy:
+        artifacts.publish(src, f"{proxy.host}/{unique_repo('art')}:v1", options=proxy.options)
+        requests = len(proxy.requests)
+        connections = len({r.client_port for r in proxy.requests})
+    assert requests > 3 * 40  # a HEAD, a POST and a PUT per file
+    assert connections <= 2 * 4  # a few per upload thread, not one or two per request
+
+
+
+
 def test_retag_in_one_repository_moves_no_bytes_and_across_repositories_mounts(registry, tmp_path):
     src = model_dir(tmp_path)
     repo, other = unique_repo("art"), unique_repo("art")

@@ -185,8 +185,10 @@ class RegistryClient:
                 # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
                 resp = self._session().request(method, url, headers=h, data=body, stream=True,
                                                timeout=timeout, verify=self.verify)
-                if not stream and method != "HEAD" and resp.status_code not in TRANSIENT_STATUS:
-                    _read_bounded(resp, what)  # a HEAD's Content-Length is the blob's, with no body
+                if method == "HEAD":  # no body (its Content-Length is the blob's): reading the empty
+                    resp.content  # noqa: B018 - answer ends it, and the connection goes back to the pool
+                elif not stream and resp.status_code not in TRANSIENT_STATUS:
+                    _read_bounded(resp, what)
             except requests.exceptions.SSLError as e:
                 raise RegistryError(self._tls_message(e)) from None
             except (requests.ConnectionError, requests.Timeout,
