@@ -27,19 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul.errors import DeployError
+from modelhaul.serving import kserve, targets
 
 Manifest = dict[str, Any]
 
-# (apiVersion, kind) -> (CRD file name, version, vendored file name)
+# (apiVersion, kind) -> (CRD file name, version, vendored file name), from the targets table
 CRDS: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("machinelearning.seldon.io/v1", "SeldonDeployment"):
-        ("seldon-v1-seldondeployments.yaml", "v1", "seldondeployment-v1.json"),
-    ("serving.kserve.io/v1beta1", "InferenceService"):
-        ("kserve-inferenceservices.yaml", "v1beta1", "inferenceservice-v1beta1.json"),
-}
-SELDON_PROTOCOLS = ("seldon", "tensorflow", "kfserving", "v2")
-SELDON_PREPACKAGED = ("SKLEARN_SERVER", "XGBOOST_SERVER", "TENSORFLOW_SERVER", "MLFLOW_SERVER",
-                      "TRITON_SERVER", "HUGGINGFACE_SERVER", "TEMPO_SERVER")
+    (t.api_version, t.kind): (t.crd.file, t.crd.version, t.crd.vendored) for t in targets.TABLE.values()}
 
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -137,11 +131,10 @@ def vendored_dir() -> Any:
 @functools.cache
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     """The vendored (non-strict) schema of a CRD kind."""
-    try:
-        _, _, vendored = CRDS[(api_version, kind)]
-    except KeyError:
-        raise DeployError(f"no schema for {api_version} {kind}") from None
-    return json.loads((vendored_dir() / vendored).read_text(encoding="utf-8"))
+    row = targets.of_kind(kind)
+    if row is None or row.api_version != api_version:
+        raise DeployError(f"no schema for {api_version} {kind}")
+    return json.loads((vendored_dir() / row.crd.vendored).read_text(encoding="utf-8"))
 
 
 def strict(node: Any) -> Any:
@@ -184,13 +177,13 @@ def cluster_storage_container_schema() -> dict[str, Any]:
     ``spec.container`` is a core Container: its schema is borrowed from the InferenceService CRD
     (``spec.predictor.initContainers.items``).
     """
-    isvc = crd_schema("serving.kserve.io/v1beta1", "InferenceService")
+    isvc = crd_schema(kserve.API_VERSION, kserve.KIND)
     container = isvc["properties"]["spec"]["properties"]["predictor"]["properties"]["initContainers"]["items"]
     return {
         "type": "object",
         "properties": {
-            "apiVersion": {"type": "string", "enum": ["serving.kserve.io/v1alpha1"]},
-            "kind": {"type": "string", "enum": ["ClusterStorageContainer"]},
+            "apiVersion": {"type": "string", "enum": [kserve.STORAGE_API_VERSION]},
+            "kind": {"type": "string", "enum": [kserve.STORAGE_KIND]},
             "metadata": {"type": "object"},
             "spec": {
                 "type": "object",
@@ -215,7 +208,7 @@ def strict_schema(api_version: str, kind: str) -> dict[str, Any]:
     """The strict schema used to validate a manifest of this kind."""
     if (api_version, kind) == ("v1", "Secret"):
         return _with_meta(SECRET_SCHEMA, namespaced=True)
-    if (api_version, kind) == ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"):
+    if (api_version, kind) == (kserve.STORAGE_API_VERSION, kserve.STORAGE_KIND):
         return _with_meta(cluster_storage_container_schema(), namespaced=False)
     return _with_meta(crd_schema(api_version, kind), namespaced=True)
 
@@ -267,69 +260,18 @@ def schema_errors(manifest: Manifest) -> list[str]:
     api, kind = manifest.get("apiVersion"), manifest.get("kind")
     try:
         validator = _validator(api, kind)
-    except DeployError:
+    except DeployError:  # a kind no target (nor Secret, ClusterStorageContainer) has, at that apiVersion
         return [f"(top level): unsupported apiVersion/kind {api} {kind}"]
     found = sorted((_message(e) for e in validator.iter_errors(manifest)), key=lambda x: x[0])
     return [f"{p}: {m}" for p, m in found]
 
 
-def seldon_webhook_errors(manifest: Manifest) -> list[str]:
-    """The rules Seldon Core v1's admission webhook enforces beyond the CRD schema."""
-    spec = manifest.get("spec") or {}
-    errs = []
-    protocol = spec.get("protocol")
-    if protocol and protocol not in SELDON_PROTOCOLS:
-        errs.append(f"spec.protocol: {protocol!r} is not one of {', '.join(SELDON_PROTOCOLS)}")
-    predictors = spec.get("predictors") or []
-    names: set[str] = set()
-    shadows, traffic, serving = 0, 0, 0
-    for i, p in enumerate(predictors):
-        where = f"spec.predictors[{i}]"
-        if p.get("name") in names:
-            errs.append(f"{where}.name: duplicate predictor name {p.get('name')!r}")
-        names.add(p.get("name"))
-        if p.get("shadow"):
-            shadows += 1
-        else:
-            serving += 1
-            traffic += int(p.get("traffic") or 0)
-        for path, unit in _units(p.get("graph") or {}, f"{where}.graph"):
-            impl = unit.get("implementation")
-            if impl in SELDON_PREPACKAGED and not unit.get("modelUri"):
-                errs.append(f"{path}.modelUri: required by implementation {impl}")
-            if impl == "TRITON_SERVER" and protocol not in ("v2", "kfserving"):
-                errs.append(f"{path}.implementation: TRITON_SERVER needs spec.protocol v2 (or kfserving)")
-    if shadows > 1:
-        errs.append(f"spec.predictors: {shadows} shadow predictors; at most one is allowed")
-    single_default = serving == 1 and traffic == 0
-    if serving and not single_default and traffic != 100:
-        errs.append(f"spec.predictors: traffic of the non-shadow predictors sums to {traffic}, not 100")
-    return errs
-
-
-def kserve_webhook_errors(manifest: Manifest) -> list[str]:
-    """What KServe's InferenceService webhook checks beyond the schema, for the fields we render."""
-    pred = (manifest.get("spec") or {}).get("predictor") or {}
-    pct = pred.get("canaryTrafficPercent")
-    if isinstance(pct, int) and not 0 <= pct <= 100:
-        return [f"spec.predictor.canaryTrafficPercent: {pct} is not between 0 and 100"]
-    return []
-
-
-def _units(unit: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
-    out = [(path, unit)]
-    for i, child in enumerate(unit.get("children") or []):
-        out += _units(child, f"{path}.children[{i}]")
-    return out
-
-
 def errors(manifest: Manifest) -> list[str]:
     """Every schema and webhook error of ``manifest`` (empty when it is valid)."""
     errs = schema_errors(manifest)
-    if isinstance(manifest, dict) and manifest.get("kind") == "SeldonDeployment":
-        errs += seldon_webhook_errors(manifest)
-    if isinstance(manifest, dict) and manifest.get("kind") == "InferenceService":
-        errs += kserve_webhook_errors(manifest)
+    row = targets.of_kind(manifest.get("kind")) if isinstance(manifest, dict) else None
+    if row is not None:
+        errs += row.webhook_errors(manifest)
     return errs
 
 
