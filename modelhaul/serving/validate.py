@@ -1,16 +1,17 @@
-"""Strict validation of the manifests modelhaul renders, as a strict API server and Seldon's webhook would.
+"""Strict validation of the manifests modelhaul renders, as a strict API server and the platforms' webhooks would.
 
 CRD schemas leave ``additionalProperties`` open, so an API server without strict field validation
 silently drops a misspelt field. We add ``additionalProperties: false`` to every object that lists
 its properties (except at and below ``x-kubernetes-preserve-unknown-fields``), turn
 ``x-kubernetes-int-or-string`` into ``anyOf[integer, string]``, check ``metadata`` as ObjectMeta,
-and then apply the rules that only Seldon's admission webhook enforces (protocol values, traffic
-summing to 100 across non-shadow predictors, at most one shadow, unique predictor names, a
-``modelUri`` for prepackaged servers, Triton only on protocol v2) and KServe's canary range.
+and then apply the rules only each platform's admission webhook enforces (each target's
+``webhook_errors``, beside its builder: Seldon's protocol values, traffic summing to 100, ...;
+KServe's canary range).
 
-The two CRD schemas we need (SeldonDeployment v1, InferenceService v1beta1) are vendored as compact
-JSON under ``schemas/`` (descriptions removed), so an installed package validates without the CRD
-files. Regenerate them from the CRD files with ``python -m modelhaul.serving.validate CRD_DIR``.
+Each target's CRD schema (SeldonDeployment v1, InferenceService v1beta1; the ``crd`` of its row in
+:mod:`modelhaul.serving.targets`) is vendored as compact JSON under ``schemas/`` (descriptions
+removed), so an installed package validates without the CRD files. Regenerate them from the CRD
+files with ``python scripts/vendor_crd_schemas.py [CRD_DIR]``.
 ``ClusterStorageContainer`` has no CRD file: its schema is written here from KServe's Go type,
 with the container part taken from the InferenceService CRD; ``Secret`` is core and checked by a
 small schema of its own.
@@ -21,9 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import sys
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from modelhaul.errors import DeployError
@@ -31,9 +30,6 @@ from modelhaul.serving import kserve, targets
 
 Manifest = dict[str, Any]
 
-# (apiVersion, kind) -> (CRD file name, version, vendored file name), from the targets table
-CRDS: dict[tuple[str, str], tuple[str, str, str]] = {
-    (t.api_version, t.kind): (t.crd.file, t.crd.version, t.crd.vendored) for t in targets.TABLE.values()}
 
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -80,48 +76,7 @@ SECRET_SCHEMA: dict[str, Any] = {
 }
 
 
-# -- building the schemas ----------------------------------------------------------------------
-
-
-def compact_schema(crd: dict[str, Any], version: str) -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of ``version`` in a CRD, with every ``description`` removed."""
-    for v in crd.get("spec", {}).get("versions", []):
-        if v.get("name") == version:
-            return _strip_descriptions(v["schema"]["openAPIV3Schema"])
-    raise DeployError(f"CRD {crd.get('metadata', {}).get('name')}: no version {version!r}")
-
-
-def _strip_descriptions(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_strip_descriptions(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for k, v in node.items():
-        if k == "description":
-            continue
-        if k == "properties":  # a map of field names: a field may itself be called "description"
-            out[k] = {name: _strip_descriptions(s) for name, s in v.items()}
-        else:
-            out[k] = _strip_descriptions(v)
-    return out
-
-
-def schemas_from_crds(crd_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """``{vendored file name: compact schema}`` computed from the CRD files in ``crd_dir``."""
-    import yaml
-
-    out = {}
-    for crd_file, version, vendored in CRDS.values():
-        with open(Path(crd_dir) / crd_file, encoding="utf-8") as f:
-            crd = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        out[vendored] = compact_schema(crd, version)
-    return out
-
-
-def dumps_schema(schema: dict[str, Any]) -> str:
-    """The vendored file's exact text (sorted keys, compact, final newline): stable diffs."""
-    return json.dumps(schema, sort_keys=True, separators=(",", ":")) + "\n"
+# -- the vendored schemas ----------------------------------------------------------------------
 
 
 def vendored_dir() -> Any:
@@ -288,36 +243,3 @@ def validate_all(manifests: list[Manifest]) -> list[Manifest]:
     for m in manifests:
         validate(m)
     return manifests
-
-
-# -- regenerating the vendored schemas ----------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m modelhaul.serving.validate CRD_DIR [--check]``: (re)write or check the vendored schemas."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    args = [a for a in args if a != "--check"]
-    if len(args) != 1:
-        print("usage: python -m modelhaul.serving.validate CRD_DIR [--check]", file=sys.stderr)
-        return 2
-    out_dir = Path(str(vendored_dir()))
-    stale = []
-    for name, schema in schemas_from_crds(args[0]).items():
-        text = dumps_schema(schema)
-        target = out_dir / name
-        if check:
-            if not target.is_file() or target.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            print(f"wrote {name} ({len(text)} bytes)")
-    if stale:
-        print(f"stale vendored schemas: {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
