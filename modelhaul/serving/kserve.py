@@ -26,6 +26,7 @@ serving the rest (Serverless mode).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelhaul.errors import DeployError
@@ -49,7 +50,6 @@ STORAGE_API_VERSION = "serving.kserve.io/v1alpha1"
 STORAGE_KIND = "ClusterStorageContainer"
 STORAGE_CONTAINER_NAME = "modelhaul"
 RESOURCE = Resource(KIND, API_VERSION, "inferenceservices")
-STORAGE = Resource(STORAGE_KIND, STORAGE_API_VERSION, "clusterstoragecontainers", namespaced=False)
 PROTOCOL = "v2"
 
 # kind -> (modelFormat name, runtime or None for KServe's default, initializer layout)
@@ -115,6 +115,42 @@ def cluster_storage_container(*, image: str, secret_name: str) -> dict[str, Any]
             "supportedUriFormats": [{"prefix": PREFIX}],
         },
     }
+
+
+def storage_schema(crd_schema: Callable[[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """``serving.kserve.io/v1alpha1`` ClusterStorageContainer, from KServe's Go type (no CRD file).
+
+    ``spec.container`` is a core Container: its schema is borrowed from the InferenceService CRD
+    (``spec.predictor.initContainers.items``).
+    """
+    isvc = crd_schema(API_VERSION, KIND)
+    container = isvc["properties"]["spec"]["properties"]["predictor"]["properties"]["initContainers"]["items"]
+    return {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string", "enum": [STORAGE_API_VERSION]},
+            "kind": {"type": "string", "enum": [STORAGE_KIND]},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "required": ["container", "supportedUriFormats"],
+                "properties": {
+                    "container": container,
+                    "supportedUriFormats": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "object", "properties": {"prefix": {"type": "string"},
+                                                                   "regex": {"type": "string"}}},
+                    },
+                    "workloadType": {"type": "string"},
+                },
+            },
+        },
+    }
+
+
+STORAGE = Resource(STORAGE_KIND, STORAGE_API_VERSION, "clusterstoragecontainers", namespaced=False,
+                   name=STORAGE_CONTAINER_NAME, schema=storage_schema)
 
 
 def served_uri(manifest: dict[str, Any]) -> str | None:

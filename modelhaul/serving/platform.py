@@ -32,6 +32,9 @@ class Resource:
     api_version: str
     plural: str
     namespaced: bool = True
+    name: str | None = None  # the one object of this kind modelhaul applies, when its name is fixed
+    # for a kind with no CRD file: its schema, given validate's ``crd_schema(api_version, kind)``
+    schema: Callable[[Callable[[str, str], dict[str, Any]]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

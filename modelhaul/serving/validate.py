@@ -12,9 +12,8 @@ Each target's CRD schema (SeldonDeployment v1, InferenceService v1beta1; the ``c
 :mod:`modelhaul.serving.targets`) is vendored as compact JSON under ``schemas/`` (descriptions
 removed), so an installed package validates without the CRD files. Regenerate them from the CRD
 files with ``python scripts/vendor_crd_schemas.py [CRD_DIR]``.
-``ClusterStorageContainer`` has no CRD file: its schema is written here from KServe's Go type,
-with the container part taken from the InferenceService CRD; ``Secret`` is core and checked by a
-small schema of its own.
+A kind with no CRD file (KServe's ``ClusterStorageContainer``) brings its own schema in its
+target's row (``Resource.schema``); ``Secret`` is core and checked by a small schema of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from importlib import resources
 from typing import Any
 
 from modelhaul.errors import DeployError
-from modelhaul.serving import kserve, targets
+from modelhaul.serving import targets
 
 Manifest = dict[str, Any]
 
@@ -126,46 +125,15 @@ def _with_meta(schema: dict[str, Any], *, namespaced: bool) -> dict[str, Any]:
     return out
 
 
-def cluster_storage_container_schema() -> dict[str, Any]:
-    """``serving.kserve.io/v1alpha1`` ClusterStorageContainer, from KServe's Go type (no CRD file).
-
-    ``spec.container`` is a core Container: its schema is borrowed from the InferenceService CRD
-    (``spec.predictor.initContainers.items``).
-    """
-    isvc = crd_schema(kserve.API_VERSION, kserve.KIND)
-    container = isvc["properties"]["spec"]["properties"]["predictor"]["properties"]["initContainers"]["items"]
-    return {
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string", "enum": [kserve.STORAGE_API_VERSION]},
-            "kind": {"type": "string", "enum": [kserve.STORAGE_KIND]},
-            "metadata": {"type": "object"},
-            "spec": {
-                "type": "object",
-                "required": ["container", "supportedUriFormats"],
-                "properties": {
-                    "container": container,
-                    "supportedUriFormats": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {"type": "object", "properties": {"prefix": {"type": "string"},
-                                                                   "regex": {"type": "string"}}},
-                    },
-                    "workloadType": {"type": "string"},
-                },
-            },
-        },
-    }
-
-
 @functools.cache
 def strict_schema(api_version: str, kind: str) -> dict[str, Any]:
     """The strict schema used to validate a manifest of this kind."""
     if (api_version, kind) == ("v1", "Secret"):
         return _with_meta(SECRET_SCHEMA, namespaced=True)
-    if (api_version, kind) == (kserve.STORAGE_API_VERSION, kserve.STORAGE_KIND):
-        return _with_meta(cluster_storage_container_schema(), namespaced=False)
-    return _with_meta(crd_schema(api_version, kind), namespaced=True)
+    known = targets.resource(kind)
+    if known and known.api_version == api_version and known.schema:  # a kind with no CRD file of its own
+        return _with_meta(known.schema(crd_schema), namespaced=known.namespaced)
+    return _with_meta(crd_schema(api_version, kind), namespaced=known.namespaced if known else True)
 
 
 @functools.cache
