@@ -40,7 +40,7 @@ from modelhaul.formats.pickle_safety import refuse_unsafe
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.serving import initializer, targets
 from modelhaul.serving.model import ServedModel
-from modelhaul.serving.platform import DEFAULT_SECRET
+from modelhaul.serving.platform import DEFAULT_SECRET, ServingTarget
 
 STAGE_TAG = "production"
 DEFAULT_RENDER_DIR = "modelhaul-manifests"
@@ -137,7 +137,7 @@ def build_manifests(
     return validate.validate_all(out)
 
 
-def _target(target: Any) -> Any:
+def _target(target: object) -> ServingTarget:
     """The row of a target given by its name (exactly: ``seldon``, ``kserve``), else one clear error."""
     if target not in targets.TABLE:
         raise targets.unknown(target)
