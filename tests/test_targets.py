@@ -123,3 +123,47 @@ def test_a_third_target_gets_its_own_manifests_status_and_traffic(third, tmp_pat
     st = status.read_status({"kind": "Model", "metadata": {"name": "iris"}, "status": {"ok": True}})
     assert (st["state"], st["ready"], st["url"]) == ("Ready", True, "http://third")
     assert targets.get("Model") is third
+
+
+# -- nothing else names a target ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# who may name a target's name, kind, apiVersion or plural in code: its own module and the vocabulary
+OWNERS = {"modelhaul/serving/seldon.py", "modelhaul/serving/kserve.py", "modelhaul/declarations.py"}
+# still naming one, each with who moves it to the table (issue 25's other parts)
+NOT_YET = {
+    "modelhaul/serving/redeploy.py": "params: access_targets and shift_traffic ask targets.get",
+    "modelhaul/serving/runtimes.py": "formats: the ONNX runtime image of each target",
+}
+
+
+def _named_targets(path: Path) -> list[str]:
+    """``line: text`` of each string in code (not a docstring) naming a target or one of its kinds."""
+    import ast
+
+    words = set()
+    for row in targets.TABLE.values():
+        for res in (row.resource, *row.extra):
+            words |= {res.kind, res.api_version, res.plural}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr)}
+    return [f"{n.lineno}: {n.value[:60]!r}" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+            and (n.value in targets.TABLE or any(w in n.value for w in words))]
+
+
+def test_only_a_targets_own_module_names_it():
+    found = {}
+    for path in sorted((ROOT / "modelhaul").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel not in OWNERS and rel not in NOT_YET and (hits := _named_targets(path)):
+            found[rel] = hits
+    assert found == {}, f"ask modelhaul.serving.targets instead of naming a target: {found}"
+
+
+def test_the_name_check_sees_a_branch_on_a_target(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text('"""Names SeldonDeployment in a docstring only."""\n\ndef f(t):\n    return t == "kserve"\n')
+    assert _named_targets(src) == ["4: 'kserve'"]
