@@ -35,6 +35,7 @@ from modelhaul.meter import HeldLines, LogLines, watching
 from modelhaul.optional import needs_extras
 from modelhaul.pipeline_run import require_tracking_uri, rollback_if_promoted, smoke_check
 from modelhaul.reachability import check_cluster, check_mlflow, check_registry
+from modelhaul.serving.initializer import SERVERS as INITIALIZER_SERVERS
 from modelhaul.verbs import export, inspect, list_models, load_config, login, logout, pull, push, remove, save, tag
 
 # What the door hands the adapters: the pipeline steps are defined below, the rest is imported from
@@ -52,6 +53,8 @@ __all__ = [
     "candidate_ref", "reference_parts", "try_resolve", "which_cluster", "deployment_status",
     # how an adapter shows progress (modelhaul.meter) and stops cleanly on SIGTERM (modelhaul.interrupt)
     "watching", "LogLines", "HeldLines", "exit_cleanly_on_sigterm",
+    # the serving pod's storage initializer (modelhaul.serving.materialize; the layouts it writes)
+    "initialize", "INITIALIZER_SERVERS",
     "Result",
 ]
 
@@ -293,3 +296,13 @@ def verify(
 
     opts = registry_options(registry, "verify")
     return verify_model(ref, key, options=opts).to_dict()
+
+
+def initialize(uri: str, dest: str, **options: Any) -> Result:
+    """The serving pod's storage initializer: fetch the model ``uri`` names, verify it, lay it out in ``dest``.
+
+    ``options`` are :func:`modelhaul.serving.materialize.initialize`'s (server, name, trust, verify_key ...).
+    """
+    from modelhaul.serving.materialize import initialize as materialize
+
+    return materialize(uri, dest, **options)

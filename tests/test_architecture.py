@@ -40,8 +40,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
      "modelhaul.stagelock"),  # artifacts, MLflow, clusters
     ("modelhaul.promote", "modelhaul.train", "modelhaul.signing", "modelhaul.verbs",
      "modelhaul.pipeline_run", "modelhaul.packaging", "modelhaul.lookups", "modelhaul.serving.deploy",
-     "modelhaul.serving.redeploy", "modelhaul.serving.initializer", "modelhaul.serving.model",
-     "modelhaul.serving.seldon", "modelhaul.serving.kserve", "modelhaul.serving.steady"),  # what the steps do
+     "modelhaul.serving.redeploy", "modelhaul.serving.materialize",
+     "modelhaul.serving.steady"),  # what the steps do
     ("modelhaul.steps",),  # the door
     ("modelhaul.cli", "modelhaul.operators", "modelhaul.components", "modelhaul.plugins",
      "modelhaul.examples"),  # adapters (and the example training code, which calls steps)

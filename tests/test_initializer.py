@@ -20,7 +20,7 @@ SCRIPT = Path(sys.executable).parent / "modelhaul-initializer"
 
 
 def run_initializer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "modelhaul.serving.initializer"]
+    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "modelhaul.cli.initializer"]
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("MODELHAUL_", "ORMB_")) and k != "DOCKER_CONFIG"}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env={**base, **(env or {})},

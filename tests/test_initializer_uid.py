@@ -114,7 +114,7 @@ def test_initializer_runs_as_the_real_seldon_operator_starts_it(operators, opera
 def test_initializer_renames_the_pulled_files_into_place(registry, tmp_path, monkeypatch):
     """Scratch sits in the destination volume, so each byte is written once: no file is copied."""
     from modelhaul import fscopy
-    from modelhaul.serving.initializer import initialize
+    from modelhaul.serving.materialize import initialize
 
     ref = publish(registry, tmp_path)
     copied: list[str] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelhaul.serving import rollout
+from modelhaul.serving import kserve, rollout
 
 
 def isvc(status: dict) -> dict:
@@ -14,13 +14,13 @@ def test_a_serverless_predictor_waits_for_its_latest_revision():
     created_only = isvc({"deploymentMode": "Serverless",
                          "components": {"predictor": {"latestCreatedRevision": "iris-predictor-00002",
                                                       "latestReadyRevision": "iris-predictor-00001"}}})
-    assert rollout.serverless(created_only)
+    assert kserve.serverless(created_only)
     assert rollout.revision_waiting(created_only) == \
         "predictor: revision iris-predictor-00002 not ready yet (ready: iris-predictor-00001)"
     done = isvc({"deploymentMode": "Serverless", "components": {"predictor": {
         "latestCreatedRevision": "iris-predictor-00002", "latestReadyRevision": "iris-predictor-00002"}}})
     assert rollout.revision_waiting(done) == ""
-    assert not rollout.serverless(isvc({"deploymentMode": "Standard"}))
+    assert not kserve.serverless(isvc({"deploymentMode": "Standard"}))
 
 
 def test_an_init_container_that_exited_is_named_with_its_last_words():

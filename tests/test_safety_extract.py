@@ -217,7 +217,7 @@ def test_the_initializer_refuses(tmp_path, env, hostile_in_registry):
     _, pinned = hostile_in_registry
     (tmp_path / "mnt").mkdir()
     before = _snapshot(tmp_path)
-    done = _run("modelhaul.serving.initializer", f"modelhaul://{pinned}?server=triton&name=m", str(tmp_path / "mnt"),
+    done = _run("modelhaul.cli.initializer", f"modelhaul://{pinned}?server=triton&name=m", str(tmp_path / "mnt"),
                 "--plain-http", env=env)
     _assert_refused(done, tmp_path, before)
     assert list((tmp_path / "mnt").iterdir()) == []
@@ -238,7 +238,7 @@ def test_the_initializer_refuses_a_model_name_that_is_not_one_path_component(tmp
     dest = tmp_path / "mnt" / "models"
     dest.mkdir(parents=True)
     before = _snapshot(tmp_path)
-    done = _run("modelhaul.serving.initializer", uri, str(dest), *extra, env=env)
+    done = _run("modelhaul.cli.initializer", uri, str(dest), *extra, env=env)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "must be one path component" in done.stderr
     assert _snapshot(tmp_path) == before

@@ -74,12 +74,12 @@ def check_apply(manifests: list[dict[str, Any]], *, doing: str, kubeconfig: str 
     exist yet), and a serving resource read back, so a refusal comes before the first object is
     written rather than after the Secret is already there."""
     from modelhaul.serving.kube import get_object
-    from modelhaul.serving.status import SERVING_KINDS
+    from modelhaul.serving.targets import of_kind
 
     with connect(kubeconfig, context, in_cluster) as api:
         for m in manifests:
             rid = ResourceId.of(m)
-            verbs = ["get"] if rid.kind in SERVING_KINDS else []
+            verbs = ["get"] if of_kind(rid.kind) else []
             verbs.append("patch")
             if not can_i(api, "get", rid) or get_object(api, rid) is None:
                 verbs.append("create")

@@ -5,6 +5,10 @@ With a cluster configured (``kubeconfig``/``context`` given, or ``in_cluster``) 
 are written to ``render_dir`` (default ``$MODELHAUL_RENDER_DIR``, else ``./modelhaul-manifests``),
 one file per resource named ``<kind>-<name>.yaml`` (kind in lower case) — a GitOps workflow.
 
+Every target-specific step (which manifests, where the stable model of a rendered manifest is,
+whether a canary needs one) is the target's row in :mod:`modelhaul.serving.targets`; an unknown
+target is refused in one line naming the choices.
+
 Finding the stable model of a canary when ``stable_ref`` is not given, first match wins:
 
 1. the model on the ``main`` predictor (Seldon) — or, for KServe, the ``modelhaul.io/stable-ref``
@@ -30,16 +34,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget
+from modelhaul.declarations import DeploymentSettings, KubeTarget
 from modelhaul.errors import DeployError
 from modelhaul.formats.pickle_safety import refuse_unsafe
 from modelhaul.registry_options import RegistryOptions
-from modelhaul.serving import initializer
-from modelhaul.serving.model import ANNOTATION, ServedModel
+from modelhaul.serving import initializer, targets
+from modelhaul.serving.model import ServedModel
+from modelhaul.serving.platform import DEFAULT_SECRET, ServingTarget
 
-TARGETS = tuple(TARGET_KINDS)
 STAGE_TAG = "production"
-DEFAULT_SECRET = "modelhaul-registry"
 DEFAULT_RENDER_DIR = "modelhaul-manifests"
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 45  # room for the suffixes Seldon and KServe add to the names of what they create
@@ -115,13 +118,12 @@ def build_manifests(
 ) -> list[dict[str, Any]]:
     """Every manifest for serving ``model``, in apply order, validated strictly. No I/O.
 
-    Order: the registry Secret (when credentials are given), the ClusterStorageContainer (KServe),
-    then the SeldonDeployment or InferenceService.
+    Order: the registry Secret (when credentials are given), then the target's (for KServe the
+    ClusterStorageContainer, then the InferenceService).
     """
-    from modelhaul.serving import kserve, seldon, validate
+    from modelhaul.serving import validate
 
-    if target not in TARGETS:
-        raise DeployError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+    row = _target(target)
     image = initializer_image or initializer.DEFAULT_IMAGE
     if bool(username) != bool(password):
         raise DeployError("registry credentials: give both username and password, or neither")
@@ -130,18 +132,16 @@ def build_manifests(
     if username and password:
         secret_name = registry_secret or DEFAULT_SECRET
         out.append(registry_secret_manifest(secret_name, namespace, username, password))
-    if target == "seldon":
-        if canary_percent is not None and stable is None:
-            raise DeployError(f"{name}: a Seldon canary needs the stable model; pass stable_ref")
-        out.append(seldon.seldon_deployment(
-            model, name=name, namespace=namespace, image=image, secret_name=secret_name, stable=stable,
-            canary_percent=canary_percent, plain_http=plain_http, insecure=insecure))
-    else:
-        out.append(kserve.cluster_storage_container(image=image, secret_name=secret_name or DEFAULT_SECRET))
-        out.append(kserve.inference_service(
-            model, name=name, namespace=namespace, stable=stable, canary_percent=canary_percent,
-            plain_http=plain_http, insecure=insecure))
+    out += row.build(model, name=name, namespace=namespace, image=image, secret_name=secret_name, stable=stable,
+                     canary_percent=canary_percent, plain_http=plain_http, insecure=insecure)
     return validate.validate_all(out)
+
+
+def _target(target: object) -> ServingTarget:
+    """The row of a target given by its name (exactly: ``seldon``, ``kserve``), else one clear error."""
+    if target not in targets.TABLE:
+        raise targets.unknown(target)
+    return targets.get(target)
 
 
 # -- render --------------------------------------------------------------------------------------
@@ -189,24 +189,11 @@ def read_rendered(render_dir: str | Path, kind: str, name: str) -> dict[str, Any
 
 def _stable_from_render(render_dir: str | Path, target: str, name: str) -> str | None:
     """The stable model named by a manifest rendered before (its ``modelhaul.io/ref``, else its URI)."""
-    from modelhaul.serving import kserve, seldon
-
-    ref_key = f"{ANNOTATION}ref"
-    if target == "seldon":
-        m = read_rendered(render_dir, seldon.KIND, name)
-        preds = [p for p in ((m or {}).get("spec") or {}).get("predictors") or [] if p.get("name") == seldon.MAIN]
-        if not preds:
-            return None
-        ref = (preds[0].get("annotations") or {}).get(ref_key)
-        uri = (preds[0].get("graph") or {}).get("modelUri")
-    else:
-        m = read_rendered(render_dir, kserve.KIND, name)
-        if not m:
-            return None
-        ann = (m.get("metadata") or {}).get("annotations") or {}
-        if ((m.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent") is not None:
-            return ann.get(f"{ANNOTATION}stable-ref")
-        ref, uri = ann.get(ref_key), kserve.served_uri(m)
+    row = _target(target)
+    m = read_rendered(render_dir, row.kind, name)
+    if not m:
+        return None
+    ref, uri = row.stable_in(m)
     return ref or (initializer.parse_uri(uri)[0] if uri else None)
 
 
@@ -248,8 +235,7 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
     initializer_image, registry_secret = settings.initializer_image, settings.registry_secret
     kube = kube or KubeTarget()
     kubeconfig, context, in_cluster = kube.kubeconfig, kube.context, kube.in_cluster
-    if target not in TARGETS:
-        raise DeployError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+    row = _target(target)
     canary_percent = check_canary(canary_percent)
     options = options or RegistryOptions.resolve()
     cfg, pinned = artifacts.load_config(ref, options)
@@ -279,7 +265,7 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
             if stable.digest == model.digest:
                 raise DeployError(f"{pinned}: the candidate is already the stable model of {name}; "
                                   "deploy it without canary_percent")
-        elif target == "seldon":
+        elif row.canary_needs_stable:
             skipped = f"{name}: no stable model serves yet, so there is nothing to run a canary beside"
 
     result: dict[str, Any] = {
@@ -312,7 +298,7 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
             else runtimes.DEFAULT_ONNX_IMAGE[target])
 
     # a digest that already serves keeps the reference it serves by: no pod of it rolls
-    kind = TARGET_KINDS[target]
+    kind = row.kind
     now = (steady.live_manifest(kind, name, namespace, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster)
            if cluster else read_rendered(render_dir, kind, name))
     refs = steady.served_refs(now)

@@ -27,17 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelhaul.errors import DeployError
-from modelhaul.serving import rollout
-from modelhaul.serving.status import SERVING_KINDS, read_status
+from modelhaul.serving import rollout, targets
+from modelhaul.serving.platform import contains
+from modelhaul.serving.status import read_status
 
 FIELD_MANAGER = "modelhaul"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 RETRY_STATUSES = (409, 429, 500, 502, 503, 504)
-# kind -> plural for the kinds modelhaul renders or commonly sits beside them; others are guessed
+# kind -> plural for the kinds that commonly sit beside the serving targets' (whose own plurals and
+# scopes are in the targets table); others are guessed
 PLURALS = {
-    "SeldonDeployment": "seldondeployments",
-    "InferenceService": "inferenceservices",
-    "ClusterStorageContainer": "clusterstoragecontainers",
     "ServingRuntime": "servingruntimes",
     "ClusterServingRuntime": "clusterservingruntimes",
     "Secret": "secrets",
@@ -49,7 +48,7 @@ PLURALS = {
     "Ingress": "ingresses",
     "NetworkPolicy": "networkpolicies",
 }
-CLUSTER_SCOPED = {"ClusterStorageContainer", "ClusterServingRuntime", "Namespace", "ClusterRole",
+CLUSTER_SCOPED = {"ClusterServingRuntime", "Namespace", "ClusterRole",
                   "ClusterRoleBinding", "CustomResourceDefinition", "StorageClass",
                   "PersistentVolume"}
 
@@ -98,7 +97,7 @@ class ResourceId:
             kind, api_version, name = manifest["kind"], manifest["apiVersion"], manifest["metadata"]["name"]
         except (KeyError, TypeError):
             raise DeployError("a manifest without apiVersion, kind or metadata.name cannot be applied") from None
-        ns = None if kind in CLUSTER_SCOPED else (manifest["metadata"].get("namespace") or default_namespace)
+        ns = (manifest["metadata"].get("namespace") or default_namespace) if namespaced(kind) else None
         return cls(api_version, kind, name, ns)
 
     @property
@@ -111,8 +110,17 @@ class ResourceId:
         return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
 
 
+def namespaced(kind: str) -> bool:
+    """Does an object of ``kind`` live in a namespace (the targets table's scope, else a known list)?"""
+    known = targets.resource(kind)
+    return known.namespaced if known else kind not in CLUSTER_SCOPED
+
+
 def plural(kind: str) -> str:
     """The resource name of ``kind`` (``SeldonDeployment`` -> ``seldondeployments``)."""
+    known = targets.resource(kind)
+    if known:
+        return known.plural
     if kind in PLURALS:
         return PLURALS[kind]
     k = kind.lower()
@@ -242,11 +250,14 @@ def get_status(kind: str, name: str, namespace: str = "default", *, api_version:
                ) -> dict[str, Any]:
     """One non-blocking look at a serving resource (what a deferrable trigger polls).
 
-    Returns ``{state, ready, failed, message, url, observed_generation, generation}``; ``state`` is
-    ``NotFound`` when the object does not exist. Recent events are added to ``message`` on failure.
+    ``kind``: a serving target's kind or name (``SeldonDeployment`` or ``seldon``); any other is
+    refused in one line naming the targets. Returns ``{state, ready, failed, message, url,
+    observed_generation, generation}``; ``state`` is ``NotFound`` when the object does not exist.
+    Recent events are added to ``message`` on failure.
     """
-    rid = ResourceId(api_version or SERVING_KINDS.get(kind, "v1"), kind, name,
-                     None if kind in CLUSTER_SCOPED else namespace)
+    row = targets.get(kind)
+    kind = row.kind
+    rid = ResourceId(api_version or row.api_version, kind, name, namespace if namespaced(kind) else None)
     with connect(kubeconfig, context, in_cluster) as api:
         obj = get_object(api, rid)
         if obj is None:
@@ -311,7 +322,7 @@ def apply_and_wait(manifests: list[dict[str, Any]], *, kubeconfig: str | None = 
             live = apply_object(api, m)
             rid = ResourceId.of(live if live.get("metadata") else m)
             applied.append(str(rid))
-            if rid.kind in SERVING_KINDS:
+            if targets.of_kind(rid.kind):
                 serving.append(rid)
                 url = read_status(live)["url"] or url
         if wait:
@@ -324,45 +335,29 @@ def apply_and_wait(manifests: list[dict[str, Any]], *, kubeconfig: str | None = 
 # -- traffic -------------------------------------------------------------------------------------
 
 
-def _contains(node: Any, needle: str) -> bool:
-    if isinstance(node, dict):
-        return any(_contains(v, needle) for v in node.values())
-    if isinstance(node, list):
-        return any(_contains(v, needle) for v in node)
-    return isinstance(node, str) and needle in node
-
-
 def set_traffic(kind: str, name: str, namespace: str, *, to_digest: str, kubeconfig: str | None = None,
                 context: str | None = None, in_cluster: bool = False, wait: bool = True,
                 timeout: float = 600.0) -> dict[str, Any]:
     """Send 100% of traffic to the predictor serving ``to_digest``, keeping the others running.
 
     This is the first half of promoting a canary: its pods are already warm, so traffic moves
-    before the old predictor goes away. Seldon: ``traffic`` 100 on the predictor whose spec names
-    the digest, 0 on the others. KServe: ``canaryTrafficPercent`` 100 (the latest revision is the
-    canary). The live spec is re-applied with modelhaul's field manager, so the next full apply of
-    rendered manifests owns the same fields and cleanly replaces them. Returns
+    before the old predictor goes away; how is the target's ``route_all_to`` (Seldon: ``traffic``
+    100 on the predictor whose spec names the digest, 0 on the others; KServe:
+    ``canaryTrafficPercent`` 100, the latest revision being the canary). ``kind``: a target's kind
+    or name; any other is refused. The live spec is re-applied with modelhaul's field manager, so
+    the next full apply of rendered manifests owns the same fields and cleanly replaces them. Returns
     ``{changed, state, url}``; ``changed`` is false when no predictor serves the digest or it
     already has all traffic.
     """
-    rid = ResourceId(SERVING_KINDS.get(kind, "v1"), kind, name, namespace)
+    row = targets.get(kind)
+    kind = row.kind
+    rid = ResourceId(row.api_version, kind, name, namespace)
     with connect(kubeconfig, context, in_cluster) as api:
         obj = get_object(api, rid)
-        if obj is None or not _contains(obj.get("spec"), to_digest):
+        if obj is None or not contains(obj.get("spec"), to_digest):
             return {"changed": False, "state": "NotFound" if obj is None else "Unchanged", "url": None}
         spec = json.loads(json.dumps(obj["spec"]))
-        changed = False
-        if kind == "SeldonDeployment":
-            preds = [p for p in spec.get("predictors") or [] if not p.get("shadow")]
-            for p in preds:
-                want = 100 if _contains(p, to_digest) else 0
-                changed |= p.get("traffic") != want
-                p["traffic"] = want
-        elif kind == "InferenceService":
-            pred = spec.get("predictor") or {}
-            changed = pred.get("canaryTrafficPercent") not in (None, 100)
-            if changed:
-                pred["canaryTrafficPercent"] = 100
+        changed = row.route_all_to(spec, to_digest)
         if not changed:
             return {"changed": False, "state": "Unchanged", "url": None}
         meta = obj.get("metadata") or {}

@@ -23,18 +23,17 @@ Deployment beside it to be checked against.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-DIGEST_KEY = "modelhaul.io/digest"
-_DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})")
+from modelhaul.serving import targets
+from modelhaul.serving.platform import DIGEST_KEY
+
 # waiting reasons of a container that will not start by itself
 STUCK = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
          "CreateContainerError", "RunContainerError", "ErrImageNeverPull"}
 # Warning events on the serving resource that mean it will not become ready
 FATAL_EVENTS = {"ServerlessModeRejected"}
-OWNER_LABEL = {"SeldonDeployment": "seldon-deployment-id", "InferenceService": "serving.kserve.io/inferenceservice"}
 
 
 @dataclass
@@ -44,27 +43,6 @@ class Rollout:
     ready: bool
     failure: str | None = None
     waiting: str = ""
-
-
-def expected(obj: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """``(what, digest)`` for each model the spec serves (``what`` names it in messages)."""
-    spec = obj.get("spec") or {}
-    if obj.get("kind") == "SeldonDeployment":
-        out = []
-        for p in spec.get("predictors") or []:
-            if p.get("replicas") == 0:
-                continue
-            digest = (p.get("annotations") or {}).get(DIGEST_KEY) or _digest_in((p.get("graph") or {}).get("modelUri"))
-            out.append((f"predictor {p.get('name')}", digest))
-        return out
-    pred = spec.get("predictor") or {}
-    digest = (pred.get("annotations") or {}).get(DIGEST_KEY) or _digest_in((pred.get("model") or {}).get("storageUri"))
-    return [("predictor", digest)]
-
-
-def _digest_in(uri: Any) -> str | None:
-    m = _DIGEST_RE.search(uri) if isinstance(uri, str) else None
-    return m.group(1) if m else None
 
 
 def _short(digest: str | None) -> str:
@@ -129,18 +107,18 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
     """How far the operator's Deployments for ``obj``'s current spec are; ``request`` is kube's."""
     from kubernetes.client.rest import ApiException
 
-    kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
+    row, meta = targets.of_kind(obj.get("kind")), obj.get("metadata") or {}
     ns, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
-    if kind not in OWNER_LABEL or not ns:
+    if row is None or not ns:
         return Rollout(ready=True)
     try:
         fatal = _fatal_event(request, api, ns, uid)
         if fatal:
             return Rollout(ready=False, failure=fatal)
-        if kind == "InferenceService" and serverless(obj):
-            return _serverless(api, request, obj)
+        if row.by_revisions(obj):
+            return _by_revisions(api, request, obj, row)
         deps = request(api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments",
-                       query=[("labelSelector", f"{OWNER_LABEL[kind]}={name}")], retries=1).get("items") or []
+                       query=[("labelSelector", f"{row.owner_label}={name}")], retries=1).get("items") or []
     except ApiException as exc:
         if exc.status in (401, 403, 404):  # cannot see Deployments here: the status alone decides
             return Rollout(ready=True)
@@ -150,8 +128,8 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
     if not owned:  # a controller that serves without Deployments of its own: the status alone decides
         return Rollout(ready=True)
     waiting = []
-    for what, digest in expected(obj):
-        mine = [d for d in owned if _serves(d, kind, what) and (digest is None
+    for what, digest in row.expected(obj):
+        mine = [d for d in owned if row.serves(d, what) and (digest is None
                 or (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
                     "annotations", {}).get(DIGEST_KEY) == digest)]
         if not mine:
@@ -173,13 +151,6 @@ def inspect(api: Any, obj: dict[str, Any], request: Any) -> Rollout:
     return Rollout(ready=not waiting, waiting="; ".join(waiting))
 
 
-def serverless(obj: dict[str, Any]) -> bool:
-    """KServe serves this InferenceService with Knative revisions (its Deployments are the revisions')."""
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    mode = (obj.get("status") or {}).get("deploymentMode") or annotations.get("serving.kserve.io/deploymentMode")
-    return mode == "Serverless"
-
-
 def revision_waiting(obj: dict[str, Any]) -> str:
     """What a Serverless predictor still waits for: its latest created revision to be the ready one."""
     comp = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
@@ -189,13 +160,15 @@ def revision_waiting(obj: dict[str, Any]) -> str:
     return "" if created == ready else f"predictor: revision {created} not ready yet (ready: {ready or 'none'})"
 
 
-def _serverless(api: Any, request: Any, obj: dict[str, Any]) -> Rollout:
+def _by_revisions(api: Any, request: Any, obj: dict[str, Any], row: Any) -> Rollout:
+    """A predictor served by Knative revisions: ready when its latest revision is; a pod of it that
+    cannot start fails."""
     meta = obj["metadata"]
     waiting = revision_waiting(obj)
     if waiting:
-        digest = expected(obj)[0][1]
+        digest = row.expected(obj)[0][1]
         pods = request(api, "GET", f"/api/v1/namespaces/{meta['namespace']}/pods",
-                       query=[("labelSelector", f"{OWNER_LABEL['InferenceService']}={meta['name']}")],
+                       query=[("labelSelector", f"{row.owner_label}={meta['name']}")],
                        retries=1).get("items") or []
         for pod in pods:
             if ((pod.get("metadata") or {}).get("annotations") or {}).get(DIGEST_KEY) in (None, digest):
@@ -203,20 +176,6 @@ def _serverless(api: Any, request: Any, obj: dict[str, Any]) -> Rollout:
                 if failure:
                     return Rollout(ready=False, failure=f"predictor: {failure}")
     return Rollout(ready=not waiting, waiting=waiting)
-
-
-def _serves(dep: dict[str, Any], kind: str, what: str) -> bool:
-    """Is ``dep`` the operator's Deployment for ``what``? A Seldon predictor's pods run the executor
-    with ``--predictor NAME`` (a predictor being removed may still serve the same digest)."""
-    template = (dep.get("spec") or {}).get("template") or {}
-    if kind != "SeldonDeployment":
-        return ((template.get("metadata") or {}).get("labels") or {}).get("component", "predictor") == "predictor"
-    name = what.removeprefix("predictor ")
-    for c in (template.get("spec") or {}).get("containers") or []:
-        args = c.get("args") or []
-        if "--predictor" in args[:-1]:
-            return bool(args[args.index("--predictor") + 1] == name)
-    return ((template.get("metadata") or {}).get("labels") or {}).get("version", name) == name
 
 
 def _replicasets_rolled_out(api: Any, request: Any, ns: str, dep: dict[str, Any]) -> str | None:
@@ -282,10 +241,10 @@ def serving_status(api: Any, obj: dict[str, Any], request: Any) -> dict[str, Any
     """:func:`read_status`, then what the operator's Deployments and pods for this spec say
     (:func:`inspect`): a status older than the spec is not ready, a pod that
     cannot start fails."""
-    from modelhaul.serving.status import SERVING_KINDS, read_status
+    from modelhaul.serving.status import read_status
 
     st = read_status(obj)
-    if st["failed"] or st["state"] in ("Stale", "Pending") or obj.get("kind") not in SERVING_KINDS:
+    if st["failed"] or st["state"] in ("Stale", "Pending") or targets.of_kind(obj.get("kind")) is None:
         return st
     roll = inspect(api, obj, request)
     if roll.failure:

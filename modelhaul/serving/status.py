@@ -4,32 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-SERVING_KINDS = {
-    "SeldonDeployment": "machinelearning.seldon.io/v1",
-    "InferenceService": "serving.kserve.io/v1beta1",
-}
+from modelhaul.serving import targets
+
+#: ``{kind: apiVersion}`` of the serving objects, from the targets table.
+SERVING_KINDS = targets.serving_kinds()
 
 
 def read_status(obj: dict[str, Any]) -> dict[str, Any]:
     """What the status of a serving resource says: ``{state, ready, failed, message, url, ...}``.
 
-    ``state`` is Seldon's ``status.state`` (``Creating``/``Available``/``Failed``) or, for KServe,
-    ``Ready``/``NotReady``/``Failed``; ``Stale`` while the controller has not yet seen the spec.
+    ``state`` is what the target's status reader says (Seldon's ``status.state``
+    ``Creating``/``Available``/``Failed``; KServe's ``Ready``/``NotReady``/``Failed``), ``Applied``
+    for an object that is not a serving one; ``Stale`` while the controller has not yet seen the spec.
     """
     kind = obj.get("kind", "")
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation")
     observed = status.get("observedGeneration")
     current = observed is None or generation is None or int(observed) >= int(generation)
-    if kind == "InferenceService":
-        state, message, url = _kserve_state(status)
-    elif kind == "SeldonDeployment":
-        state = status.get("state") or "Unknown"
-        message = status.get("description") or _condition_message(status.get("conditions") or [])
-        url = (status.get("address") or {}).get("url")
+    row = targets.of_kind(kind)
+    if row is not None:
+        state, message, url = row.read_state(status)
     else:  # plain objects are ready once stored
         state, message, url = "Applied", "", None
-    if not status and kind in SERVING_KINDS:
+    if not status and row is not None:
         state = "Pending"
     if not current:
         state = "Stale"
@@ -45,27 +43,6 @@ def read_status(obj: dict[str, Any]) -> dict[str, Any]:
         "observed_generation": observed,
         "generation": generation,
     }
-
-
-def _kserve_state(status: dict[str, Any]) -> tuple[str, str, str | None]:
-    conds = {c.get("type"): c for c in status.get("conditions") or []}
-    model = status.get("modelStatus") or {}
-    states = model.get("states") or {}
-    failure = model.get("lastFailureInfo") or {}
-    url = status.get("url") or (status.get("address") or {}).get("url")
-    if (model.get("transitionStatus") in ("BlockedByFailedLoad", "InvalidSpec")
-            or "FailedToLoad" in (states.get("activeModelState"), states.get("targetModelState"))):
-        msg = failure.get("message") or failure.get("reason") or _condition_message(list(conds.values()))
-        return "Failed", msg or model.get("transitionStatus", ""), url
-    needed = [t for t in ("Ready", "PredictorReady", "IngressReady") if t == "Ready" or t in conds]
-    if "Ready" in conds and all(str(conds[t].get("status")) == "True" for t in needed):
-        return "Ready", "", url
-    return "NotReady", _condition_message(list(conds.values())), url
-
-
-def _condition_message(conds: list[dict[str, Any]]) -> str:
-    bad = [c for c in conds if str(c.get("status")) != "True" and (c.get("message") or c.get("reason"))]
-    return "; ".join(f"{c.get('type')}: {c.get('message') or c.get('reason')}" for c in bad)
 
 
 def outcome(status: dict[str, Any]) -> str:

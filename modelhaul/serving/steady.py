@@ -39,11 +39,12 @@ def live_manifest(kind: str, name: str, namespace: str, *, kubeconfig: str | Non
     """The serving resource as the cluster has it now (None when absent, or when this identity may not
     read it: the access check that follows says so in one line naming the verb)."""
     from modelhaul.errors import DeployError
+    from modelhaul.serving import targets
     from modelhaul.serving.kube import ResourceId, connect, get_object
-    from modelhaul.serving.status import SERVING_KINDS
 
+    row = targets.get(kind)
     with connect(kubeconfig, context, in_cluster) as api:
         try:
-            return get_object(api, ResourceId(SERVING_KINDS[kind], kind, name, namespace))
+            return get_object(api, ResourceId(row.api_version, row.kind, name, namespace))
         except DeployError:
             return None

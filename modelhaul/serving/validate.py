@@ -1,19 +1,19 @@
-"""Strict validation of the manifests modelhaul renders, as a strict API server and Seldon's webhook would.
+"""Strict validation of the manifests modelhaul renders, as a strict API server and the platforms' webhooks would.
 
 CRD schemas leave ``additionalProperties`` open, so an API server without strict field validation
 silently drops a misspelt field. We add ``additionalProperties: false`` to every object that lists
 its properties (except at and below ``x-kubernetes-preserve-unknown-fields``), turn
 ``x-kubernetes-int-or-string`` into ``anyOf[integer, string]``, check ``metadata`` as ObjectMeta,
-and then apply the rules that only Seldon's admission webhook enforces (protocol values, traffic
-summing to 100 across non-shadow predictors, at most one shadow, unique predictor names, a
-``modelUri`` for prepackaged servers, Triton only on protocol v2) and KServe's canary range.
+and then apply the rules only each platform's admission webhook enforces (each target's
+``webhook_errors``, beside its builder: Seldon's protocol values, traffic summing to 100, ...;
+KServe's canary range).
 
-The two CRD schemas we need (SeldonDeployment v1, InferenceService v1beta1) are vendored as compact
-JSON under ``schemas/`` (descriptions removed), so an installed package validates without the CRD
-files. Regenerate them from the CRD files with ``python -m modelhaul.serving.validate CRD_DIR``.
-``ClusterStorageContainer`` has no CRD file: its schema is written here from KServe's Go type,
-with the container part taken from the InferenceService CRD; ``Secret`` is core and checked by a
-small schema of its own.
+Each target's CRD schema (SeldonDeployment v1, InferenceService v1beta1; the ``crd`` of its row in
+:mod:`modelhaul.serving.targets`) is vendored as compact JSON under ``schemas/`` (descriptions
+removed), so an installed package validates without the CRD files. Regenerate them from the CRD
+files with ``python devtools/vendor_crd_schemas.py [CRD_DIR]``.
+A kind with no CRD file (KServe's ``ClusterStorageContainer``) brings its own schema in its
+target's row (``Resource.schema``); ``Secret`` is core and checked by a small schema of its own.
 """
 
 from __future__ import annotations
@@ -21,25 +21,14 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import sys
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from modelhaul.errors import DeployError
+from modelhaul.serving import targets
 
 Manifest = dict[str, Any]
 
-# (apiVersion, kind) -> (CRD file name, version, vendored file name)
-CRDS: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("machinelearning.seldon.io/v1", "SeldonDeployment"):
-        ("seldon-v1-seldondeployments.yaml", "v1", "seldondeployment-v1.json"),
-    ("serving.kserve.io/v1beta1", "InferenceService"):
-        ("kserve-inferenceservices.yaml", "v1beta1", "inferenceservice-v1beta1.json"),
-}
-SELDON_PROTOCOLS = ("seldon", "tensorflow", "kfserving", "v2")
-SELDON_PREPACKAGED = ("SKLEARN_SERVER", "XGBOOST_SERVER", "TENSORFLOW_SERVER", "MLFLOW_SERVER",
-                      "TRITON_SERVER", "HUGGINGFACE_SERVER", "TEMPO_SERVER")
 
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -86,48 +75,7 @@ SECRET_SCHEMA: dict[str, Any] = {
 }
 
 
-# -- building the schemas ----------------------------------------------------------------------
-
-
-def compact_schema(crd: dict[str, Any], version: str) -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of ``version`` in a CRD, with every ``description`` removed."""
-    for v in crd.get("spec", {}).get("versions", []):
-        if v.get("name") == version:
-            return _strip_descriptions(v["schema"]["openAPIV3Schema"])
-    raise DeployError(f"CRD {crd.get('metadata', {}).get('name')}: no version {version!r}")
-
-
-def _strip_descriptions(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_strip_descriptions(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for k, v in node.items():
-        if k == "description":
-            continue
-        if k == "properties":  # a map of field names: a field may itself be called "description"
-            out[k] = {name: _strip_descriptions(s) for name, s in v.items()}
-        else:
-            out[k] = _strip_descriptions(v)
-    return out
-
-
-def schemas_from_crds(crd_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """``{vendored file name: compact schema}`` computed from the CRD files in ``crd_dir``."""
-    import yaml
-
-    out = {}
-    for crd_file, version, vendored in CRDS.values():
-        with open(Path(crd_dir) / crd_file, encoding="utf-8") as f:
-            crd = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        out[vendored] = compact_schema(crd, version)
-    return out
-
-
-def dumps_schema(schema: dict[str, Any]) -> str:
-    """The vendored file's exact text (sorted keys, compact, final newline): stable diffs."""
-    return json.dumps(schema, sort_keys=True, separators=(",", ":")) + "\n"
+# -- the vendored schemas ----------------------------------------------------------------------
 
 
 def vendored_dir() -> Any:
@@ -137,11 +85,10 @@ def vendored_dir() -> Any:
 @functools.cache
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     """The vendored (non-strict) schema of a CRD kind."""
-    try:
-        _, _, vendored = CRDS[(api_version, kind)]
-    except KeyError:
-        raise DeployError(f"no schema for {api_version} {kind}") from None
-    return json.loads((vendored_dir() / vendored).read_text(encoding="utf-8"))
+    row = targets.of_kind(kind)
+    if row is None or row.api_version != api_version:
+        raise DeployError(f"no schema for {api_version} {kind}")
+    return json.loads((vendored_dir() / row.crd.vendored).read_text(encoding="utf-8"))
 
 
 def strict(node: Any) -> Any:
@@ -178,46 +125,15 @@ def _with_meta(schema: dict[str, Any], *, namespaced: bool) -> dict[str, Any]:
     return out
 
 
-def cluster_storage_container_schema() -> dict[str, Any]:
-    """``serving.kserve.io/v1alpha1`` ClusterStorageContainer, from KServe's Go type (no CRD file).
-
-    ``spec.container`` is a core Container: its schema is borrowed from the InferenceService CRD
-    (``spec.predictor.initContainers.items``).
-    """
-    isvc = crd_schema("serving.kserve.io/v1beta1", "InferenceService")
-    container = isvc["properties"]["spec"]["properties"]["predictor"]["properties"]["initContainers"]["items"]
-    return {
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string", "enum": ["serving.kserve.io/v1alpha1"]},
-            "kind": {"type": "string", "enum": ["ClusterStorageContainer"]},
-            "metadata": {"type": "object"},
-            "spec": {
-                "type": "object",
-                "required": ["container", "supportedUriFormats"],
-                "properties": {
-                    "container": container,
-                    "supportedUriFormats": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {"type": "object", "properties": {"prefix": {"type": "string"},
-                                                                   "regex": {"type": "string"}}},
-                    },
-                    "workloadType": {"type": "string"},
-                },
-            },
-        },
-    }
-
-
 @functools.cache
 def strict_schema(api_version: str, kind: str) -> dict[str, Any]:
     """The strict schema used to validate a manifest of this kind."""
     if (api_version, kind) == ("v1", "Secret"):
         return _with_meta(SECRET_SCHEMA, namespaced=True)
-    if (api_version, kind) == ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"):
-        return _with_meta(cluster_storage_container_schema(), namespaced=False)
-    return _with_meta(crd_schema(api_version, kind), namespaced=True)
+    known = targets.resource(kind)
+    if known and known.api_version == api_version and known.schema:  # a kind with no CRD file of its own
+        return _with_meta(known.schema(crd_schema), namespaced=known.namespaced)
+    return _with_meta(crd_schema(api_version, kind), namespaced=known.namespaced if known else True)
 
 
 @functools.cache
@@ -267,69 +183,18 @@ def schema_errors(manifest: Manifest) -> list[str]:
     api, kind = manifest.get("apiVersion"), manifest.get("kind")
     try:
         validator = _validator(api, kind)
-    except DeployError:
+    except DeployError:  # a kind no target (nor Secret, ClusterStorageContainer) has, at that apiVersion
         return [f"(top level): unsupported apiVersion/kind {api} {kind}"]
     found = sorted((_message(e) for e in validator.iter_errors(manifest)), key=lambda x: x[0])
     return [f"{p}: {m}" for p, m in found]
 
 
-def seldon_webhook_errors(manifest: Manifest) -> list[str]:
-    """The rules Seldon Core v1's admission webhook enforces beyond the CRD schema."""
-    spec = manifest.get("spec") or {}
-    errs = []
-    protocol = spec.get("protocol")
-    if protocol and protocol not in SELDON_PROTOCOLS:
-        errs.append(f"spec.protocol: {protocol!r} is not one of {', '.join(SELDON_PROTOCOLS)}")
-    predictors = spec.get("predictors") or []
-    names: set[str] = set()
-    shadows, traffic, serving = 0, 0, 0
-    for i, p in enumerate(predictors):
-        where = f"spec.predictors[{i}]"
-        if p.get("name") in names:
-            errs.append(f"{where}.name: duplicate predictor name {p.get('name')!r}")
-        names.add(p.get("name"))
-        if p.get("shadow"):
-            shadows += 1
-        else:
-            serving += 1
-            traffic += int(p.get("traffic") or 0)
-        for path, unit in _units(p.get("graph") or {}, f"{where}.graph"):
-            impl = unit.get("implementation")
-            if impl in SELDON_PREPACKAGED and not unit.get("modelUri"):
-                errs.append(f"{path}.modelUri: required by implementation {impl}")
-            if impl == "TRITON_SERVER" and protocol not in ("v2", "kfserving"):
-                errs.append(f"{path}.implementation: TRITON_SERVER needs spec.protocol v2 (or kfserving)")
-    if shadows > 1:
-        errs.append(f"spec.predictors: {shadows} shadow predictors; at most one is allowed")
-    single_default = serving == 1 and traffic == 0
-    if serving and not single_default and traffic != 100:
-        errs.append(f"spec.predictors: traffic of the non-shadow predictors sums to {traffic}, not 100")
-    return errs
-
-
-def kserve_webhook_errors(manifest: Manifest) -> list[str]:
-    """What KServe's InferenceService webhook checks beyond the schema, for the fields we render."""
-    pred = (manifest.get("spec") or {}).get("predictor") or {}
-    pct = pred.get("canaryTrafficPercent")
-    if isinstance(pct, int) and not 0 <= pct <= 100:
-        return [f"spec.predictor.canaryTrafficPercent: {pct} is not between 0 and 100"]
-    return []
-
-
-def _units(unit: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
-    out = [(path, unit)]
-    for i, child in enumerate(unit.get("children") or []):
-        out += _units(child, f"{path}.children[{i}]")
-    return out
-
-
 def errors(manifest: Manifest) -> list[str]:
     """Every schema and webhook error of ``manifest`` (empty when it is valid)."""
     errs = schema_errors(manifest)
-    if isinstance(manifest, dict) and manifest.get("kind") == "SeldonDeployment":
-        errs += seldon_webhook_errors(manifest)
-    if isinstance(manifest, dict) and manifest.get("kind") == "InferenceService":
-        errs += kserve_webhook_errors(manifest)
+    row = targets.of_kind(manifest.get("kind")) if isinstance(manifest, dict) else None
+    if row is not None:
+        errs += row.webhook_errors(manifest)
     return errs
 
 
@@ -346,36 +211,3 @@ def validate_all(manifests: list[Manifest]) -> list[Manifest]:
     for m in manifests:
         validate(m)
     return manifests
-
-
-# -- regenerating the vendored schemas ----------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m modelhaul.serving.validate CRD_DIR [--check]``: (re)write or check the vendored schemas."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    args = [a for a in args if a != "--check"]
-    if len(args) != 1:
-        print("usage: python -m modelhaul.serving.validate CRD_DIR [--check]", file=sys.stderr)
-        return 2
-    out_dir = Path(str(vendored_dir()))
-    stale = []
-    for name, schema in schemas_from_crds(args[0]).items():
-        text = dumps_schema(schema)
-        target = out_dir / name
-        if check:
-            if not target.is_file() or target.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            print(f"wrote {name} ({len(text)} bytes)")
-    if stale:
-        print(f"stale vendored schemas: {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
