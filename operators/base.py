@@ -16,7 +16,7 @@ import inspect
 import json
 from typing import Any, ClassVar
 
-from modelhaul.declarations import Param, jsonable, tracking_uri_of
+from modelhaul.declarations import STEPS, Param, jsonable, step_arguments, tracking_uri_of
 from modelhaul.errors import redact, said_in
 from modelhaul.operators._compat import BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
@@ -48,6 +48,18 @@ class StepOperator(LineageMixin, BaseOperator):
 
     step: ClassVar[str] = ""
     ui_color = "#e8f1fb"
+
+    def step_arguments(self, **resolved: Any) -> dict[str, Any]:
+        """The step's declared arguments from this operator's (rendered) attributes, coerced.
+
+        ``resolved``: what the operator worked out itself (a qualified ``ref``, the connection's
+        tracking URI and registry access), under the step's names; it wins over the attribute.
+        Every declared parameter the operator holds reaches the step without being listed here.
+        """
+        params = STEPS[self.step]
+        held = step_arguments(tuple(p for p in params if p.name not in FROM_CONNECTIONS), self, by_attr=True)
+        # an undeclared name passes as given: the step refuses it in one line, nothing is dropped silently
+        return {**held, **resolved, **step_arguments(params, resolved)}
 
     def call_step(self, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Run the step with ``kwargs`` (logged without secrets) and return its JSON-clean result."""

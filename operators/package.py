@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelhaul.declarations import CONVERT, PACKAGE, PARSE, parse_bool
+from modelhaul.declarations import CONVERT, PACKAGE, PARSE
 from modelhaul.operators._compat import AirflowException
-from modelhaul.operators.base import MLflowRegistryStepOperator, RegistryStepOperator, declared_operator, maybe_json
+from modelhaul.operators.base import MLflowRegistryStepOperator, RegistryStepOperator, declared_operator
 from modelhaul.operators.lineage import artifact_dataset, mlflow_dataset
 from modelhaul.operators.links import RegistryArtifactLink
 
@@ -33,10 +33,9 @@ class PackageModelOperator(_DeclaredPackage):
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
         uri, env = self.mlflow()
-        result = self.call_step(
-            {**env, **self.registry_env(reg)}, source=self.source, ref=self.qualify(self.ref, reg),
-            tracking_uri=uri, bundle_format=self.bundle_format or reg.bundle_format or "modelpack",
-            config=maybe_json(self.config), **reg.step_kwargs())
+        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
+            ref=self.qualify(self.ref, reg), tracking_uri=uri,
+            bundle_format=self.bundle_format or reg.bundle_format or "modelpack", **reg.step_kwargs()))
         self.emit_assets(context, result)
         run_id = self.source[len("runs:/"):].split("/", 1)[0] if self.source.startswith("runs:/") else None
         self._set_lineage([mlflow_dataset(uri, run_id)], [artifact_dataset(result.get("ref"))], result)
@@ -54,9 +53,8 @@ class ParseModelOperator(_DeclaredParse):
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
-        result = self.call_step(self.registry_env(reg), ref=self.qualify(self.ref, reg),
-                                dest_ref=self.qualify(self.dest_ref, reg), trust=parse_bool(self.trust, "trust"),
-                                **reg.step_kwargs())
+        result = self.call_step(self.registry_env(reg), **self.step_arguments(
+            ref=self.qualify(self.ref, reg), dest_ref=self.qualify(self.dest_ref, reg), **reg.step_kwargs()))
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result
@@ -73,12 +71,8 @@ class ConvertModelOperator(_DeclaredConvert):
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
-        result = self.call_step(
-            self.registry_env(reg), ref=self.qualify(self.ref, reg), to=self.to,
-            dest_ref=self.qualify(self.dest_ref, reg),
-            tolerance=None if self.tolerance in (None, "") else float(self.tolerance),
-            opset=None if self.opset in (None, "") else int(self.opset), trust=parse_bool(self.trust, "trust"),
-            **reg.step_kwargs())
+        result = self.call_step(self.registry_env(reg), **self.step_arguments(
+            ref=self.qualify(self.ref, reg), dest_ref=self.qualify(self.dest_ref, reg), **reg.step_kwargs()))
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result
@@ -117,8 +111,7 @@ class SignModelOperator(RegistryStepOperator):
                 raise AirflowException("no signing key: pass key= or set MODELHAUL_SIGNING_KEY")
             self.log.info("modelhaul sign: no signing key configured; %s stays unsigned", ref)
             return {"ref": ref, "signed": False, "reason": "no signing key configured"}
-        result = self.call_step(self.registry_env(reg), ref=ref, key=key,
-                                key_password=self.key_password or None, **reg.step_kwargs())
+        result = self.call_step(self.registry_env(reg), **self.step_arguments(ref=ref, key=key, **reg.step_kwargs()))
         result["signed"] = True
         self.emit_assets(context, result)
         return result

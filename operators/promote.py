@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from modelhaul.declarations import PROMOTE, ROLLBACK, parse_bool
+from modelhaul.declarations import PROMOTE, ROLLBACK
 from modelhaul.operators._compat import AirflowException, AirflowSkipException
 from modelhaul.operators.base import MLflowRegistryStepOperator, declared_operator, maybe_json
 from modelhaul.operators.hooks import deployment_here
 from modelhaul.operators.lineage import artifact_dataset
 from modelhaul.operators.links import RegistryArtifactLink
-
-
-def _gate(value: Any) -> list[str] | str | None:
-    """A gate expression, a list of them, or the JSON text of a list (a ``| tojson`` template)."""
-    if isinstance(value, str) and value.strip().startswith("["):
-        return json.loads(value)
-    return value  # "" reaches the core, which refuses it: an empty gate is a templating mistake
-
 
 _DeclaredPromote = declared_operator("_DeclaredPromote", MLflowRegistryStepOperator, PROMOTE, module=__name__)
 _DeclaredRollback = declared_operator("_DeclaredRollback", MLflowRegistryStepOperator, ROLLBACK, module=__name__)
@@ -44,13 +35,9 @@ class PromoteModelOperator(_DeclaredPromote):
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
         uri, env = self.mlflow()
-        result = self.call_step(
-            {**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
-            gate=_gate(self.gate), beats=self.beats or None, min_delta=float(self.min_delta or 0.0),
-            tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
-            kubeconfig=self.kubeconfig or None, context=self.kube_context or None,
-            require_signature=self.require_signature or None, trust=parse_bool(self.trust, "trust"),
-            **reg.step_kwargs())
+        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
+            ref=self.qualify(self.ref, reg), tracking_uri=uri,
+            deployment=deployment_here(maybe_json(self.deployment)), **reg.step_kwargs()))
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
             context["ti"].xcom_push(key="promotion", value=result)
@@ -79,10 +66,9 @@ class RollbackModelOperator(_DeclaredRollback):
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
         uri, env = self.mlflow()
-        result = self.call_step({**env, **self.registry_env(reg)}, ref=self.qualify(self.ref, reg), stage=self.stage,
-                                tracking_uri=uri, deployment=deployment_here(maybe_json(self.deployment)),
-                                kubeconfig=self.kubeconfig or None, context=self.kube_context or None,
-                                only_if_digest=self.only_if_digest, **reg.step_kwargs())
+        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
+            ref=self.qualify(self.ref, reg), tracking_uri=uri,
+            deployment=deployment_here(maybe_json(self.deployment)), **reg.step_kwargs()))
         if result.get("skipped"):
             raise AirflowSkipException(result["reason"])
         self._set_lineage([], [artifact_dataset(result.get("ref"))])
