@@ -289,10 +289,10 @@ CONVERT: tuple[Param, ...] = (
 TRUST_UNSAFE = Param("trust", bool, False, "serve a model parse marked unsafe (its pickle imports code)",
                      templated=False)
 DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, TRUST_UNSAFE, *KubeTarget.PARAMS, *_ACCESS)
-# steps.deployment_status: the readiness the deploy operator's deferrable trigger polls
+# steps.deployment_status: the readiness the deployment sensor and the deferrable trigger poll
 STATUS: tuple[Param, ...] = (
     Param("target", str, None, "the platform (seldon, kserve) or the resource kind", required=True),
-    Param("name", str, None, "resource name", required=True), DeploymentSettings.PARAMS[2], *KubeTarget.PARAMS,
+    replace(DeploymentSettings.PARAMS[1], required=True), DeploymentSettings.PARAMS[2], *KubeTarget.PARAMS,
 )
 # promote/rollback reach the deployment's cluster as the deploy result recorded, unless told otherwise
 KUBE_OVERRIDE: tuple[Param, ...] = (

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from modelhaul.declarations import CONVERT, PACKAGE, PARSE
+from modelhaul.declarations import CONVERT, PACKAGE, PARSE, SIGN
 from modelhaul.operators._compat import AirflowException
 from modelhaul.operators.base import MLflowRegistryStepOperator, RegistryStepOperator, declared_operator
 from modelhaul.operators.lineage import artifact_dataset, mlflow_dataset
@@ -78,7 +77,11 @@ class ConvertModelOperator(_DeclaredConvert):
         return result
 
 
-class SignModelOperator(RegistryStepOperator):
+# the key and its password are secrets: arguments of the class itself, never template fields
+_DeclaredSign = declared_operator("_DeclaredSign", RegistryStepOperator, SIGN, module=__name__)
+
+
+class SignModelOperator(_DeclaredSign):
     """Sign the model and attach its SLSA provenance as OCI referrers (``steps.sign``).
 
     ``key``: an elliptic-curve private key, PEM (a path, or the text); default
@@ -89,13 +92,11 @@ class SignModelOperator(RegistryStepOperator):
     """
 
     step = "sign"
-    template_fields: Sequence[str] = ("ref",)
     operator_extra_links = (RegistryArtifactLink(),)
 
-    def __init__(self, *, ref: str, key: str | None = None, key_password: str | None = None,
-                 optional: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, key: str | None = None, key_password: str | None = None, optional: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ref = ref
         self.key = key
         self.key_password = key_password
         self.optional = optional

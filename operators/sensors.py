@@ -101,9 +101,11 @@ class DeploymentReadySensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> PokeReturnValue:
         from modelhaul import steps
+        from modelhaul.declarations import STATUS, step_arguments
 
-        kube, namespace = self._where()
-        status = steps.deployment_status(target=self.target, name=self.deployment_name, namespace=namespace, **kube)
+        kube, namespace = self._where()  # resolved with the kubernetes connection
+        status = steps.deployment_status(**{**step_arguments(STATUS, self, by_attr=True),
+                                            **step_arguments(STATUS, {"namespace": namespace, **kube})})
         if status["outcome"] == "failed":
             raise AirflowException(
                 f"{self.deployment_name}: {status.get('state')} {status.get('message') or ''}")
