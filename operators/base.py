@@ -20,8 +20,10 @@ from modelhaul.declarations import STEPS, Param, jsonable, step_arguments, track
 from modelhaul.errors import redact, said_in
 from modelhaul.operators._compat import BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
-from modelhaul.operators.hooks import MLflowHook, RegistryConnection, RegistryHook, scoped_env
+from modelhaul.operators.connections import scoped_env
 from modelhaul.operators.lineage import LineageMixin
+from modelhaul.operators.mlflow_hook import MLflowHook
+from modelhaul.operators.registry_hook import RegistryConnection, RegistryHook
 
 _SECRET_ARGS = {"password", "key", "key_password"}  # a key may be given as its PEM text
 _SUMMARY_KEYS = ("ref", "digest", "run_id", "model_uri", "promoted", "rolled_back", "reason", "state", "url",

@@ -8,8 +8,9 @@ from typing import Any
 
 from modelhaul.operators._compat import AirflowException, BaseSensorOperator, PokeReturnValue
 from modelhaul.operators.base import default_deferrable
-from modelhaul.operators.hooks import KubeSettings, RegistryHook, kube_settings
+from modelhaul.operators.kubernetes_hook import KubeSettings, kube_settings
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink
+from modelhaul.operators.registry_hook import RegistryHook
 
 
 class ModelArtifactSensor(BaseSensorOperator):

@@ -68,7 +68,7 @@ class DeploymentReadyTrigger(BaseTrigger):
     def _status(self) -> dict[str, Any]:
         from modelhaul import steps
         from modelhaul.declarations import STATUS, step_arguments
-        from modelhaul.operators.hooks import kube_here
+        from modelhaul.operators.kubernetes_hook import kube_here
 
         held = self.serialize()[1]  # what this trigger holds, as it travels to the triggerer
         # a connection id is resolved here, in the triggerer: an inline kubeconfig has no file here yet

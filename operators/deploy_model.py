@@ -8,7 +8,7 @@ from typing import Any
 from modelhaul.declarations import DEPLOY, parse_bool
 from modelhaul.operators._compat import AirflowException
 from modelhaul.operators.base import RegistryStepOperator, declared_operator, default_deferrable
-from modelhaul.operators.hooks import kube_settings
+from modelhaul.operators.kubernetes_hook import kube_settings
 from modelhaul.operators.lineage import artifact_dataset
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink, persist_links
 

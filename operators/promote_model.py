@@ -1,18 +1,17 @@
-"""Airflow: move a stage to the candidate when its gate passes, and roll it back (``steps.promote``/``rollback``)."""
+"""Airflow: move a stage tag (and alias, traffic) to the candidate when its gate passes (``steps.promote``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from modelhaul.declarations import PROMOTE, ROLLBACK
+from modelhaul.declarations import PROMOTE
 from modelhaul.operators._compat import AirflowException, AirflowSkipException
 from modelhaul.operators.base import MLflowRegistryStepOperator, declared_operator, maybe_json
-from modelhaul.operators.hooks import deployment_here
+from modelhaul.operators.kubernetes_hook import deployment_here
 from modelhaul.operators.lineage import artifact_dataset
 from modelhaul.operators.links import RegistryArtifactLink
 
 _DeclaredPromote = declared_operator("_DeclaredPromote", MLflowRegistryStepOperator, PROMOTE, module=__name__)
-_DeclaredRollback = declared_operator("_DeclaredRollback", MLflowRegistryStepOperator, ROLLBACK, module=__name__)
 
 
 class PromoteModelOperator(_DeclaredPromote):
@@ -49,27 +48,4 @@ class PromoteModelOperator(_DeclaredPromote):
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("candidate"))], [artifact_dataset(result.get("ref"))],
                           result)
-        return result
-
-
-class RollbackModelOperator(_DeclaredRollback):
-    """Restore the digest that was at ``stage`` before the last promotion (``steps.rollback``).
-
-    With ``only_if_digest`` the rollback happens only when ``stage`` still points at that digest
-    (the candidate of this run): a run whose candidate was never promoted must not undo an
-    earlier, good promotion. XCom: ``{rolled_back, reason, stage, restored, replaced, ref, digest}``.
-    """
-
-    step = "rollback"
-    operator_extra_links = (RegistryArtifactLink(),)
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        _, reg = self.registry()
-        uri, env = self.mlflow()
-        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
-            ref=self.qualify(self.ref, reg), tracking_uri=uri,
-            deployment=deployment_here(maybe_json(self.deployment)), **reg.step_kwargs()))
-        if result.get("skipped"):
-            raise AirflowSkipException(result["reason"])
-        self._set_lineage([], [artifact_dataset(result.get("ref"))])
         return result

@@ -1,0 +1,31 @@
+"""Airflow: read a model's signature and layers into its config, as a new manifest (``steps.parse``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelhaul.declarations import PARSE
+from modelhaul.operators.base import RegistryStepOperator, declared_operator
+from modelhaul.operators.lineage import artifact_dataset
+from modelhaul.operators.links import RegistryArtifactLink
+
+# the step's declaration; registry access comes from the registry connection
+_DeclaredParse = declared_operator("_DeclaredParse", RegistryStepOperator, PARSE, module=__name__)
+
+
+class ParseModelOperator(_DeclaredParse):
+    """Read the model's signature and layers into its config, as a new manifest (``steps.parse``).
+
+    XCom: ``{ref, digest, parent, format, framework, signature}``.
+    """
+
+    step = "parse"
+    operator_extra_links = (RegistryArtifactLink(),)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        _, reg = self.registry()
+        result = self.call_step(self.registry_env(reg), **self.step_arguments(
+            ref=self.qualify(self.ref, reg), dest_ref=self.qualify(self.dest_ref, reg), **reg.step_kwargs()))
+        self.emit_assets(context, result)
+        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
+        return result
