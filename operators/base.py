@@ -114,6 +114,19 @@ class RegistryStepOperator(StepOperator):
             return ref
         return RegistryHook(self.registry_conn_id).qualify(ref, self.layout_root, settings)
 
+    def connected(self, reg: RegistryConnection) -> tuple[dict[str, str], dict[str, Any]]:
+        """``(environment, step arguments)`` the connections give: every declared reference (``ref``,
+        ``*_ref``) qualified against the registry connection, and its registry access."""
+        refs = {p.name: self.qualify(getattr(self, p.operator_attr), reg) for p in STEPS[self.step]
+                if (p.name == "ref" or p.name.endswith("_ref")) and hasattr(self, p.operator_attr)}
+        return self.registry_env(reg), {**refs, **reg.step_kwargs()}
+
+    def run_step(self, **resolved: Any) -> dict[str, Any]:
+        """Call the step with what the connections give and ``resolved`` (the operator's own, winning)."""
+        _, reg = self.registry()
+        env, given = self.connected(reg)
+        return self.call_step(env, **self.step_arguments(**{**given, **resolved}))
+
 
 class MLflowStepOperator(StepOperator):
     """A step that talks to MLflow. Tracking URI: explicit ``tracking_uri``, else the
@@ -135,6 +148,12 @@ class MLflowStepOperator(StepOperator):
 
 class MLflowRegistryStepOperator(MLflowStepOperator, RegistryStepOperator):
     """A step that talks to MLflow and to the registry (package, promote, rollback)."""
+
+    def connected(self, reg: RegistryConnection) -> tuple[dict[str, str], dict[str, Any]]:
+        """The registry connection's environment and arguments, and the tracking URI and MLflow's credentials."""
+        env, given = super().connected(reg)
+        uri, mlflow_env = self.mlflow()
+        return {**mlflow_env, **env}, {**given, "tracking_uri": uri}
 
 
 # what an operator takes from its connections instead of as arguments

@@ -28,11 +28,12 @@ class PackageModelOperator(_DeclaredPackage):
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, reg = self.registry()
-        uri, env = self.mlflow()
-        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
-            ref=self.qualify(self.ref, reg), tracking_uri=uri,
-            bundle_format=self.bundle_format or reg.bundle_format or "modelpack", **reg.step_kwargs()))
+        env, given = self.connected(reg)
+        # no bundle_format: the registry connection's, else the declared default
+        result = self.call_step(env, **self.step_arguments(
+            **given, bundle_format=self.bundle_format or reg.bundle_format))
         self.emit_assets(context, result)
         run_id = self.source[len("runs:/"):].split("/", 1)[0] if self.source.startswith("runs:/") else None
-        self._set_lineage([mlflow_dataset(uri, run_id)], [artifact_dataset(result.get("ref"))], result)
+        self._set_lineage([mlflow_dataset(given["tracking_uri"], run_id)], [artifact_dataset(result.get("ref"))],
+                          result)
         return result

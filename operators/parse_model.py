@@ -23,9 +23,7 @@ class ParseModelOperator(_DeclaredParse):
     operator_extra_links = (RegistryArtifactLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        _, reg = self.registry()
-        result = self.call_step(self.registry_env(reg), **self.step_arguments(
-            ref=self.qualify(self.ref, reg), dest_ref=self.qualify(self.dest_ref, reg), **reg.step_kwargs()))
+        result = self.run_step()
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
         return result

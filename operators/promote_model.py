@@ -32,11 +32,7 @@ class PromoteModelOperator(_DeclaredPromote):
         self.on_reject = on_reject
 
     def execute(self, context: Any) -> dict[str, Any]:
-        _, reg = self.registry()
-        uri, env = self.mlflow()
-        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
-            ref=self.qualify(self.ref, reg), tracking_uri=uri,
-            deployment=deployment_here(maybe_json(self.deployment)), **reg.step_kwargs()))
+        result = self.run_step(deployment=deployment_here(maybe_json(self.deployment)))
         if not result.get("promoted"):
             reason = result.get("reason") or "gate not met"
             context["ti"].xcom_push(key="promotion", value=result)

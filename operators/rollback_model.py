@@ -26,11 +26,7 @@ class RollbackModelOperator(_DeclaredRollback):
     operator_extra_links = (RegistryArtifactLink(),)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        _, reg = self.registry()
-        uri, env = self.mlflow()
-        result = self.call_step({**env, **self.registry_env(reg)}, **self.step_arguments(
-            ref=self.qualify(self.ref, reg), tracking_uri=uri,
-            deployment=deployment_here(maybe_json(self.deployment)), **reg.step_kwargs()))
+        result = self.run_step(deployment=deployment_here(maybe_json(self.deployment)))
         if result.get("skipped"):
             raise AirflowSkipException(result["reason"])
         self._set_lineage([], [artifact_dataset(result.get("ref"))])

@@ -37,14 +37,14 @@ class SignModelOperator(_DeclaredSign):
         import os
 
         _, reg = self.registry()
-        ref = self.qualify(self.ref, reg)
+        env, given = self.connected(reg)
         key = (self.key or "").strip() or os.environ.get("MODELHAUL_SIGNING_KEY", "")
         if not key:
             if not self.optional:
                 raise AirflowException("no signing key: pass key= or set MODELHAUL_SIGNING_KEY")
-            self.log.info("modelhaul sign: no signing key configured; %s stays unsigned", ref)
-            return {"ref": ref, "signed": False, "reason": "no signing key configured"}
-        result = self.call_step(self.registry_env(reg), **self.step_arguments(ref=ref, key=key, **reg.step_kwargs()))
+            self.log.info("modelhaul sign: no signing key configured; %s stays unsigned", given["ref"])
+            return {"ref": given["ref"], "signed": False, "reason": "no signing key configured"}
+        result = self.call_step(env, **self.step_arguments(**given, key=key))
         result["signed"] = True
         self.emit_assets(context, result)
         return result
