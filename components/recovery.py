@@ -1,6 +1,6 @@
 """The bodies of the KFP components that run after promote: a smoke check, and the rollbacks.
 
-The same rules as :mod:`modelhaul.components.functions` (self-contained bodies, no ``from
+The same rules as :mod:`modelhaul.components.step_bodies` (self-contained bodies, no ``from
 __future__ import annotations``, ``Args:``/``Returns:`` for the compiled YAML's descriptions).
 """
 

@@ -22,6 +22,8 @@ descriptions of the compiled YAML (what the KFP UI shows).
 
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
+from modelhaul.components.inputs import document_choices
+
 
 def train(
     model: Output[Model],
@@ -79,7 +81,7 @@ def package(
         repository: Registry repository, ``host/path`` (no tag).
         tag: Tag to publish under (the pipeline uses the run's job id).
         tracking_uri: The MLflow tracking server (empty: ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
-        bundle_format: Artifact layout: ``modelpack`` (CNCF ModelPack), ``kitops`` or ``ormb``.
+        bundle_format: Artifact layout, one of {bundle_formats}.
         plain_http: Talk HTTP, not HTTPS, to the registry.
         insecure: Accept the registry's TLS certificate without verifying it.
 
@@ -95,6 +97,9 @@ def package(
     uri = steps.require_tracking_uri(tracking_uri) if src.startswith(("runs:/", "models:/")) else tracking_uri
     res = steps.package(**arguments("package", given, source=src, ref=f"{repository}:{tag}", tracking_uri=uri))
     record(model, res, source)
+
+
+document_choices(package)  # the bundle formats of its docstring, from the declarations
 
 
 def parse(
