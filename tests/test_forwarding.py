@@ -442,3 +442,25 @@ def test_a_made_up_parameter_missing_from_a_kfp_signature_fails_loudly(step, mon
     monkeypatch.setitem(STEPS, step, (*STEPS[step], MADE_UP))
     with pytest.raises(AssertionError, match=f"component {step}: no parameter for {{'{MADE_UP.name}'}}"):
         check(step)
+
+
+def test_a_made_up_parameter_added_to_a_kfp_signature_reaches_the_step_with_no_other_edit(monkeypatch, tmp_path):
+    """The component body forwards whatever declared input it is given: adding the signature line is the whole edit."""
+    pytest.importorskip("kfp")
+    import textwrap
+
+    from modelhaul.components import step_bodies
+
+    monkeypatch.setitem(STEPS, "parse", (*STEPS["parse"], MADE_UP))
+    source = textwrap.dedent(inspect.getsource(step_bodies.parse))
+    assert source.count("    trust: bool = False,\n") == 1
+    source = source.replace("    trust: bool = False,\n", f"    trust: bool = False,\n    {MADE_UP.name}: int = 0,\n")
+    namespace = dict(vars(step_bodies))
+    exec(compile(source, "<parse with one more input>", "exec"), namespace)  # what KFP runs: the body's own text
+    source_model = kfp_artifact("Model", tmp_path, "in", {"ref": "registry.example/models/iris:v1"})
+    with spying("parse") as calls:
+        namespace["parse"](model=kfp_artifact("Model", tmp_path, "out"), source=source_model, **{MADE_UP.name: 42})
+    assert calls.of("parse")[MADE_UP.name] == 42
+    with spying("parse") as calls:  # KFP's "not set" (0) is the declared default
+        namespace["parse"](model=kfp_artifact("Model", tmp_path, "out2"), source=source_model)
+    assert calls.of("parse")[MADE_UP.name] is None
