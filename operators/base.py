@@ -16,7 +16,7 @@ import inspect
 import json
 from typing import Any, ClassVar
 
-from modelhaul.declarations import STEPS, Param, jsonable, step_arguments, tracking_uri_of
+from modelhaul.declarations import REGISTRY_ACCESS, STEPS, Param, jsonable, step_arguments, tracking_uri_of
 from modelhaul.errors import redact, said_in
 from modelhaul.operators._compat import BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
@@ -157,7 +157,7 @@ class MLflowRegistryStepOperator(MLflowStepOperator, RegistryStepOperator):
 
 
 # what an operator takes from its connections instead of as arguments
-FROM_CONNECTIONS = frozenset({"plain_http", "insecure", "ca_file", "username", "password", "tracking_uri"})
+FROM_CONNECTIONS = frozenset({*(p.name for p in REGISTRY_ACCESS), "tracking_uri"})
 
 
 def declared_operator(name: str, base: type, params: tuple[Param, ...], *, defaults: dict[str, Any] | None = None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelhaul.declarations import REGISTRY_ACCESS
 from modelhaul.operators._compat import BaseHook
 from modelhaul.operators.connections import as_bool, extra_field, optional_connection, tested
 
@@ -27,8 +28,7 @@ class RegistryConnection:
 
     def step_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every registry-touching step accepts."""
-        return {"plain_http": self.plain_http, "insecure": self.insecure, "ca_file": self.ca_file,
-                "username": self.username, "password": self.password}
+        return {p.name: getattr(self, p.name) for p in REGISTRY_ACCESS}
 
 
 def _is_host(component: str) -> bool:

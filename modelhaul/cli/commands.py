@@ -26,12 +26,13 @@ from modelhaul.declarations import (
     SIGN,
     TRAIN,
     VERIFY,
+    KubeTarget,
     Param,
     step_arguments,
 )
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 
-_KUBE = ("kubeconfig", "context", "in_cluster")
+_KUBE = tuple(p.name for p in KubeTarget.PARAMS)  # which cluster: found like kubectl finds it, or none
 
 
 def options_of(params: tuple[Param, ...]) -> tuple[Param, ...]:
