@@ -12,7 +12,7 @@ from collections.abc import Callable
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
 
-from modelhaul.components import functions, recovery
+from modelhaul.components import recovery, step_bodies
 from modelhaul.components.runtime import Runtime, published
 
 #: The step components, in pipeline order, plus the exit-handler variant of rollback.
@@ -26,7 +26,7 @@ def body(name: str) -> Callable:
     """The plain Python function behind component ``name``."""
     if name not in NAMES:
         raise KeyError(f"no component named {name!r}; known: {', '.join(NAMES)}")
-    return getattr(recovery if name in RECOVERY else functions, name)
+    return getattr(recovery if name in RECOVERY else step_bodies, name)
 
 
 def build(name: str, runtime: Runtime | None = None) -> BaseComponent:

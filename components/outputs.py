@@ -14,13 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelhaul.declarations import jsonable  # KFP stores metadata and dict outputs as protobuf Structs
+
 #: Keys every Model artifact's metadata carries (``None`` when a step has no such value).
 METADATA_KEYS = ("ref", "digest", "format", "media_type")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (KFP stores metadata and dict outputs as protobuf Structs)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def parameter(value: Any) -> Any:

@@ -39,6 +39,7 @@ from modelhaul.components.credentials import (
     use_signing_key,
 )
 from modelhaul.components.factory import build_all
+from modelhaul.components.inputs import document_choices
 from modelhaul.components.runtime import Runtime, published
 
 NAME = "retrain-and-redeploy"
@@ -69,8 +70,6 @@ def build_pipeline(runtime: Runtime | None = None) -> BaseComponent:
             use_mlflow_credentials(task, mlflow_secret=secrets["mlflow"])
         return task
 
-    @dsl.pipeline(name=NAME, description="Retrain with MLflow, ship through an OCI registry, canary, gate, "
-                                         "promote and roll out on Seldon Core or KServe.")
     def retrain_and_redeploy(
         repository: str,
         tracking_uri: str = "",
@@ -114,7 +113,7 @@ def build_pipeline(runtime: Runtime | None = None) -> BaseComponent:
             params: Keyword arguments for the training code.
             experiment: MLflow experiment name.
             registered_model: Register the trained model under this name (empty: not registered).
-            bundle_format: Artifact layout: ``modelpack``, ``kitops`` or ``ormb``.
+            bundle_format: Artifact layout, one of {bundle_formats}.
             convert_to: Serving format: ``onnx`` or ``torchscript``.
             tolerance: Largest accepted output difference of the conversion (0: the format's default).
             trust: Load pickle/joblib files (only for models you trust).
@@ -187,4 +186,7 @@ def build_pipeline(runtime: Runtime | None = None) -> BaseComponent:
                                           params=smoke_check_params)
             secure(checked.set_display_name("smoke check"), registry=True, mlflow=False, secrets=secrets)
 
-    return retrain_and_redeploy
+    # the bundle formats of its docstring come from the declarations; KFP reads it when it builds the pipeline
+    return dsl.pipeline(name=NAME, description="Retrain with MLflow, ship through an OCI registry, canary, gate, "
+                                               "promote and roll out on Seldon Core or KServe.")(
+        document_choices(retrain_and_redeploy))

@@ -1,6 +1,6 @@
 """The bodies of the KFP components that run after promote: a smoke check, and the rollbacks.
 
-The same rules as :mod:`modelhaul.components.functions` (self-contained bodies, no ``from
+The same rules as :mod:`modelhaul.components.step_bodies` (self-contained bodies, no ``from
 __future__ import annotations``, ``Args:``/``Returns:`` for the compiled YAML's descriptions).
 """
 
@@ -65,12 +65,12 @@ def rollback(
         reason: Why, one line.
         ref: The digest-pinned reference now at the stage.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import record
 
-    res = steps.rollback(ref=ref, stage=stage, tracking_uri=tracking_uri or None,
-                         deployment=dict(deployment) if deployment else None, plain_http=plain_http,
-                         insecure=insecure)
+    res = steps.rollback(**arguments("rollback", given))
     record(result, res)
     return (bool(res.get("rolled_back")), str(res.get("reason") or ""), str(res.get("ref") or ""))
 
@@ -119,17 +119,17 @@ def rollback_on_failure(
     Returns:
         Output: What happened, one line.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import DEPLOYMENT_PARAMS, arguments
 
     if status.state == "SUCCEEDED":
         return "run succeeded: nothing to roll back"
-    deployment = {"target": target, "name": name or None, "namespace": namespace, "render_dir": render_dir or None,
-                  "in_cluster": in_cluster and not render_dir, "initializer_image": initializer_image or None,
-                  "registry_secret": registry_secret or None}
+    # the deployment as the run's deploy made it, and the rollback's own arguments, as declared
+    deployment = arguments(DEPLOYMENT_PARAMS, given, in_cluster=in_cluster and not render_dir)
     res = steps.rollback_if_promoted(repository=repository, candidate=steps.candidate_ref(repository=repository,
                                                                                           tag=tag, to=to),
-                                     stage=stage, tracking_uri=tracking_uri or None, deployment=deployment,
-                                     plain_http=plain_http, insecure=insecure)
+                                     **arguments("rollback", given, deployment=deployment))
     if not res.get("rolled_back"):
         return f"run {status.state.lower()} before promoting: {stage} untouched"
     return f"run {status.state.lower()} after promoting: {res.get('reason')}"

@@ -2,8 +2,10 @@
 
 A :class:`Param` says what a parameter is (name, type, default, help, whether it is a secret and
 whether Airflow renders it as a template); the CLI's options, the Airflow operators' arguments and
-``template_fields``, and the KFP components' signatures are built from these lists, so adding a
-parameter is one edit here (and its use in the core). The groups that several steps share are
+``template_fields`` are built from these lists (the KFP components' literal signatures are checked
+against them), and every adapter hands a step its arguments through :func:`step_arguments`, which
+coerces each with :meth:`Param.coerce`; so adding a parameter is one edit here (and its use in the
+core, and a KFP component's signature line). The groups that several steps share are
 values: :data:`REGISTRY_ACCESS` (how to reach a registry: the fields of
 :class:`~modelhaul.registry_options.RegistryOptions`), :class:`KubeTarget` (which cluster) and
 :class:`DeploymentSettings` (what to serve and how). TFX's ``ComponentSpec`` and
@@ -24,8 +26,8 @@ from modelhaul.errors import ConfigError
 from modelhaul.flags import parse_bool
 from modelhaul.registry_options import RegistryOptions
 
-__all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "SIGN", "STEPS", "TARGET_KINDS", "TRAIN",
-           "VERIFY",
+__all__ = ["CONVERT", "DEPLOY", "PACKAGE", "PARSE", "PROMOTE", "ROLLBACK", "SIGN", "STATUS", "STEPS", "TARGET_KINDS",
+           "TRAIN", "VERIFY", "fields_from_params", "step_arguments",
            "REGISTRY_ACCESS", "DeploymentSettings", "KubeTarget", "Param", "jsonable", "kind_of", "parse_bool",
            "registry_options", "tracking_uri_of"]
 
@@ -63,18 +65,87 @@ class Param:
     def operator_attr(self) -> str:
         return self.attr or self.name
 
-    def coerce(self, value: Any) -> Any:
-        """A templated value as the step expects it: ``"true"`` is True, ``"5"`` is 5, ``""`` is the default."""
-        if value is None or value == "" and self.type is not str:
+    def coerce(self, value: Any, label: str | None = None) -> Any:
+        """A value as an adapter holds it, as the step expects it (``label`` names it in an error).
+
+        Templates render text and KFP carries ``""`` for "not set": None, and ``""`` where the
+        parameter has no text (or list) default, mean the default; ``"true"``/``"False"`` are booleans (strictly),
+        ``"5"`` is 5, and the JSON text of a dict or list (``{{ x | tojson }}``) is that dict or list.
+        """
+        label = label or self.operator_attr
+        # a list's "" is one empty item (a gate template that rendered to nothing): the step refuses it
+        if value is None or value == "" and self.type is not list and (self.type is not str or self.default is None):
             return self.default
         if self.type is bool:
-            return parse_bool(value, self.operator_attr)
+            return parse_bool(value, label)
         if self.type in (int, float):
             try:
                 return self.type(value)
             except (TypeError, ValueError):
-                raise ConfigError(f"{self.operator_attr}={value!r}: expected a number") from None
+                raise ConfigError(f"{label}={value!r}: expected a number") from None
+        if self.type in (dict, list) and isinstance(value, str):
+            text = value.strip()
+            if text in ("None", "null"):
+                return self.default
+            if self.type is list and not text.startswith("["):
+                return value  # one item (a gate expression): the step takes it as such
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{label}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+                                  f"pass a {self.type.__name__} or its JSON text") from None
         return value
+
+
+_ABSENT = object()
+#: how KFP spells "not set" for a parameter whose default is None (what every backend carries)
+_KFP_UNSET = {str: "", int: 0, float: 0.0, dict: {}, list: []}
+
+
+def step_arguments(params: tuple[Param, ...], held: Mapping[str, Any] | object, *, by_attr: bool = False,
+                   kfp: bool = False, complete: bool = False) -> dict[str, Any]:
+    """A step's keyword arguments from the values an adapter holds, each coerced by its :class:`Param`.
+
+    This is the one way an adapter passes a step its parameters, so a parameter added to a
+    declaration reaches the step from every adapter that holds it. ``held``: a mapping (a KFP
+    component's arguments, a deploy result) or an object (an operator after templating, an
+    argparse namespace). A parameter it does not hold is left out (the step's default applies),
+    unless ``complete`` (then it is its default). ``by_attr``: the values are under the operator's
+    names (``deployment_name``); ``kfp``: KFP's "not set" spellings (``""``, ``0``, ``{}``, ``[]``)
+    mean the default where that is None.
+    """
+    def get(key: str) -> Any:
+        if isinstance(held, Mapping):
+            return held.get(key, _ABSENT)
+        return getattr(held, key, _ABSENT)
+
+    out: dict[str, Any] = {}
+    for p in params:
+        key = p.operator_attr if by_attr else p.name
+        value = get(key)
+        if value is _ABSENT:
+            if not complete:
+                continue
+            value = None
+        if kfp and p.default is None and p.type in _KFP_UNSET and value == _KFP_UNSET[p.type] \
+                and not isinstance(value, bool):
+            value = None
+        out[p.name] = p.coerce(value, key)
+    return out
+
+
+def fields_from_params(cls: type) -> type:
+    """Class decorator: a frozen dataclass whose fields are ``cls.PARAMS`` (one source for both)."""
+    own = cls.__dict__.get("__annotations__", {})
+    annotations = {k: v for k, v in own.items() if k == "PARAMS"}
+    inherited = {f.name for f in fields(cls)} if hasattr(cls, "__dataclass_fields__") else set()
+    for p in cls.PARAMS:
+        if p.name in inherited:
+            continue
+        annotations[p.name] = p.type if p.default is not None else p.type | None
+        setattr(cls, p.name, p.default)
+    cls.__annotations__ = annotations
+    return dataclass(frozen=True)(cls)
 
 
 def _values(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,13 +172,12 @@ def registry_options(registry: Mapping[str, Any], step: str) -> RegistryOptions:
     return RegistryOptions.resolve(**registry)
 
 
-@dataclass(frozen=True)
+@fields_from_params
 class KubeTarget:
-    """Which cluster: a kubeconfig (and context), or the pod's service account; none means render."""
+    """Which cluster: a kubeconfig (and context), or the pod's service account; none means render.
 
-    kubeconfig: str | None = None
-    context: str | None = None
-    in_cluster: bool = False
+    Its fields are its ``PARAMS`` (``kubeconfig``, ``context``, ``in_cluster``).
+    """
 
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("kubeconfig", str, None, "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)", metavar="FILE"),
@@ -117,10 +187,7 @@ class KubeTarget:
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> KubeTarget:
-        values = _values(cls, kwargs)
-        if "in_cluster" in values:
-            values["in_cluster"] = parse_bool(values["in_cluster"], "in_cluster")
-        return cls(**values)
+        return cls(**{k: v for k, v in step_arguments(cls.PARAMS, kwargs).items() if v is not None})
 
     @property
     def configured(self) -> bool:
@@ -138,20 +205,12 @@ def kind_of(target: str) -> str:
     return TARGET_KINDS.get(str(target).lower(), target)
 
 
-@dataclass(frozen=True)
+@fields_from_params
 class DeploymentSettings:
-    """What to serve where: platform, resource name and namespace, canary, render or apply, waiting."""
+    """What to serve where: platform, resource name and namespace, canary, render or apply, waiting.
 
-    target: str = "seldon"
-    name: str | None = None
-    namespace: str = "default"
-    canary_percent: int | None = None
-    stable_ref: str | None = None
-    render_dir: str | None = None
-    wait: bool = True
-    timeout: float = 600.0
-    initializer_image: str | None = None
-    registry_secret: str | None = None
+    Its fields are its ``PARAMS`` (``target``, ``name``, ``namespace``, ``canary_percent``, ...).
+    """
 
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("target", str, "seldon", "serving platform", choices=tuple(TARGET_KINDS)),
@@ -230,6 +289,11 @@ CONVERT: tuple[Param, ...] = (
 TRUST_UNSAFE = Param("trust", bool, False, "serve a model parse marked unsafe (its pickle imports code)",
                      templated=False)
 DEPLOY: tuple[Param, ...] = (REF, *DeploymentSettings.PARAMS, TRUST_UNSAFE, *KubeTarget.PARAMS, *_ACCESS)
+# steps.deployment_status: the readiness the deployment sensor and the deferrable trigger poll
+STATUS: tuple[Param, ...] = (
+    Param("target", str, None, "the platform (seldon, kserve) or the resource kind", required=True),
+    replace(DeploymentSettings.PARAMS[1], required=True), DeploymentSettings.PARAMS[2], *KubeTarget.PARAMS,
+)
 # promote/rollback reach the deployment's cluster as the deploy result recorded, unless told otherwise
 KUBE_OVERRIDE: tuple[Param, ...] = (
     replace(KubeTarget.PARAMS[0], help="kubeconfig for the deployment's cluster, found as kubectl finds it "

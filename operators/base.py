@@ -16,12 +16,14 @@ import inspect
 import json
 from typing import Any, ClassVar
 
-from modelhaul.declarations import Param, jsonable, tracking_uri_of
+from modelhaul.declarations import REGISTRY_ACCESS, STEPS, Param, jsonable, step_arguments, tracking_uri_of
 from modelhaul.errors import redact, said_in
 from modelhaul.operators._compat import BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
-from modelhaul.operators.hooks import MLflowHook, RegistryConnection, RegistryHook, scoped_env
+from modelhaul.operators.connections import scoped_env
 from modelhaul.operators.lineage import LineageMixin
+from modelhaul.operators.mlflow_hook import MLflowHook
+from modelhaul.operators.registry_hook import RegistryConnection, RegistryHook
 
 _SECRET_ARGS = {"password", "key", "key_password"}  # a key may be given as its PEM text
 _SUMMARY_KEYS = ("ref", "digest", "run_id", "model_uri", "promoted", "rolled_back", "reason", "state", "url",
@@ -48,6 +50,18 @@ class StepOperator(LineageMixin, BaseOperator):
 
     step: ClassVar[str] = ""
     ui_color = "#e8f1fb"
+
+    def step_arguments(self, **resolved: Any) -> dict[str, Any]:
+        """The step's declared arguments from this operator's (rendered) attributes, coerced.
+
+        ``resolved``: what the operator worked out itself (a qualified ``ref``, the connection's
+        tracking URI and registry access), under the step's names; it wins over the attribute.
+        Every declared parameter the operator holds reaches the step without being listed here.
+        """
+        params = STEPS[self.step]
+        held = step_arguments(tuple(p for p in params if p.name not in FROM_CONNECTIONS), self, by_attr=True)
+        # an undeclared name passes as given: the step refuses it in one line, nothing is dropped silently
+        return {**held, **resolved, **step_arguments(params, resolved)}
 
     def call_step(self, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Run the step with ``kwargs`` (logged without secrets) and return its JSON-clean result."""
@@ -100,6 +114,19 @@ class RegistryStepOperator(StepOperator):
             return ref
         return RegistryHook(self.registry_conn_id).qualify(ref, self.layout_root, settings)
 
+    def connected(self, reg: RegistryConnection) -> tuple[dict[str, str], dict[str, Any]]:
+        """``(environment, step arguments)`` the connections give: every declared reference (``ref``,
+        ``*_ref``) qualified against the registry connection, and its registry access."""
+        refs = {p.name: self.qualify(getattr(self, p.operator_attr), reg) for p in STEPS[self.step]
+                if (p.name == "ref" or p.name.endswith("_ref")) and hasattr(self, p.operator_attr)}
+        return self.registry_env(reg), {**refs, **reg.step_kwargs()}
+
+    def run_step(self, **resolved: Any) -> dict[str, Any]:
+        """Call the step with what the connections give and ``resolved`` (the operator's own, winning)."""
+        _, reg = self.registry()
+        env, given = self.connected(reg)
+        return self.call_step(env, **self.step_arguments(**{**given, **resolved}))
+
 
 class MLflowStepOperator(StepOperator):
     """A step that talks to MLflow. Tracking URI: explicit ``tracking_uri``, else the
@@ -122,9 +149,15 @@ class MLflowStepOperator(StepOperator):
 class MLflowRegistryStepOperator(MLflowStepOperator, RegistryStepOperator):
     """A step that talks to MLflow and to the registry (package, promote, rollback)."""
 
+    def connected(self, reg: RegistryConnection) -> tuple[dict[str, str], dict[str, Any]]:
+        """The registry connection's environment and arguments, and the tracking URI and MLflow's credentials."""
+        env, given = super().connected(reg)
+        uri, mlflow_env = self.mlflow()
+        return {**mlflow_env, **env}, {**given, "tracking_uri": uri}
+
 
 # what an operator takes from its connections instead of as arguments
-FROM_CONNECTIONS = frozenset({"plain_http", "insecure", "ca_file", "username", "password", "tracking_uri"})
+FROM_CONNECTIONS = frozenset({*(p.name for p in REGISTRY_ACCESS), "tracking_uri"})
 
 
 def declared_operator(name: str, base: type, params: tuple[Param, ...], *, defaults: dict[str, Any] | None = None,

@@ -7,7 +7,8 @@ at parse time, so the mistake shows as one import error in the UI instead of a r
 
 from __future__ import annotations
 
-from modelhaul.operators.hooks import MLflowHook, RegistryHook
+from modelhaul.operators.mlflow_hook import MLflowHook
+from modelhaul.operators.registry_hook import RegistryHook
 
 # executors that run every task on the scheduler's machine
 LOCAL_EXECUTORS = {"LocalExecutor", "SequentialExecutor", "DebugExecutor"}

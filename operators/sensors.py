@@ -8,8 +8,9 @@ from typing import Any
 
 from modelhaul.operators._compat import AirflowException, BaseSensorOperator, PokeReturnValue
 from modelhaul.operators.base import default_deferrable
-from modelhaul.operators.hooks import KubeSettings, RegistryHook, kube_settings
+from modelhaul.operators.kubernetes_hook import KubeSettings, kube_settings
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink
+from modelhaul.operators.registry_hook import RegistryHook
 
 
 class ModelArtifactSensor(BaseSensorOperator):
@@ -101,9 +102,11 @@ class DeploymentReadySensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> PokeReturnValue:
         from modelhaul import steps
+        from modelhaul.declarations import STATUS, step_arguments
 
-        kube, namespace = self._where()
-        status = steps.deployment_status(target=self.target, name=self.deployment_name, namespace=namespace, **kube)
+        kube, namespace = self._where()  # resolved with the kubernetes connection
+        status = steps.deployment_status(**{**step_arguments(STATUS, self, by_attr=True),
+                                            **step_arguments(STATUS, {"namespace": namespace, **kube})})
         if status["outcome"] == "failed":
             raise AirflowException(
                 f"{self.deployment_name}: {status.get('state')} {status.get('message') or ''}")

@@ -67,12 +67,12 @@ class DeploymentReadyTrigger(BaseTrigger):
 
     def _status(self) -> dict[str, Any]:
         from modelhaul import steps
-        from modelhaul.operators.hooks import kube_here
+        from modelhaul.declarations import STATUS, step_arguments
+        from modelhaul.operators.kubernetes_hook import kube_here
 
+        held = self.serialize()[1]  # what this trigger holds, as it travels to the triggerer
         # a connection id is resolved here, in the triggerer: an inline kubeconfig has no file here yet
-        kube = kube_here({"kube_conn_id": self.kube_conn_id, "kubeconfig": self.kubeconfig,
-                          "context": self.context, "in_cluster": self.in_cluster})
-        return steps.deployment_status(target=self.kind, name=self.name, namespace=self.namespace, **kube)
+        return steps.deployment_status(**step_arguments(STATUS, {**held, "target": self.kind, **kube_here(held)}))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         errors = 0

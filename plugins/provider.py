@@ -45,9 +45,11 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Train with MLflow, ship through an OCI registry, serve on Seldon Core or KServe.",
         "versions": ["0.1.0"],
         "integrations": [{"integration-name": _INTEGRATION, "tags": ["software"]}],
-        "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks"]}],
+        "hooks": [{"integration-name": _INTEGRATION,  # one module per connection type
+                   "python-modules": [f"{_PKG}.{m}_hook" for m in ("registry", "mlflow", "kubernetes")]}],
         "operators": [{"integration-name": _INTEGRATION,
-                       "python-modules": [f"{_PKG}.{m}" for m in ("train", "package", "deploy", "promote")]}],
+                       "python-modules": [f"{_PKG}.{m}_model" for m in ("train", "package", "parse", "convert", "sign",
+                                                                        "deploy", "promote", "rollback")]}],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers"]}],
         "extra-links": [
@@ -60,7 +62,7 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [
             {
                 "connection-type": "modelhaul_registry",
-                "hook-class-name": f"{_PKG}.hooks.RegistryHook",
+                "hook-class-name": f"{_PKG}.registry_hook.RegistryHook",
                 "hook-name": "OCI registry (modelhaul)",
                 "conn-fields": {
                     "plain_http": _bool("Plain HTTP", "The registry speaks HTTP without TLS."),
@@ -84,7 +86,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "connection-type": "modelhaul_mlflow",
-                "hook-class-name": f"{_PKG}.hooks.MLflowHook",
+                "hook-class-name": f"{_PKG}.mlflow_hook.MLflowHook",
                 "hook-name": "MLflow tracking (modelhaul)",
                 "conn-fields": {
                     "tracking_uri": _str("Tracking URI (instead of the server)",
@@ -104,7 +106,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "connection-type": "modelhaul_kubernetes",
-                "hook-class-name": f"{_PKG}.hooks.KubernetesClusterHook",
+                "hook-class-name": f"{_PKG}.kubernetes_hook.KubernetesClusterHook",
                 "hook-name": "Kubernetes cluster (modelhaul)",
                 "conn-fields": {
                     "kube_config_path": _str("Kubeconfig path", "A kubeconfig file on the workers.",

@@ -225,7 +225,7 @@ def test_the_command_line_gives_each_step_its_declared_arguments(argv, expected)
     assert {k: kwargs[k] for k in expected} == expected
 
 
-# KFP needs literal function source, so components/functions.py spells its signatures by hand; this keeps them
+# KFP needs literal function source, so components/step_bodies.py spells its signatures by hand; this keeps them
 # the declaration's. What a component takes in another form, and why:
 KFP_NOT_TAKEN = {
     "ref": "the upstream model artifact's metadata (source: Input[Model]) or repository + tag",

@@ -26,11 +26,13 @@ from modelhaul.declarations import (
     SIGN,
     TRAIN,
     VERIFY,
+    KubeTarget,
     Param,
+    step_arguments,
 )
 from modelhaul.errors import ConfigError, DeployError, ModelhaulError
 
-_KUBE = ("kubeconfig", "context", "in_cluster")
+_KUBE = tuple(p.name for p in KubeTarget.PARAMS)  # which cluster: found like kubectl finds it, or none
 
 
 def options_of(params: tuple[Param, ...]) -> tuple[Param, ...]:
@@ -43,12 +45,13 @@ def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def declared_kwargs(args: argparse.Namespace, params: tuple[Param, ...]) -> dict[str, Any]:
-    """The step's arguments from the command line: each declared one by name, a file or KEY=VALUE list read."""
-    kwargs = {p.name: _declared_value(args, p) for p in params if p.cli}
+    """The step's arguments from the command line: each declared one by name, a file or KEY=VALUE list read,
+    then coerced as every adapter's are (:func:`~modelhaul.declarations.step_arguments`)."""
+    held = {p.name: _declared_value(args, p) for p in params if p.cli}
     for name, read in _READERS.items():
-        if name in kwargs:
-            kwargs[name] = read(kwargs[name])
-    return kwargs
+        if name in held:
+            held[name] = read(held[name])
+    return step_arguments(params, held)
 
 
 def _config_arg(args) -> dict[str, Any] | None:

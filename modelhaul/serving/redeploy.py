@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget
+from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget, step_arguments
 from modelhaul.errors import ConfigError
 from modelhaul.reference import parse
 from modelhaul.registry_options import RegistryOptions
@@ -21,11 +21,12 @@ def settings_of(deployment: dict[str, Any]) -> dict[str, Any]:
     d = deployment
     if not d.get("name"):
         raise ConfigError("deployment: pass the result of the deploy step (it names the service)")
-    kube = {"kubeconfig": d.get("kubeconfig"), "context": d.get("context"),
-            "in_cluster": bool(d.get("in_cluster", False))}
+    # every deploy setting and the cluster, as declared (coerced; a missing one is its default)
+    settings = step_arguments((*DeploymentSettings.PARAMS, *KubeTarget.PARAMS), d, complete=True)
+    kube = {p.name: settings[p.name] for p in KubeTarget.PARAMS}
     applied = list(d.get("applied") or [])
     files = [str(f) for f in d.get("manifests") or [] if isinstance(f, str)]
-    render_dir = d.get("render_dir")
+    render_dir = settings["render_dir"]
     if applied and not render_dir and not any(kube.values()):
         raise ConfigError(
             f"deployment {d['name']!r} was applied to a cluster: add kubeconfig/context (or in_cluster) "
@@ -33,7 +34,7 @@ def settings_of(deployment: dict[str, Any]) -> dict[str, Any]:
         )
     if not applied and not any(kube.values()) and not render_dir and files:
         render_dir = os.path.dirname(files[0])
-    secret = d.get("registry_secret")
+    secret = settings["registry_secret"]
     if not secret:
         for item in applied:  # "Secret/<namespace>/<name>"
             if item.startswith("Secret/"):
@@ -42,10 +43,7 @@ def settings_of(deployment: dict[str, Any]) -> dict[str, Any]:
             base = os.path.basename(f)
             if base.startswith("secret-") and base.endswith(".yaml"):
                 secret = base[len("secret-"):-len(".yaml")]
-    return {"target": d.get("target", "seldon"), "name": d["name"], "namespace": d.get("namespace", "default"),
-            "render_dir": render_dir, **kube, "wait": bool(d.get("wait", True)),
-            "timeout": float(d.get("timeout", 600.0)), "initializer_image": d.get("initializer_image"),
-            "registry_secret": secret}
+    return {**settings, "render_dir": render_dir, "registry_secret": secret}
 
 
 def redeploy(deployment: dict[str, Any], ref: str, options: RegistryOptions | None) -> dict[str, Any]:

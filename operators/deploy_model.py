@@ -8,7 +8,7 @@ from typing import Any
 from modelhaul.declarations import DEPLOY, parse_bool
 from modelhaul.operators._compat import AirflowException
 from modelhaul.operators.base import RegistryStepOperator, declared_operator, default_deferrable
-from modelhaul.operators.hooks import kube_settings
+from modelhaul.operators.kubernetes_hook import kube_settings
 from modelhaul.operators.lineage import artifact_dataset
 from modelhaul.operators.links import DeploymentLink, RegistryArtifactLink, persist_links
 
@@ -52,22 +52,17 @@ class DeployModelOperator(_DeclaredDeploy):
         wait_for_ready = parse_bool(self.wait_for_ready, "wait_for_ready")
         render = parse_bool(self.render_only, "render_only") or not kube.configured
         defer = parse_bool(self.deferrable, "deferrable") and wait_for_ready and not render
-        canary = None if self.canary_percent in (None, "") else int(self.canary_percent)
-        ref = self.qualify(self.ref, reg)
-        env, reg_kwargs = self.registry_env(reg), reg.step_kwargs()
+        env, given = self.connected(reg)
         if render:  # the credentials only read the registry: a render directory never holds a secret
-            user, password = reg_kwargs.pop("username"), reg_kwargs.pop("password")
+            user, password = given.pop("username"), given.pop("password")
             if user and password:
                 env = {**env, "MODELHAUL_USERNAME": user, "MODELHAUL_PASSWORD": password}
-        result = self.call_step(
-            env, ref=ref, target=self.target, name=self.deployment_name or None,
-            namespace=self.namespace or kube.namespace or "default",
-            canary_percent=canary, stable_ref=self.qualify(self.stable_ref, reg),
-            render_dir=self.render_dir if render else None,
-            **({} if render else kube.step_kwargs()),
-            wait=wait_for_ready and not defer and not render, timeout=float(self.timeout),
-            initializer_image=self.initializer_image, registry_secret=self.registry_secret,
-            trust=parse_bool(self.trust, "trust"), **reg_kwargs)
+        # the cluster comes from the kubernetes connection too; rendering reaches none
+        cluster = {"kubeconfig": None, "context": None, "in_cluster": False} if render else kube.step_kwargs()
+        result = self.call_step(env, **self.step_arguments(
+            **given, namespace=self.namespace or kube.namespace or "default",
+            render_dir=self.render_dir if render else None, **cluster,
+            wait=wait_for_ready and not defer and not render))
         if result.get("secret_hint"):
             self.log.info("the manifests refer to the Secret %s; create it in the cluster with: %s",
                           result.get("registry_secret"), result["secret_hint"])

@@ -22,6 +22,8 @@ descriptions of the compiled YAML (what the KFP UI shows).
 
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
+from modelhaul.components.inputs import document_choices
+
 
 def train(
     model: Output[Model],
@@ -52,12 +54,12 @@ def train(
             with ``run_id`` and ``metrics``.
         metrics: The run's final metrics (accuracy, ...), shown in the KFP UI.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import log_metrics, record
 
-    res = steps.train(entry_point=entry_point, params=dict(params or {}),
-                      tracking_uri=steps.require_tracking_uri(tracking_uri), experiment=experiment,
-                      run_name=run_name or None, registered_model=registered_model or None, alias=alias or None)
+    res = steps.train(**arguments("train", given, tracking_uri=steps.require_tracking_uri(tracking_uri)))
     record(model, {**res, "ref": res.get("model_uri"), "format": "mlflow"})
     log_metrics(metrics, res.get("metrics") or {})
 
@@ -79,21 +81,25 @@ def package(
         repository: Registry repository, ``host/path`` (no tag).
         tag: Tag to publish under (the pipeline uses the run's job id).
         tracking_uri: The MLflow tracking server (empty: ``MLFLOW_TRACKING_URI`` from the MLflow Secret).
-        bundle_format: Artifact layout: ``modelpack`` (CNCF ModelPack), ``kitops`` or ``ormb``.
+        bundle_format: Artifact layout, one of {bundle_formats}.
         plain_http: Talk HTTP, not HTTPS, to the registry.
         insecure: Accept the registry's TLS certificate without verifying it.
 
     Returns:
         model: The published artifact: metadata ``ref`` (digest-pinned), ``digest``, ``format``.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import record, upstream_ref
 
     src = upstream_ref(source)
-    uri = steps.require_tracking_uri(tracking_uri) if src.startswith(("runs:/", "models:/")) else tracking_uri or None
-    res = steps.package(source=src, ref=f"{repository}:{tag}", tracking_uri=uri,
-                        bundle_format=bundle_format, plain_http=plain_http, insecure=insecure)
+    uri = steps.require_tracking_uri(tracking_uri) if src.startswith(("runs:/", "models:/")) else tracking_uri
+    res = steps.package(**arguments("package", given, source=src, ref=f"{repository}:{tag}", tracking_uri=uri))
     record(model, res, source)
+
+
+document_choices(package)  # the bundle formats of its docstring, from the declarations
 
 
 def parse(
@@ -116,11 +122,12 @@ def parse(
     Returns:
         model: The parsed artifact: metadata ``ref``, ``digest``, ``parent`` and ``signature``.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import record, upstream_ref
 
-    res = steps.parse(ref=upstream_ref(source), dest_ref=dest_ref or None, trust=trust, plain_http=plain_http,
-                      insecure=insecure)
+    res = steps.parse(**arguments("parse", given, ref=upstream_ref(source)))
     record(model, res, source)
 
 
@@ -157,13 +164,13 @@ def convert(
         parity: Original against converted outputs on the same inputs (``max_abs_diff``,
             ``label_agreement``, ...), shown in the KFP UI.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import log_metrics, record, upstream_ref
 
-    res = steps.convert(ref=upstream_ref(source), to=to, dest_ref=steps.candidate_ref(repository=repository, tag=tag,
-                                                                                      to=to),
-                        tolerance=tolerance or None, opset=opset or None, trust=trust, plain_http=plain_http,
-                        insecure=insecure)
+    res = steps.convert(**arguments("convert", given, ref=upstream_ref(source),
+                                    dest_ref=steps.candidate_ref(repository=repository, tag=tag, to=to)))
     record(model, res, source)
     log_metrics(parity, res.get("parity") or {})
 
@@ -191,9 +198,11 @@ def sign(
     Returns:
         model: The same model, signed or not: metadata ``ref``, ``digest``, ``signed``, ``key_id``.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     import os
 
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import record, upstream_ref
 
     ref = upstream_ref(source)
@@ -203,7 +212,7 @@ def sign(
         print(f"no signing key configured; {ref} stays unsigned")
         record(model, {**upstream, "signed": False}, source)
         return
-    res = steps.sign(ref=ref, key=key, plain_http=plain_http, insecure=insecure)
+    res = steps.sign(**arguments("sign", given, ref=ref, key=key))
     record(model, {**upstream, **res, "signed": True}, source)
     print(f"signed {res['ref']} with key {res['key_id'][:16]} ({res['files']} files)")
 
@@ -256,14 +265,14 @@ def deploy(
             ``namespace``, ``state``, ``stable_ref`` and the settings, so that promote and rollback
             deploy to the same place again.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import DEPLOYMENT_PARAMS, arguments
     from modelhaul.components.outputs import record, upstream_ref
 
-    settings = {"target": target, "name": name or None, "namespace": namespace, "render_dir": render_dir or None,
-                "in_cluster": in_cluster and not render_dir, "wait": wait, "timeout": timeout,
-                "initializer_image": initializer_image or None, "registry_secret": registry_secret or None}
-    res = steps.deploy(ref=upstream_ref(source), canary_percent=canary_percent or None, stable_ref=stable_ref or None,
-                       trust=trust, plain_http=plain_http, insecure=insecure, **settings)
+    args = arguments("deploy", given, ref=upstream_ref(source), in_cluster=in_cluster and not render_dir)
+    res = steps.deploy(**args)
+    settings = {p.name: args[p.name] for p in DEPLOYMENT_PARAMS if p.name in args}
     record(deployment, {**settings, **res}, source)  # the result names how to deploy there again
 
 
@@ -309,14 +318,13 @@ def promote(
             ``previous``, ``ref`` and ``digest`` (at the stage when promoted).
         Output: ``promoted`` or ``rejected``.
     """
+    given = dict(locals())  # the arguments KFP passed, before anything else is bound here
     from modelhaul import steps
+    from modelhaul.components.inputs import arguments
     from modelhaul.components.outputs import record, upstream_ref
 
-    res = steps.promote(ref=upstream_ref(candidate), stage=stage, gate=list(gate or []) or None,
-                        beats=beats or None, min_delta=min_delta, tracking_uri=tracking_uri or None,
-                        deployment=dict(deployment.metadata) if deployment is not None else None,
-                        require_signature=require_signature or None, trust=trust, plain_http=plain_http,
-                        insecure=insecure)
+    res = steps.promote(**arguments("promote", given, ref=upstream_ref(candidate),
+                                    deployment=dict(deployment.metadata) if deployment is not None else None))
     record(promotion, res, candidate)
     print(f"{'promoted' if res['promoted'] else 'rejected'}: {res.get('reason')}")
     return "promoted" if res["promoted"] else "rejected"

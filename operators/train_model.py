@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelhaul.declarations import TRAIN
-from modelhaul.operators.base import MLflowStepOperator, declared_operator, maybe_json
+from modelhaul.operators.base import MLflowStepOperator, declared_operator
 from modelhaul.operators.lineage import mlflow_dataset
 from modelhaul.operators.links import MLFLOW_URL_KEY, MLflowRunLink, mlflow_run_url
 
@@ -25,9 +25,7 @@ class MLflowTrainOperator(_DeclaredTrain):
 
     def execute(self, context: Any) -> dict[str, Any]:
         uri, env = self.mlflow()
-        result = self.call_step(env, entry_point=self.entry_point, params=maybe_json(self.train_params),
-                                tracking_uri=uri, experiment=self.experiment, run_name=self.run_name,
-                                registered_model=self.registered_model, alias=self.alias)
+        result = self.call_step(env, **self.step_arguments(tracking_uri=uri))
         url = mlflow_run_url(uri, result.get("experiment_id"), result.get("run_id"))
         if url:
             context["ti"].xcom_push(key=MLFLOW_URL_KEY, value=url)
