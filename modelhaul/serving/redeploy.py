@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from modelhaul.declarations import TARGET_KINDS, DeploymentSettings, KubeTarget, step_arguments
-from modelhaul.errors import ConfigError
+from modelhaul.declarations import DeploymentSettings, KubeTarget, step_arguments
+from modelhaul.errors import ConfigError, DeployError
 from modelhaul.reference import parse
 from modelhaul.registry_options import RegistryOptions
 
@@ -59,31 +59,39 @@ def shift_traffic(deployment: dict[str, Any], candidate: str, options: RegistryO
                    ) -> dict[str, Any]:
     """Canary to 100% (when one runs in a cluster), then the candidate as the only predictor."""
     s = settings_of(deployment)
-    kind = TARGET_KINDS.get(str(s["target"]))
-    if deployment.get("canary_percent") and deployment.get("applied") and not s["render_dir"] and kind:
+    row = _row(s["target"])
+    if deployment.get("canary_percent") and deployment.get("applied") and not s["render_dir"] and row:
         from modelhaul.serving.kube import set_traffic
 
-        set_traffic(kind, s["name"], s["namespace"], to_digest=parse(candidate).digest or "",
+        set_traffic(row.kind, s["name"], s["namespace"], to_digest=parse(candidate).digest or "",
                     kubeconfig=s["kubeconfig"], context=s["context"], in_cluster=s["in_cluster"],
                     wait=s["wait"], timeout=s["timeout"])
     return redeploy(deployment, candidate, options)
 
 
+def _row(target: object) -> Any:
+    """The serving target's row in :mod:`modelhaul.serving.targets`, or None for one it does not know."""
+    from modelhaul.serving import targets
+
+    try:
+        return targets.get(target)
+    except DeployError:
+        return None
+
+
 def access_targets(settings: dict[str, Any]) -> list[tuple[str, Any]]:
     """What moving traffic and redeploying touch, as ``(verb, ResourceId)``: the serving object
-    (get, patch) and, for KServe, the cluster-scoped ClusterStorageContainer its manifests apply."""
-    from modelhaul.serving.kserve import STORAGE_API_VERSION, STORAGE_CONTAINER_NAME, STORAGE_KIND
+    (get, patch) and the other objects its manifests apply (KServe's ClusterStorageContainer)."""
     from modelhaul.serving.kube import ResourceId
-    from modelhaul.serving.status import SERVING_KINDS
 
-    kind = TARGET_KINDS.get(str(settings.get("target")))
-    if not kind:
+    row = _row(settings.get("target"))
+    if row is None:
         return []
-    rid = ResourceId(SERVING_KINDS[kind], kind, str(settings["name"]), str(settings.get("namespace") or "default"))
-    out: list[tuple[str, Any]] = [("get", rid), ("patch", rid)]
-    if kind == "InferenceService":
-        out.append(("patch", ResourceId(STORAGE_API_VERSION, STORAGE_KIND, STORAGE_CONTAINER_NAME, None)))
-    return out
+    ns = str(settings.get("namespace") or "default")
+    rid = ResourceId(row.api_version, row.kind, str(settings["name"]), ns)
+    return [("get", rid), ("patch", rid)] + [
+        ("patch", ResourceId(r.api_version, r.kind, r.name, ns if r.namespaced else None))
+        for r in row.extra if r.name]
 
 
 def preflight(deployment: dict[str, Any], doing: str) -> None:
