@@ -49,6 +49,7 @@ def _db() -> sqlite3.Connection | None:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per remembered file (WAL stays consistent)
             conn.execute("DROP TABLE IF EXISTS digests")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {_TABLE} (dev INTEGER, ino INTEGER, size INTEGER, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import random
 import re
 import threading
@@ -126,8 +127,9 @@ class RegistryClient:
             import urllib3
 
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        else:
-            self.verify = self.options.ca_file or True
+        else:  # the CA bundle requests would take from the environment, read once (see _session)
+            self.verify = (self.options.ca_file or os.environ.get("REQUESTS_CA_BUNDLE")
+                           or os.environ.get("CURL_CA_BUNDLE") or True)
         self._auth = _Auth(registry_host, self.options, self.verify)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -135,9 +137,15 @@ class RegistryClient:
         self._chunks_ok = True
         self._ranges_ok = True
         self._present: set[str] = set()  # digests known to be in the repository
+        self._absent: set[str] = set()  # digests a HEAD just found missing (has_blob, then put_blob)
 
     def __repr__(self) -> str:
         return f"RegistryTarget({self.host}/{self.repository})"
+
+    def _is_present(self, digest: str) -> None:
+        """The repository holds ``digest`` now (a HEAD found it, or this client uploaded or mounted it)."""
+        self._present.add(digest)
+        self._absent.discard(digest)
 
     @property
     def name(self) -> str:
@@ -163,6 +171,10 @@ class RegistryClient:
             from http.cookiejar import DefaultCookiePolicy
 
             s = requests.Session()
+            # the environment (proxies, CA bundle) read once per session, not on every request: requests
+            # re-reads all of os.environ and ~/.netrc per request, ~0.5 ms each, 1.5 ms a small blob
+            s.trust_env = False
+            s.proxies = requests.utils.get_environ_proxies(self.base)  # honours NO_PROXY
             s.verify = self.verify
             s.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # Harbor's CSRF cookies
             s.headers["User-Agent"] = "modelhaul"
@@ -182,7 +194,7 @@ class RegistryClient:
             if sent:
                 h["Authorization"] = sent
             try:
-                # verify passed per request: a session's value loses to REQUESTS_CA_BUNDLE
+                # verify passed per request too (the environment's CA bundle is already in it)
                 resp = self._session().request(method, url, headers=h, data=body, stream=True,
                                                timeout=timeout, verify=self.verify)
                 if method == "HEAD":  # no body (its Content-Length is the blob's): reading the empty

@@ -102,9 +102,10 @@ class BlobUploads(RegistryClient):
         what = f"{self.name}@{digest}"
         resp = self._request("HEAD", f"{self.base}/blobs/{digest}", what=what)
         if resp.status_code == 200:
-            self._present.add(digest)
+            self._is_present(digest)
             return True
         if resp.status_code == 404:
+            self._absent.add(digest)  # the put_blob that usually follows need not ask again
             return False
         raise self._error(resp, what)
 
@@ -120,13 +121,15 @@ class BlobUploads(RegistryClient):
             if actual != blob.size:
                 raise DigestMismatch(f"{blob.path}: is {actual} bytes, expected {blob.size} for "
                                      f"{blob.digest}; the file changed since it was packed: pack it again")
-        if self.has_blob(blob.digest):
+        if blob.digest in self._absent:  # just asked (a stale answer only means uploading what is there)
+            self._absent.discard(blob.digest)
+        elif self.has_blob(blob.digest):
             return
         source = mount_from or self.mount_from
         if source == self.repository:
             source = None
         self._retrying(lambda: self._upload(blob, source), f"{self.name}@{blob.digest}")
-        self._present.add(blob.digest)
+        self._is_present(blob.digest)
 
     def mount_blob(self, digest: str, from_repository: str) -> bool:
         """Ask the registry to link ``digest`` from another of its repositories; True when it did."""
@@ -147,7 +150,7 @@ class BlobUploads(RegistryClient):
             return self.has_blob(digest)
         mounted = bool(self._retrying(attempt, what))
         if mounted:
-            self._present.add(digest)
+            self._is_present(digest)
         return mounted
 
     def put_blobs(self, blobs: Iterable[oci.Blob], parallel: int | None = None) -> None:
@@ -223,7 +226,7 @@ class BlobUploads(RegistryClient):
             except _ChunksRejected:
                 self._chunks_ok = False
             else:
-                self._present.add(digest)
+                self._is_present(digest)
                 return oci.Blob(media_type, digest, size, path=path, annotations=dict(annotations or {}))
         blob = oci.Blob(media_type, oci.sha256_file(path), size, path=path, annotations=dict(annotations or {}))
         self.put_blob(blob)
@@ -246,7 +249,7 @@ class BlobUploads(RegistryClient):
         except _ChunksRejected:
             self._chunks_ok = False
             return None
-        self._present.add(digest)
+        self._is_present(digest)
         return digest, size
 
     def _upload_streaming(self, produce: Callable[[Any], tuple[str, int]], what: str) -> tuple[str, int]:
