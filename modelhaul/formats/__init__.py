@@ -11,23 +11,14 @@ Untrusted files are never executed: pickles are scanned, not loaded, unless ``tr
 from __future__ import annotations
 
 import importlib
-import zipfile
 from pathlib import Path
 
 from modelhaul.errors import FormatError
-from modelhaul.formats.base import ParsedModel, read_head
+from modelhaul.formats import table
+from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe
 
 __all__ = ["ParsedModel", "detect", "find_model", "parse_directory", "parse_path"]
 
-# parser module per format key, in the order a directory holding several model files prefers them
-_ORDER = ["onnx", "pt2", "torchscript", "savedmodel", "keras", "sklearn", "xgboost", "lightgbm", "pmml",
-          "safetensors"]
-_FORMAT_NAMES = {"onnx": "ONNX", "pt2": "PT2", "torchscript": "TorchScript", "savedmodel": "SavedModel",
-                 "keras": "Keras", "sklearn": "SKLearn", "xgboost": "XGBoost", "lightgbm": "LightGBM",
-                 "pmml": "PMML", "safetensors": "SafeTensors"}
-_HINTS = {"onnx": "onnx", "pt2": "pt2", "torchscript": "torchscript", "pytorch": "torchscript",
-          "savedmodel": "savedmodel", "keras": "keras", "h5": "keras", "sklearn": "sklearn",
-          "xgboost": "xgboost", "lightgbm": "lightgbm", "pmml": "pmml", "safetensors": "safetensors"}
 _SKIP_NAMES = {"ormbfile.yaml", "Kitfile", "README.md", "LICENSE", "conda.yaml", "python_env.yaml",
                "requirements.txt", "input_example.json", "serving_input_example.json", "MLmodel",
                "config.pbtxt", "model-settings.json"}
@@ -39,57 +30,31 @@ def _module(key: str):
 
 
 def sniff(path: Path) -> str | None:
-    """The parser key for one file, from its name and first bytes (and a zip's member names)."""
-    name, suffix = path.name, path.suffix.lower()
-    if name in _SKIP_NAMES:
+    """The parser key for one file, from its name and first bytes (and a zip's member names).
+
+    Each parser's ``sniff`` says how sure it is (see :class:`~modelhaul.formats.base.Probe`); the
+    surest wins, and between equally sure parsers the format table's order.
+    """
+    if path.name in _SKIP_NAMES:
         return None
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".safetensors":
-        return "safetensors"
-    if name == "saved_model.pb":
-        return "savedmodel"
-    head = read_head(path, 16)
-    if suffix in (".pmml",) or (suffix == ".xml" and _module("pmml").looks_like(path)):
-        return "pmml"
-    if head.startswith(b"\x89HDF\r\n\x1a\n") and suffix in (".h5", ".hdf5", ".keras"):
-        return "keras"
-    if head.startswith(b"PK"):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except zipfile.BadZipFile:
-            names = []
-        if "schema.json" in names or suffix == ".skops":
-            return "sklearn"
-        if "config.json" in names and ("metadata.json" in names or suffix == ".keras"):
-            return "keras"
-        if _module("pt2").is_pt2(names) or suffix == ".pt2":
-            return "pt2"
-        if any(n.endswith("data.pkl") for n in names) or suffix in (".pt", ".pth"):
-            return "torchscript"
-        return {".keras": "keras"}.get(suffix)
-    if suffix in (".skops", ".pkl", ".pickle", ".joblib", ".sav"):
-        return "sklearn"
-    if suffix in (".pt", ".pth", ".pt2", ".keras", ".h5"):  # the right suffix but the wrong content
-        return {".pt": "torchscript", ".pth": "torchscript", ".pt2": "pt2"}.get(suffix, "keras")
-    if _module("lightgbm").looks_like(head):
-        return "lightgbm"
-    if suffix in (".ubj", ".bst", ".xgb", ".xgboost") or (suffix == ".json" and
-                                                            _module("xgboost").looks_like_json_model(path)):
-        return "xgboost"
-    return None
-
-
-_FRAMEWORKS = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "sklearn": "scikit-learn", "onnx": "ONNX",
-               "pmml": "PMML", "keras": "Keras", "pt2": "PyTorch", "torchscript": "PyTorch",
-               "savedmodel": "TensorFlow", "safetensors": "PyTorch"}
+    probe, best, best_level = Probe(path), None, NO
+    for key in table.parsers():
+        sniffer = getattr(_module(key), "sniff", None)  # none for MLflow: a directory, found by its MLmodel
+        level = sniffer(probe) if sniffer else NO
+        if level == OWN_NAME:
+            return key
+        if level > best_level:
+            best, best_level = key, level
+    return best
 
 
 def detect_file(path: Path) -> tuple[str, str | None] | None:
     """(format, framework) of one file from its content, or None when no parser recognises it."""
     key = sniff(path)
-    return (_FORMAT_NAMES[key], _FRAMEWORKS.get(key)) if key else None
+    if not key:
+        return None
+    row = table.of_parser(key)
+    return row.name, row.framework
 
 
 def _candidates(model_dir: Path) -> list[tuple[str, Path]]:
@@ -132,12 +97,14 @@ def find_model(model_dir: str | Path, hint: str | None = None) -> tuple[str, Pat
         return "savedmodel", sm
     cands = _candidates(root)
     if not cands:
-        raise FormatError(f"{root}: no model file of a known format found (ONNX, TorchScript, .pt2, SavedModel, "
-                          "Keras, scikit-learn, XGBoost, LightGBM, PMML, safetensors, MLflow)")
-    wanted = _HINTS.get((hint or "").lower().replace("-", "").replace(" ", ""))
+        raise FormatError(f"{root}: no model file of a known format found "
+                          f"({', '.join(f.name for f in table.FORMATS if f.parser)})")
+    wanted, parsers = table.hint(hint), table.parsers()
+
     def rank(c: tuple[str, Path]) -> tuple[int, int, int, str]:
         key, p = c
-        return (0 if key == wanted else 1, _ORDER.index(key), len(p.relative_to(root).parts), str(p))
+        return (0 if key == wanted else 1, parsers.index(key), len(p.relative_to(root).parts), str(p))
+
     key, path = min(cands, key=rank)
     return key, path
 
@@ -145,12 +112,8 @@ def find_model(model_dir: str | Path, hint: str | None = None) -> tuple[str, Pat
 def detect(model_dir: str | Path) -> str:
     """The format of a model directory (or file), in ormb's names: ``ONNX``, ``SKLearn``, ``MLflow`` ..."""
     key, path = find_model(model_dir)
-    if key == "mlflow":
-        return "MLflow"
-    if key == "torchscript":
-        with zipfile.ZipFile(path) as zf:
-            return "TorchScript" if _module("torchscript").is_torchscript(zf.namelist()) else "PyTorch"
-    return _FORMAT_NAMES[key]
+    format_of = getattr(_module(key), "format_of", None)  # a parser that reads several formats tells which
+    return format_of(path) if format_of else table.of_parser(key).name
 
 
 def parse_path(path: Path, *, trust: bool = False, key: str | None = None) -> ParsedModel:
@@ -158,11 +121,7 @@ def parse_path(path: Path, *, trust: bool = False, key: str | None = None) -> Pa
     path = Path(path)
     if key is None:
         key, path = find_model(path)
-    mod = _module(key)
-    if key == "safetensors" and path.is_file():
-        shards = sorted(path.parent.glob("*.safetensors"))
-        return mod.parse(path, trust=trust, shards=shards if len(shards) > 1 else None)
-    return mod.parse(path, trust=trust)
+    return _module(key).parse(path, trust=trust)
 
 
 def parse_directory(model_dir: str | Path, *, trust: bool = False, hint: str | None = None) -> ParsedModel:
