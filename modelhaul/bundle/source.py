@@ -159,3 +159,11 @@ def _kitfile_config(kitfile: Path) -> ModelConfig:
     from modelhaul.bundle.kitops import config_from_kitfile
 
     return config_from_kitfile(kf)
+
+
+def config_from_files(relpaths: list[str], root: Path | None = None) -> ModelConfig:
+    """What an artifact with no model config says of itself: format and framework from its files
+    (from their names alone until they are written out under ``root``)."""
+    files = list_files(root) if root is not None else [ModelFile(r, Path(r), 0, False) for r in sorted(relpaths)]
+    fmt, framework = infer_format(files, root, by_content=root is not None)
+    return ModelConfig(format=fmt, framework=framework, directory_structure=[f.relpath for f in files])
