@@ -61,10 +61,11 @@ def test_tracking_and_bundle_read_a_flavor_alike(tmp_path: Path, flavor: str) ->
 
 
 def test_serving_manifests_agree_with_the_table() -> None:
-    from modelhaul.serving import kserve, layouts, seldon
+    from modelhaul.serving import kserve, layouts, seldon, triton
 
     assert table.seldon_implementations() == seldon.IMPLEMENTATION
     assert table.kserve_formats() == kserve.FORMATS
+    assert table.triton_platforms() == triton.PLATFORMS
     assert set(layouts.KINDS) == set(seldon.IMPLEMENTATION) == set(kserve.FORMATS)
     assert all(table.served(k).layout in layouts.SERVERS for k in layouts.KINDS)
 

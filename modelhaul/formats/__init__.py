@@ -2,8 +2,9 @@
 
 ``detect(model_dir)`` names the format of a model directory; ``parse_directory(model_dir)`` returns a
 :class:`ParsedModel` (signature with -1 for dynamic dims, layer/op counts, opset or framework
-version). One module per format does the reading; this package only dispatches. Importing it is
-cheap: no ML framework is imported until a parser needs one.
+version). One module per format does the recognising (``sniff``) and the reading (``parse``); this
+package only dispatches, in the order and with the names of the format table (:mod:`.table`).
+Importing it is cheap: no ML framework is imported until a parser needs one.
 
 Untrusted files are never executed: pickles are scanned, not loaded, unless ``trust=True``.
 """

@@ -41,21 +41,23 @@ class ModelFormat:
     seldon: str | None = None  # Seldon Core v1 prepackaged server (graph implementation)
     kserve: tuple[str, str | None] | None = None  # KServe (modelFormat name, runtime; None: KServe's default)
     mlserver: str | None = None  # MLServer runtime class (model-settings.json implementation)
+    triton: tuple[str, str] | None = None  # Triton (platform, file name in the version directory)
 
 
 _TRITON_SERVED = {"layout": TRITON, "seldon": "TRITON_SERVER"}
 
 FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("ONNX", "ONNX", "onnx", (".onnx",), flavor="onnx", flavor_keys=("data",),
-                kind="onnx", kserve=("onnx", None), **_TRITON_SERVED),
+                kind="onnx", kserve=("onnx", None), triton=("onnxruntime_onnx", "model.onnx"), **_TRITON_SERVED),
     ModelFormat("PT2", "PyTorch", "pt2", (".pt2",), converter="torch"),
     ModelFormat("TorchScript", "PyTorch", "torchscript", (".pt", ".pth"), flavor="pytorch",
                 flavor_keys=("model_data",), converter="torch", kind="torchscript",
-                kserve=("pytorch", "kserve-tritonserver"), **_TRITON_SERVED),
+                kserve=("pytorch", "kserve-tritonserver"), triton=("pytorch_libtorch", "model.pt"), **_TRITON_SERVED),
     ModelFormat("PyTorch", "PyTorch", "torchscript", converter="torch"),  # a pickled nn.Module (torch.save)
     ModelFormat("SavedModel", "TensorFlow", "savedmodel", ("saved_model.pb",), ("saved_model", "tensorflow"),
                 flavor="tensorflow", flavor_keys=("saved_model_dir",), kind="savedmodel",
-                kserve=("tensorflow", "kserve-tritonserver"), **_TRITON_SERVED),
+                kserve=("tensorflow", "kserve-tritonserver"), triton=("tensorflow_savedmodel", "model.savedmodel"),
+                **_TRITON_SERVED),
     # MLflow's keras flavor is Keras 3 (the ``keras`` package, on any backend): framework Keras
     ModelFormat("Keras", "Keras", "keras", (".keras",), flavor="keras", flavor_keys=("data",)),
     ModelFormat("H5", "Keras", "keras", (".h5",)),
@@ -150,6 +152,11 @@ def seldon_implementations() -> dict[str, str]:
 def kserve_formats() -> dict[str, tuple[str, str | None, str]]:
     """Serving kind -> (KServe modelFormat, runtime, initializer layout), as serving/kserve.py's ``FORMATS``."""
     return {f.kind: (*f.kserve, f.layout) for f in FORMATS if f.kind and f.kserve and f.layout}
+
+
+def triton_platforms() -> dict[str, tuple[str, str]]:
+    """Format -> (Triton platform, model file name), as serving/triton.py's ``PLATFORMS``."""
+    return {f.name: f.triton for f in FORMATS if f.triton}
 
 
 def converters_label() -> str:
