@@ -12,7 +12,9 @@ Untrusted files are never executed: pickles are scanned, not loaded, unless ``tr
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from modelhaul.errors import FormatError
 from modelhaul.formats import table
@@ -30,6 +32,17 @@ def _module(key: str):
     return importlib.import_module(f"modelhaul.formats.{key}")
 
 
+_SNIFFERS: list[Any] = [None, ()]  # (the table they were read from, ((parser, its sniff), ...))
+
+
+def _sniffers() -> tuple[tuple[str, Callable[[Probe], int]], ...]:
+    """Each parser's ``sniff`` in the table's order, looked up once per table (not once per file)."""
+    if _SNIFFERS[0] is not table.FORMATS:
+        found = ((key, getattr(_module(key), "sniff", None)) for key in table.parsers())
+        _SNIFFERS[:] = [table.FORMATS, tuple((k, f) for k, f in found if f)]  # MLflow has none: a directory
+    return _SNIFFERS[1]
+
+
 def sniff(path: Path) -> str | None:
     """The parser key for one file, from its name and first bytes (and a zip's member names).
 
@@ -39,9 +52,8 @@ def sniff(path: Path) -> str | None:
     if path.name in _SKIP_NAMES:
         return None
     probe, best, best_level = Probe(path), None, NO
-    for key in table.parsers():
-        sniffer = getattr(_module(key), "sniff", None)  # none for MLflow: a directory, found by its MLmodel
-        level = sniffer(probe) if sniffer else NO
+    for key, sniffer in _sniffers():
+        level = sniffer(probe)
         if level == OWN_NAME:
             return key
         if level > best_level:
