@@ -117,3 +117,16 @@ def test_a_new_format_is_one_module_and_one_row(tmp_path: Path, made_up_format: 
     (tmp_path / "other.onnx").unlink()
     (tmp_path / "model.mu").rename(tmp_path / "model.bin")  # found by content, whatever its name
     assert detect(tmp_path) == made_up_format
+
+
+@pytest.mark.parametrize("block", ["not a mapping", {"model_data": "/etc"}, {"model_data": ".."}])
+def test_a_hostile_pytorch_flavor_block_reads_nothing_outside(tmp_path: Path, block: object) -> None:
+    """An MLmodel from a pulled artifact decides nothing from files outside its directory, and a flavor block
+    that is not a mapping is one answer, not a crash (tracking raised AttributeError on a string)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (tmp_path / "model.pt2").write_bytes(b"")  # what `model_data: ..` would find
+    flavors = {"pytorch": block, "python_function": {}}
+    (model / "MLmodel").write_text(yaml.safe_dump({"flavors": flavors}))
+    assert framework_and_format(flavors, model) == ("PyTorch", "PyTorch")
+    assert infer_format(list_files(model), model) == ("PyTorch", "PyTorch")

@@ -137,11 +137,11 @@ def framework_and_format(flavors: dict[str, Any], model_dir: Path) -> tuple[str,
     for name in table.flavors():
         if name not in flavors or name == "python_function":
             continue
-        conf = flavors[name] or {}
+        conf = flavors[name] if isinstance(flavors[name], dict) else {}
         row = table.of_flavor(name)
         framework, fmt = row.framework or name, row.name
         if name == "pytorch":
-            fmt = _torch_format(model_dir / str(conf.get("model_data", "data")))
+            fmt = _torch_format(model_dir, str(conf.get("model_data", "data")))
         elif name == "tensorflow":
             if conf.get("model_type") == "keras" and conf.get("save_format") in ("keras", "h5"):
                 fmt = "Keras"
@@ -152,7 +152,11 @@ def framework_and_format(flavors: dict[str, Any], model_dir: Path) -> tuple[str,
     return (other or "MLflow"), "MLflow"
 
 
-def _torch_format(data_dir: Path) -> str:
+def _torch_format(model_dir: Path, model_data: str) -> str:
+    """How MLflow's pytorch flavor saved the model, from the files under ``model_data`` (inside the model)."""
+    data_dir = (model_dir / model_data).resolve()
+    if not data_dir.is_relative_to(model_dir.resolve()):
+        return "PyTorch"  # MLmodel points outside the model directory: nothing there is read
     if (data_dir / "model.pt2").exists() or any(data_dir.glob("*.pt2")):
         return "PT2"
     pth = data_dir / "model.pth"
