@@ -4,16 +4,14 @@ Writers: ModelPack (default), KitOps ModelKits and ormb. Readers: those, CNAI an
 format, the full ModelConfig travels in the manifest annotation ``io.modelhaul.config`` and comes
 back on read; foreign artifacts (no annotation) get a config mapped from their own config blob.
 
-=====================  =====================================================================
-module                 holds
-=====================  =====================================================================
-``source``             model directories as users hand them over: files, layout, inferred config
-``packing``            :func:`pack`: directory -> config blob, layers, manifest
-``artifact_config``    :func:`read_config`: an artifact's ModelConfig, from the annotation or mapped
-``unpacking``          :func:`unpack`: artifact -> ``ormbfile.yaml`` + ``model/``
-``nofollow``           the writer of layer files that never follows a symlink
-``modelpack``          ``kitops``/``kitwrite``, ``layers``, ``tarball``: each format's own details
-=====================  =====================================================================
+Modules, by what they hold (this package only re-exports what the rest of modelhaul imports):
+
+* ``source``: model directories as users hand them over (files, layout, the config inferred);
+* ``packing``: :func:`pack`, a directory -> config blob, layers and manifest;
+* ``artifact_config``: :func:`read_config`, an artifact's ModelConfig from the annotation or mapped;
+* ``unpacking``: :func:`unpack`, an artifact -> ``ormbfile.yaml`` + ``model/``;
+* ``nofollow``: the writer of layer files that never follows a symlink;
+* ``modelpack``, ``kitops``, ``kitwrite``, ``layers``, ``tarball``: each bundle format's own details.
 """
 
 from __future__ import annotations
