@@ -38,57 +38,21 @@ class ModelSource:
     layout: str  # ormb | mlflow | kitops | bare
 
 
-# file name suffix -> (ormb format, framework)
-_BY_SUFFIX: list[tuple[str, str, str]] = [
-    (".onnx", "ONNX", "ONNX"),
-    (".pmml", "PMML", "PMML"),
-    (".h5", "H5", "Keras"),
-    (".keras", "Keras", "Keras"),
-    (".pt2", "PT2", "PyTorch"),
-    (".pt", "TorchScript", "PyTorch"),
-    (".pth", "TorchScript", "PyTorch"),
-    (".joblib", "SKLearn", "scikit-learn"),
-    (".skops", "SKLearn", "scikit-learn"),
-    (".pkl", "SKLearn", "scikit-learn"),
-    (".ubj", "XGBoost", "XGBoost"),
-    (".bst", "XGBoost", "XGBoost"),
-    (".xgboost", "XGBoost", "XGBoost"),
-    (".lgb", "LightGBM", "LightGBM"),
-    (".safetensors", "SafeTensors", "PyTorch"),
-    (".plan", "TensorRT", "TensorRT"),
-    (".caffemodel", "CaffeModel", "Caffe"),
-    (".gguf", "GGUF", "llama.cpp"),
-]
-
-_MLFLOW_FLAVORS: list[tuple[str, str, str]] = [
-    ("onnx", "ONNX", "ONNX"),
-    ("sklearn", "SKLearn", "scikit-learn"),
-    ("xgboost", "XGBoost", "XGBoost"),
-    ("lightgbm", "LightGBM", "LightGBM"),
-    ("pytorch", "TorchScript", "PyTorch"),
-    ("tensorflow", "SavedModel", "TensorFlow"),
-    ("keras", "Keras", "Keras"),
-    ("transformers", "Transformers", "Transformers"),
-]
-
-
 def infer_format(files: list[ModelFile], root: Path | None = None, *, by_content: bool = True
                  ) -> tuple[str, str | None]:
     """(format, framework) from file names, then (``by_content``) what the format parsers recognise."""
+    from modelhaul.formats import table
+    from modelhaul.formats.mlflow import framework_and_format
+
     names = {f.relpath for f in files}
     if root is not None and (root / "MLmodel").is_file():
-        flavors = _mlflow_flavors(root / "MLmodel")
-        for flavor, fmt, fw in _MLFLOW_FLAVORS:
-            if flavor in flavors:
-                return fmt, fw
-        return "MLflow", "MLflow"
-    if any(n.endswith("saved_model.pb") for n in names):
-        return "SavedModel", "TensorFlow"
+        fw, fmt = framework_and_format(_mlflow_flavors(root / "MLmodel"), root)
+        return fmt, fw
     if {"init_net.pb", "predict_net.pb"} <= {n.rsplit("/", 1)[-1] for n in names}:
         return "NetDef", "Caffe2"
-    for suffix, fmt, fw in _BY_SUFFIX:
-        if any(n.endswith(suffix) for n in names):
-            return fmt, fw
+    for row in table.FORMATS:
+        if row.suffixes and any(n.endswith(row.suffixes) for n in names):
+            return row.name, row.framework
     sniffed = _sniffed(files) if by_content else None
     if sniffed:
         return sniffed
@@ -195,3 +159,11 @@ def _kitfile_config(kitfile: Path) -> ModelConfig:
     from modelhaul.bundle.kitops import config_from_kitfile
 
     return config_from_kitfile(kf)
+
+
+def config_from_files(relpaths: list[str], root: Path | None = None) -> ModelConfig:
+    """What an artifact with no model config says of itself: format and framework from its files
+    (from their names alone until they are written out under ``root``)."""
+    files = list_files(root) if root is not None else [ModelFile(r, Path(r), 0, False) for r in sorted(relpaths)]
+    fmt, framework = infer_format(files, root, by_content=root is not None)
+    return ModelConfig(format=fmt, framework=framework, directory_structure=[f.relpath for f in files])

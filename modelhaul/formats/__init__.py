@@ -2,8 +2,9 @@
 
 ``detect(model_dir)`` names the format of a model directory; ``parse_directory(model_dir)`` returns a
 :class:`ParsedModel` (signature with -1 for dynamic dims, layer/op counts, opset or framework
-version). One module per format does the reading; this package only dispatches. Importing it is
-cheap: no ML framework is imported until a parser needs one.
+version). One module per format does the recognising (``sniff``) and the reading (``parse``); this
+package only dispatches, in the order and with the names of the format table (:mod:`.table`).
+Importing it is cheap: no ML framework is imported until a parser needs one.
 
 Untrusted files are never executed: pickles are scanned, not loaded, unless ``trust=True``.
 """
@@ -11,23 +12,16 @@ Untrusted files are never executed: pickles are scanned, not loaded, unless ``tr
 from __future__ import annotations
 
 import importlib
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from modelhaul.errors import FormatError
-from modelhaul.formats.base import ParsedModel, read_head
+from modelhaul.formats import table
+from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe
 
 __all__ = ["ParsedModel", "detect", "find_model", "parse_directory", "parse_path"]
 
-# parser module per format key, in the order a directory holding several model files prefers them
-_ORDER = ["onnx", "pt2", "torchscript", "savedmodel", "keras", "sklearn", "xgboost", "lightgbm", "pmml",
-          "safetensors"]
-_FORMAT_NAMES = {"onnx": "ONNX", "pt2": "PT2", "torchscript": "TorchScript", "savedmodel": "SavedModel",
-                 "keras": "Keras", "sklearn": "SKLearn", "xgboost": "XGBoost", "lightgbm": "LightGBM",
-                 "pmml": "PMML", "safetensors": "SafeTensors"}
-_HINTS = {"onnx": "onnx", "pt2": "pt2", "torchscript": "torchscript", "pytorch": "torchscript",
-          "savedmodel": "savedmodel", "keras": "keras", "h5": "keras", "sklearn": "sklearn",
-          "xgboost": "xgboost", "lightgbm": "lightgbm", "pmml": "pmml", "safetensors": "safetensors"}
 _SKIP_NAMES = {"ormbfile.yaml", "Kitfile", "README.md", "LICENSE", "conda.yaml", "python_env.yaml",
                "requirements.txt", "input_example.json", "serving_input_example.json", "MLmodel",
                "config.pbtxt", "model-settings.json"}
@@ -38,58 +32,42 @@ def _module(key: str):
     return importlib.import_module(f"modelhaul.formats.{key}")
 
 
+_SNIFFERS: list[Any] = [None, ()]  # (the table they were read from, ((parser, its sniff), ...))
+
+
+def _sniffers() -> tuple[tuple[str, Callable[[Probe], int]], ...]:
+    """Each parser's ``sniff`` in the table's order, looked up once per table (not once per file)."""
+    if _SNIFFERS[0] is not table.FORMATS:
+        found = ((key, getattr(_module(key), "sniff", None)) for key in table.parsers())
+        _SNIFFERS[:] = [table.FORMATS, tuple((k, f) for k, f in found if f)]  # MLflow has none: a directory
+    return _SNIFFERS[1]
+
+
 def sniff(path: Path) -> str | None:
-    """The parser key for one file, from its name and first bytes (and a zip's member names)."""
-    name, suffix = path.name, path.suffix.lower()
-    if name in _SKIP_NAMES:
+    """The parser key for one file, from its name and first bytes (and a zip's member names).
+
+    Each parser's ``sniff`` says how sure it is (see :class:`~modelhaul.formats.base.Probe`); the
+    surest wins, and between equally sure parsers the format table's order.
+    """
+    if path.name in _SKIP_NAMES:
         return None
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".safetensors":
-        return "safetensors"
-    if name == "saved_model.pb":
-        return "savedmodel"
-    head = read_head(path, 16)
-    if suffix in (".pmml",) or (suffix == ".xml" and _module("pmml").looks_like(path)):
-        return "pmml"
-    if head.startswith(b"\x89HDF\r\n\x1a\n") and suffix in (".h5", ".hdf5", ".keras"):
-        return "keras"
-    if head.startswith(b"PK"):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except zipfile.BadZipFile:
-            names = []
-        if "schema.json" in names or suffix == ".skops":
-            return "sklearn"
-        if "config.json" in names and ("metadata.json" in names or suffix == ".keras"):
-            return "keras"
-        if _module("pt2").is_pt2(names) or suffix == ".pt2":
-            return "pt2"
-        if any(n.endswith("data.pkl") for n in names) or suffix in (".pt", ".pth"):
-            return "torchscript"
-        return {".keras": "keras"}.get(suffix)
-    if suffix in (".skops", ".pkl", ".pickle", ".joblib", ".sav"):
-        return "sklearn"
-    if suffix in (".pt", ".pth", ".pt2", ".keras", ".h5"):  # the right suffix but the wrong content
-        return {".pt": "torchscript", ".pth": "torchscript", ".pt2": "pt2"}.get(suffix, "keras")
-    if _module("lightgbm").looks_like(head):
-        return "lightgbm"
-    if suffix in (".ubj", ".bst", ".xgb", ".xgboost") or (suffix == ".json" and
-                                                            _module("xgboost").looks_like_json_model(path)):
-        return "xgboost"
-    return None
-
-
-_FRAMEWORKS = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "sklearn": "scikit-learn", "onnx": "ONNX",
-               "pmml": "PMML", "keras": "Keras", "pt2": "PyTorch", "torchscript": "PyTorch",
-               "savedmodel": "TensorFlow", "safetensors": "PyTorch"}
+    probe, best, best_level = Probe(path), None, NO
+    for key, sniffer in _sniffers():
+        level = sniffer(probe)
+        if level == OWN_NAME:
+            return key
+        if level > best_level:
+            best, best_level = key, level
+    return best
 
 
 def detect_file(path: Path) -> tuple[str, str | None] | None:
     """(format, framework) of one file from its content, or None when no parser recognises it."""
     key = sniff(path)
-    return (_FORMAT_NAMES[key], _FRAMEWORKS.get(key)) if key else None
+    if not key:
+        return None
+    row = table.of_parser(key)
+    return row.name, row.framework
 
 
 def _candidates(model_dir: Path) -> list[tuple[str, Path]]:
@@ -132,12 +110,14 @@ def find_model(model_dir: str | Path, hint: str | None = None) -> tuple[str, Pat
         return "savedmodel", sm
     cands = _candidates(root)
     if not cands:
-        raise FormatError(f"{root}: no model file of a known format found (ONNX, TorchScript, .pt2, SavedModel, "
-                          "Keras, scikit-learn, XGBoost, LightGBM, PMML, safetensors, MLflow)")
-    wanted = _HINTS.get((hint or "").lower().replace("-", "").replace(" ", ""))
+        raise FormatError(f"{root}: no model file of a known format found "
+                          f"({', '.join(f.name for f in table.FORMATS if f.parser)})")
+    wanted, parsers = table.hint(hint), table.parsers()
+
     def rank(c: tuple[str, Path]) -> tuple[int, int, int, str]:
         key, p = c
-        return (0 if key == wanted else 1, _ORDER.index(key), len(p.relative_to(root).parts), str(p))
+        return (0 if key == wanted else 1, parsers.index(key), len(p.relative_to(root).parts), str(p))
+
     key, path = min(cands, key=rank)
     return key, path
 
@@ -145,12 +125,8 @@ def find_model(model_dir: str | Path, hint: str | None = None) -> tuple[str, Pat
 def detect(model_dir: str | Path) -> str:
     """The format of a model directory (or file), in ormb's names: ``ONNX``, ``SKLearn``, ``MLflow`` ..."""
     key, path = find_model(model_dir)
-    if key == "mlflow":
-        return "MLflow"
-    if key == "torchscript":
-        with zipfile.ZipFile(path) as zf:
-            return "TorchScript" if _module("torchscript").is_torchscript(zf.namelist()) else "PyTorch"
-    return _FORMAT_NAMES[key]
+    format_of = getattr(_module(key), "format_of", None)  # a parser that reads several formats tells which
+    return format_of(path) if format_of else table.of_parser(key).name
 
 
 def parse_path(path: Path, *, trust: bool = False, key: str | None = None) -> ParsedModel:
@@ -158,11 +134,7 @@ def parse_path(path: Path, *, trust: bool = False, key: str | None = None) -> Pa
     path = Path(path)
     if key is None:
         key, path = find_model(path)
-    mod = _module(key)
-    if key == "safetensors" and path.is_file():
-        shards = sorted(path.parent.glob("*.safetensors"))
-        return mod.parse(path, trust=trust, shards=shards if len(shards) > 1 else None)
-    return mod.parse(path, trust=trust)
+    return _module(key).parse(path, trust=trust)
 
 
 def parse_directory(model_dir: str | Path, *, trust: bool = False, hint: str | None = None) -> ParsedModel:

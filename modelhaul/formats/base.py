@@ -8,7 +8,9 @@ helpers for reading bounded headers so that parsing never reads a model's weight
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,43 @@ def load_json(path: Path, what: str, limit: int = 256 << 20) -> Any:
             from None
     except OSError as exc:
         raise fail(path, f"cannot read {what}: {exc.strerror or exc}") from None
+
+
+# what a format module's ``sniff`` returns: how sure it is that a file is its format
+NO = 0
+NAME_ONLY = 1  # only the name says so (the right suffix on content no parser recognises)
+CONTENT = 2  # the bytes say so (magic number, zip members, a header)
+OWN_NAME = 3  # a file name no other format uses (``.onnx``, ``saved_model.pb``): decided unread
+
+
+class Probe:
+    """One file as the ``sniff`` functions see it: name and suffix, and, read once when first asked,
+    its first bytes and (for a zip) its member names.
+
+    Each format module's ``sniff(probe)`` answers ``OWN_NAME``, ``CONTENT``, ``NAME_ONLY`` or ``NO``;
+    the surest answer wins, and between equally sure ones the format table's order.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        self.suffix = path.suffix.lower()
+
+    @cached_property
+    def head(self) -> bytes:
+        return read_head(self.path, 16)
+
+    @property
+    def is_zip(self) -> bool:
+        return self.head.startswith(b"PK")
+
+    @cached_property
+    def zip_names(self) -> list[str]:
+        """The member names of a zip archive ([] for anything else, or a zip that cannot be read)."""
+        if not self.is_zip:
+            return []
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                return zf.namelist()
+        except zipfile.BadZipFile:
+            return []

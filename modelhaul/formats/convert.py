@@ -31,7 +31,7 @@ from typing import Any
 
 from modelhaul.config import Conversion, ModelConfig, Tensor
 from modelhaul.errors import ConversionError, FormatError, ModelhaulError
-from modelhaul.formats import find_model, parse_path
+from modelhaul.formats import find_model, parse_path, table
 from modelhaul.formats import parity as par
 from modelhaul.formats.base import ParsedModel, tensor
 
@@ -97,13 +97,14 @@ def convert_directory(model_dir: str | Path, out_dir: str | Path, *, to: str = "
 
 def _produce(src: ParsedModel, target: str, staging: Path, **kw: Any) -> _Produced:
     suffix = src.path.suffix.lower()
+    row = table.by_name(src.format)
+    converter = row.converter if row else None  # the format table's: torch, sklearn, xgboost, lightgbm
     try:
-        if src.format in ("PyTorch", "TorchScript", "PT2"):
+        if converter == "torch":
             return _from_torch(src, target, staging, **kw)
         if target != "onnx":
             raise ConversionError(f"{src.path}: {src.format} models convert to ONNX only, not {TARGETS[target]}")
-        if src.format in ("SKLearn", "LightGBM", "XGBoost") and suffix in (".skops", ".pkl", ".pickle",
-                                                                           ".joblib", ".sav"):
+        if converter and suffix in (".skops", ".pkl", ".pickle", ".joblib", ".sav"):  # an estimator: load it
             from modelhaul.formats import sklearn as skfmt
 
             est = skfmt.load(src.path, trust=kw["trust"])
@@ -113,9 +114,9 @@ def _produce(src: ParsedModel, target: str, staging: Path, **kw: Any) -> _Produc
             if module == "lightgbm":
                 return _from_lightgbm(est, src, staging, **kw)
             return _from_sklearn(est, src, staging, **kw)
-        if src.format == "XGBoost":
+        if converter == "xgboost":
             return _from_xgboost(_load_xgboost(src), src, staging, **kw)
-        if src.format == "LightGBM":
+        if converter == "lightgbm":
             import lightgbm
 
             return _from_lightgbm(lightgbm.Booster(model_file=str(src.path)), src, staging, **kw)
@@ -126,7 +127,7 @@ def _produce(src: ParsedModel, target: str, staging: Path, **kw: Any) -> _Produc
         raise ConversionError(f"{src.path}: conversion of {src.format} to {TARGETS[target]} failed: "
                               f"{type(exc).__name__}: {first}") from exc
     raise ConversionError(f"{src.path}: cannot convert {src.format} to {TARGETS[target]}: modelhaul converts "
-                          "scikit-learn, XGBoost, LightGBM and PyTorch models")
+                          f"{table.converters_label()} models")
 
 
 def _check(src: ParsedModel, produced: _Produced) -> _Produced:

@@ -15,9 +15,18 @@ from typing import Any
 
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
-from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.base import CONTENT, NAME_ONLY, NO, ParsedModel, Probe, fail, tensor
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def sniff(p: Probe) -> int:
+    """HDF5 under a Keras name, or a zip with Keras' ``config.json``; by name: ``.keras``, or ``.h5`` not a zip."""
+    if p.head.startswith(HDF5_MAGIC) and p.suffix in (".h5", ".hdf5", ".keras"):
+        return CONTENT
+    if p.is_zip and "config.json" in p.zip_names and ("metadata.json" in p.zip_names or p.suffix == ".keras"):
+        return CONTENT
+    return NAME_ONLY if p.suffix == ".keras" or (p.suffix == ".h5" and not p.is_zip) else NO
 
 
 def parse(path: Path, *, trust: bool = False) -> ParsedModel:

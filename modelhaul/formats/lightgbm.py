@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.base import CONTENT, NO, ParsedModel, Probe, fail, tensor
 
 _HEADER_LIMIT = 16 << 20
+
+
+def sniff(p: Probe) -> int:
+    return CONTENT if not p.is_zip and looks_like(p.head) else NO
 
 
 def looks_like(head: bytes) -> bool:

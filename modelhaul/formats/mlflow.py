@@ -10,24 +10,18 @@ parity check of conversions. Nothing here imports mlflow.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
+from modelhaul.formats import table
 from modelhaul.formats.base import ParsedModel, fail, tensor
 from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
 
 MLMODEL = "MLmodel"
 
-# flavor -> keys that may name its model file or directory
-_FLAVOR_FILES = {
-    "onnx": ("data",), "sklearn": ("pickled_model",), "xgboost": ("data",), "lightgbm": ("data",),
-    "pytorch": ("model_data",), "tensorflow": ("saved_model_dir",), "keras": ("data",),
-    "python_function": ("model_path", "data"),
-}
-# flavors whose file may be a skops/pickle of the framework's scikit-learn API: name the framework
-_FLAVOR_FORMATS = {"lightgbm": "LightGBM", "xgboost": "XGBoost"}
 _VERSION_KEYS = ("sklearn_version", "xgb_version", "lgb_version", "pytorch_version", "onnx_version",
                  "keras_version", "tensorflow_version")
 SIDE_FILES = {MLMODEL, "conda.yaml", "python_env.yaml", "requirements.txt", "input_example.json",
@@ -45,11 +39,11 @@ def read_mlmodel(model_dir: Path) -> dict[str, Any]:
 def model_path(model_dir: Path, mlmodel: dict[str, Any]) -> tuple[str | None, Path | None]:
     """(flavor, the path its model lives at) for the first flavor modelhaul knows."""
     flavors = mlmodel["flavors"]
-    for flavor, keys in _FLAVOR_FILES.items():
+    for flavor in table.flavors():
         conf = flavors.get(flavor)
         if not isinstance(conf, dict):
             continue
-        for key in keys:
+        for key in table.of_flavor(flavor).flavor_keys:
             rel = conf.get(key)
             if isinstance(rel, str) and rel:
                 p = (model_dir / rel).resolve()
@@ -107,7 +101,9 @@ def parse(model_dir: Path, *, trust: bool = False) -> ParsedModel:
     details["model_outputs"] = [t.model_dump(mode="json", by_alias=True, exclude_none=True)
                                 for t in inner.outputs]
     inputs, outputs = sig if sig else (inner.inputs, inner.outputs)
-    fmt = _FLAVOR_FORMATS.get(flavor or "", inner.format)
+    row = table.of_flavor(flavor or "")
+    # a skops/pickle file of XGBoost's or LightGBM's scikit-learn API is still that flavor's format
+    fmt = row.name if row and inner.format == "SKLearn" and inner.framework == row.framework else inner.format
     return ParsedModel(format=fmt, framework=inner.framework, path=inner.path, inputs=inputs,
                        outputs=outputs, layers=inner.layers, opset=inner.opset,
                        framework_version=version or inner.framework_version, details=details,
@@ -130,3 +126,42 @@ def input_example(model_dir: Path) -> Any:
                 break
         return data
     return None
+
+
+def framework_and_format(flavors: dict[str, Any], model_dir: Path) -> tuple[str, str]:
+    """``(framework, format)`` from the MLmodel flavors and, where a flavor saves several ways, the files.
+
+    The first flavor of the format table wins; a flavor it does not list is the framework of an
+    ``MLflow`` model (served as the MLflow directory it is).
+    """
+    for name in table.flavors():
+        if name not in flavors or name == "python_function":
+            continue
+        conf = flavors[name] if isinstance(flavors[name], dict) else {}
+        row = table.of_flavor(name)
+        framework, fmt = row.framework or name, row.name
+        if name == "pytorch":
+            fmt = _torch_format(model_dir, str(conf.get("model_data", "data")))
+        elif name == "tensorflow":
+            if conf.get("model_type") == "keras" and conf.get("save_format") in ("keras", "h5"):
+                fmt = "Keras"
+        elif name == "keras" and conf.get("save_exported_model"):
+            fmt = "SavedModel"
+        return framework, fmt
+    other = next((f for f in flavors if f != "python_function"), None)
+    return (other or "MLflow"), "MLflow"
+
+
+def _torch_format(model_dir: Path, model_data: str) -> str:
+    """How MLflow's pytorch flavor saved the model, from the files under ``model_data`` (inside the model)."""
+    data_dir = (model_dir / model_data).resolve()
+    if not data_dir.is_relative_to(model_dir.resolve()):
+        return "PyTorch"  # MLmodel points outside the model directory: nothing there is read
+    if (data_dir / "model.pt2").exists() or any(data_dir.glob("*.pt2")):
+        return "PT2"
+    pth = data_dir / "model.pth"
+    if pth.is_file() and zipfile.is_zipfile(pth):
+        with zipfile.ZipFile(pth) as z:
+            if any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist()):
+                return "TorchScript"
+    return "PyTorch"  # a pickled nn.Module: loadable only with the code that defined it

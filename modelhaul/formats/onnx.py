@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul.config import Tensor
-from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe, fail, tensor
 
 _PRODUCERS = {
     "pytorch": "PyTorch", "skl2onnx": "scikit-learn", "onnxmltools": "ONNX", "tf2onnx": "TensorFlow",
@@ -41,6 +41,10 @@ def load_graph(path: Path) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
         raise fail(path, f"ONNX model fails the checker: {first}") from None
     return model
+
+
+def sniff(p: Probe) -> int:
+    return OWN_NAME if p.suffix == ".onnx" else NO
 
 
 def parse(path: Path, *, trust: bool = False) -> ParsedModel:

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from modelhaul.config import Tensor
-from modelhaul.formats.base import ParsedModel, fail, read_head, tensor
+from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe, fail, read_head, tensor
 
 _MODEL_TAGS = {
     "TreeModel", "RegressionModel", "GeneralRegressionModel", "MiningModel", "NeuralNetwork",
@@ -22,6 +22,10 @@ _MODEL_TAGS = {
 }
 _COUNTED = _MODEL_TAGS | {"Segment", "Node", "NeuralLayer", "Neuron", "RegressionTable", "SupportVector"}
 _TYPES = {"double": "float64", "float": "float32", "integer": "int64", "string": "string", "boolean": "bool"}
+
+
+def sniff(p: Probe) -> int:
+    return OWN_NAME if p.suffix == ".pmml" or (p.suffix == ".xml" and looks_like(p.path)) else NO
 
 
 def looks_like(path: Path) -> bool:

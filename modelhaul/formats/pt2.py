@@ -14,7 +14,7 @@ from typing import Any
 
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
-from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.base import CONTENT, NAME_ONLY, NO, ParsedModel, Probe, fail, tensor
 
 # torch._export.serde.schema.ScalarType
 _SCALAR_TYPES = {
@@ -22,6 +22,12 @@ _SCALAR_TYPES = {
     9: "complex32", 10: "complex64", 11: "complex128", 12: "bool", 13: "bfloat16", 28: "uint16",
     34: "uint32", 35: "uint64",
 }
+
+
+def sniff(p: Probe) -> int:
+    if p.is_zip:
+        return CONTENT if is_pt2(p.zip_names) or p.suffix == ".pt2" else NO
+    return NAME_ONLY if p.suffix == ".pt2" else NO
 
 
 def is_pt2(names: list[str]) -> bool:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from modelhaul.formats.base import ParsedModel, fail
+from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe, fail
 
 MAX_HEADER = 100 << 20  # the reference implementation's own limit
 
@@ -63,7 +63,15 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, 8 + n
 
 
+def sniff(p: Probe) -> int:
+    return OWN_NAME if p.suffix == ".safetensors" else NO
+
+
 def parse(path: Path, *, trust: bool = False, shards: list[Path] | None = None) -> ParsedModel:
+    """One safetensors file, or (when it has siblings) the whole sharded checkpoint it belongs to."""
+    if shards is None and path.is_file():
+        siblings = sorted(path.parent.glob("*.safetensors"))
+        shards = siblings if len(siblings) > 1 else None
     files = shards or [path]
     dtypes: Counter = Counter()
     tensors = params = 0

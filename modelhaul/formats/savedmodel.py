@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul.config import Tensor
-from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe, fail, tensor
 
 # tensorflow/core/framework/types.proto DataType
 DT_NAMES = {
@@ -74,6 +74,11 @@ def _classes() -> dict[str, Any]:
     pool.Add(fdp)
     return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PKG}.{name}"))
             for name, _ in _MESSAGES}
+
+
+def sniff(p: Probe) -> int:
+    """The graph file of a SavedModel directory (the directory is what is parsed)."""
+    return OWN_NAME if p.name == "saved_model.pb" else NO
 
 
 def find(model_dir: Path) -> Path | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
-from modelhaul.formats.base import ParsedModel, fail, norm_dtype, tensor
+from modelhaul.formats.base import CONTENT, NAME_ONLY, NO, ParsedModel, Probe, fail, norm_dtype, tensor
 from modelhaul.formats.pickle_safety import unsafe_globals
 from modelhaul.formats.pickle_scan import Obj, scan_file
 
@@ -43,6 +43,13 @@ class EstimatorFacts:
     classes_shape: tuple[int, ...] | None = None
     classes_dtype: str | None = None
     referenced: list[str] = field(default_factory=list)
+
+
+def sniff(p: Probe) -> int:
+    """A skops archive (a zip with ``schema.json``); by name: a pickle's suffix on a file that is not a zip."""
+    if p.is_zip:
+        return CONTENT if "schema.json" in p.zip_names or p.suffix == ".skops" else NO
+    return NAME_ONLY if p.suffix in (".skops", ".pkl", ".pickle", ".joblib", ".sav") else NO
 
 
 def parse(path: Path, *, trust: bool = False) -> ParsedModel:

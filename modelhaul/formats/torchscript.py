@@ -17,7 +17,7 @@ from typing import Any
 
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
-from modelhaul.formats.base import ParsedModel, fail, tensor
+from modelhaul.formats.base import CONTENT, NAME_ONLY, NO, ParsedModel, Probe, fail, tensor
 from modelhaul.formats.pickle_safety import unsafe_globals
 from modelhaul.formats.pickle_scan import Global, Obj, scan_bytes
 
@@ -35,6 +35,19 @@ def archive_prefix(names: list[str]) -> str:
         if n.endswith("data.pkl") or n.endswith("/version"):
             return n.rsplit("/", 1)[0] + "/" if "/" in n else ""
     return names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
+
+
+def sniff(p: Probe) -> int:
+    """A torch zip archive (``data.pkl`` inside: TorchScript or ``torch.save``); by name: ``.pt``/``.pth``."""
+    if p.is_zip:
+        return CONTENT if any(n.endswith("data.pkl") for n in p.zip_names) or p.suffix in (".pt", ".pth") else NO
+    return NAME_ONLY if p.suffix in (".pt", ".pth") else NO
+
+
+def format_of(path: Path) -> str:
+    """``TorchScript`` for a scripted/traced archive, ``PyTorch`` for a pickled module (``torch.save``)."""
+    with zipfile.ZipFile(path) as zf:
+        return "TorchScript" if is_torchscript(zf.namelist()) else "PyTorch"
 
 
 def is_torchscript(names: list[str]) -> bool:

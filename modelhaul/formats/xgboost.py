@@ -10,7 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modelhaul.formats.base import ParsedModel, fail, load_json, tensor
+from modelhaul.formats.base import CONTENT, NAME_ONLY, NO, ParsedModel, Probe, fail, load_json, tensor
+
+
+def sniff(p: Probe) -> int:
+    """An XGBoost JSON model by content; by name: ``.ubj``, ``.bst``, ``.xgb``, ``.xgboost``."""
+    if p.is_zip:
+        return NO
+    if p.suffix == ".json":
+        return CONTENT if looks_like_json_model(p.path) else NO
+    return NAME_ONLY if p.suffix in (".ubj", ".bst", ".xgb", ".xgboost") else NO
 
 
 def looks_like_json_model(path: Path) -> bool:

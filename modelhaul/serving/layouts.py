@@ -30,28 +30,19 @@ from typing import Any
 
 from modelhaul.config import ModelConfig, Tensor
 from modelhaul.errors import DeployError, FormatError
+from modelhaul.formats import table
 from modelhaul.serving import triton
 
 SERVERS = ("triton", "mlserver", "tfserving", "sklearn", "xgboost", "mlflow")
 _PICKLES = (".pkl", ".pickle", ".joblib", ".sav")
-_KIND_SERVER = {"onnx": "triton", "torchscript": "triton", "savedmodel": "triton", "mlflow": "mlflow",
-                "sklearn": "sklearn", "xgboost": "xgboost"}
-_MLSERVER_IMPL = {
-    "SKLearn": "mlserver_sklearn.SKLearnModel", "XGBoost": "mlserver_xgboost.XGBoostModel",
-    "LightGBM": "mlserver_lightgbm.LightGBMModel", "MLflow": "mlserver_mlflow.MLflowRuntime",
-}
+KINDS = table.kinds()  # the serving kinds, each a row of the format table
 
 
-_KIND_BY_FORMAT = {
-    "onnx": "onnx",
-    "torchscript": "torchscript",
-    "savedmodel": "savedmodel", "saved_model": "savedmodel", "tensorflow": "savedmodel",
-    "mlflow": "mlflow", "mlmodel": "mlflow",
-    "sklearn": "sklearn", "scikit-learn": "sklearn", "joblib": "sklearn", "pickle": "sklearn",
-    "xgboost": "xgboost", "bst": "xgboost",
-}
-_KIND_BY_FRAMEWORK = {"sklearn": "sklearn", "scikit-learn": "sklearn", "xgboost": "xgboost"}
-KINDS = ("onnx", "torchscript", "savedmodel", "mlflow", "sklearn", "xgboost")
+def _no_server(config: ModelConfig) -> DeployError:
+    return DeployError(
+        f"format {config.format!r} (framework {config.framework!r}) has no server in Seldon Core or "
+        "KServe that modelhaul can set up; convert it first (modelhaul convert REF --to onnx)"
+    )
 
 
 def model_kind(config: ModelConfig) -> str:
@@ -60,32 +51,25 @@ def model_kind(config: ModelConfig) -> str:
     An MLflow model directory (``MLmodel`` at its root) is ``mlflow`` whatever its flavor: the
     MLflow server reads it as it is.
     """
-    fmt = (config.format or "").strip().lower()
-    fw = (config.framework or "").strip().lower()
     if "MLmodel" in config.directory_structure:  # an MLflow model directory, whatever its flavor
         return "mlflow"
-    if fmt in _KIND_BY_FORMAT:
-        return _KIND_BY_FORMAT[fmt]
-    if fw in _KIND_BY_FRAMEWORK and fmt in ("", "others"):
-        return _KIND_BY_FRAMEWORK[fw]
-    raise DeployError(
-        f"format {config.format!r} (framework {config.framework!r}) has no server in Seldon Core or "
-        "KServe that modelhaul can set up; convert it first (modelhaul convert REF --to onnx)"
-    )
+    row = table.of_config(config.format, config.framework)
+    if row is None or row.kind is None:
+        raise _no_server(config)
+    return row.kind
 
 
 def server_for(config: ModelConfig, model_dir: Path | None = None) -> str:
-    """The default server for a model: the one its Seldon/KServe deployment uses (see seldon.py).
-
-    MLflow directories -> ``mlflow``; ONNX, TorchScript, SavedModel -> ``triton``; scikit-learn ->
-    ``sklearn``; XGBoost -> ``xgboost``; LightGBM -> ``mlserver``.
+    """The default server for a model: the one its Seldon/KServe deployment uses (the format table's
+    ``layout``: MLflow directories -> ``mlflow``; ONNX, TorchScript, SavedModel -> ``triton``;
+    scikit-learn -> ``sklearn``; XGBoost -> ``xgboost``; LightGBM -> ``mlserver``).
     """
     if model_dir is not None and (Path(model_dir) / "MLmodel").is_file():
         return "mlflow"
-    fmt = (config.format or "").lower()
-    if fmt == "lightgbm" or ((config.framework or "").lower() == "lightgbm" and fmt in ("", "others")):
-        return "mlserver"
-    return _KIND_SERVER[model_kind(config)]
+    row = table.of_config(config.format, config.framework)
+    if row is not None and row.kind is None and row.layout:  # served by a layout alone (LightGBM: MLServer)
+        return row.layout
+    return str(table.served(model_kind(config)).layout)
 
 
 def write_layout(model_dir: str | Path, config: ModelConfig, dest: str | Path, server: str,
@@ -291,11 +275,12 @@ def _xgboost(model_dir: Path, config: ModelConfig, dest: Path, name: str, trust:
 def _mlserver(model_dir: Path, config: ModelConfig, dest: Path, name: str, trust: bool) -> Path:
     if (model_dir / "MLmodel").is_file():
         link_tree(model_dir, dest)
-        impl, uri = _MLSERVER_IMPL["MLflow"], "./"
+        impl, uri = table.served("mlflow").mlserver, "./"
     else:
         p = _parsed(model_dir, config)
         kind = "XGBoost" if p.framework == "XGBoost" else "LightGBM" if p.framework == "LightGBM" else p.format
-        if kind not in _MLSERVER_IMPL:
+        row = table.by_name(kind)
+        if row is None or row.mlserver is None:
             raise DeployError(f"{p.path}: MLServer layouts cover scikit-learn, XGBoost, LightGBM and MLflow "
                               f"models, not {p.format}")
         if kind == "SKLearn" or p.path.suffix in (*_PICKLES, ".skops"):
@@ -311,7 +296,7 @@ def _mlserver(model_dir: Path, config: ModelConfig, dest: Path, name: str, trust
         else:
             fname = "model" + (p.path.suffix or ".txt")
             link_file(p.path, dest / fname)
-        impl, uri = _MLSERVER_IMPL[kind], f"./{fname}"
+        impl, uri = row.mlserver, f"./{fname}"
     settings = {"name": name, "implementation": impl, "parameters": {"uri": uri}}
     (dest / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     return dest

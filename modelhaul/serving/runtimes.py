@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from modelhaul.errors import DeployError
+from modelhaul.formats import table
 
 #: what each target serves an ONNX model with, by default (the charts of the tested releases)
 DEFAULT_ONNX_IMAGE = {
@@ -57,7 +58,7 @@ def onnx_image(target: str, api: Any = None, request: Any = None) -> str:
             if target == "seldon":
                 cm = request(api, "GET", "/api/v1/namespaces/{}/configmaps/{}".format(*SELDON_CONFIG), retries=1)
                 servers = json.loads((cm.get("data") or {}).get("predictor_servers") or "{}")
-                v2 = servers["TRITON_SERVER"]["protocols"]["v2"]
+                v2 = servers[str(table.named("onnx").seldon)]["protocols"]["v2"]  # TRITON_SERVER
                 return f"{v2['image']}:{v2['defaultImageVersion']}"
             rt = request(api, "GET", "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/"
                          + KSERVE_TRITON_RUNTIME, retries=1)

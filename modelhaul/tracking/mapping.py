@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,10 @@ from modelhaul.config import (
     Tensor,
 )
 from modelhaul.errors import MLflowError, redact
+from modelhaul.formats.mlflow import framework_and_format
 from modelhaul.tracking.resolve import Resolved, _model_id_from_source
 from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
 
-#: flavor -> (framework, format); pytorch and tensorflow/keras are refined from what was saved
-FLAVOR_FORMATS: dict[str, tuple[str, str]] = {
-    "sklearn": ("scikit-learn", "SKLearn"),
-    "xgboost": ("XGBoost", "XGBoost"),
-    "lightgbm": ("LightGBM", "LightGBM"),
-    "pytorch": ("PyTorch", "TorchScript"),
-    "tensorflow": ("TensorFlow", "SavedModel"),
-    "keras": ("TensorFlow", "Keras"),
-    "onnx": ("ONNX", "ONNX"),
-    "transformers": ("Transformers", "Transformers"),
-    "python_function": ("MLflow", "MLflow"),
-}
 # MLflow column types and numpy tensor dtypes -> the dType names configs use
 _DTYPES = {
     "boolean": "bool", "bool": "bool", "integer": "int32", "long": "int64", "float": "float32",
@@ -119,40 +107,6 @@ def read_mlmodel(model_dir: Path) -> dict[str, Any]:
     data = read_yaml_file(Path(model_dir) / "MLmodel", "MLflow MLmodel file", limit=MAX_MLMODEL_BYTES,
                           error=MLflowError) or {}
     return data if isinstance(data, dict) else {}
-
-
-def framework_and_format(flavors: dict[str, Any], model_dir: Path) -> tuple[str, str]:
-    """``(framework, format)`` from the MLmodel flavors and, where a flavor saves several ways, the files."""
-    for name in ("sklearn", "xgboost", "lightgbm", "pytorch", "keras", "tensorflow", "onnx", "transformers"):
-        if name not in flavors:
-            continue
-        conf = flavors[name] or {}
-        framework, fmt = FLAVOR_FORMATS[name]
-        if name == "pytorch":
-            fmt = _torch_format(model_dir / str(conf.get("model_data", "data")))
-        elif name == "tensorflow":
-            if conf.get("model_type") == "keras" and conf.get("save_format") in ("keras", "h5"):
-                fmt = "Keras"
-        elif name == "keras" and conf.get("save_exported_model"):
-            fmt = "SavedModel"
-        return framework, fmt
-    if flavors:
-        other = next((f for f in flavors if f != "python_function"), None)
-        if other is None:
-            return FLAVOR_FORMATS["python_function"]
-        return other, "MLflow"
-    return "MLflow", "MLflow"
-
-
-def _torch_format(data_dir: Path) -> str:
-    if (data_dir / "model.pt2").exists() or any(data_dir.glob("*.pt2")):
-        return "PT2"
-    pth = data_dir / "model.pth"
-    if pth.is_file() and zipfile.is_zipfile(pth):
-        with zipfile.ZipFile(pth) as z:
-            if any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist()):
-                return "TorchScript"
-    return "PyTorch"  # a pickled nn.Module: loadable only with the code that defined it
 
 
 def flavor_versions(flavors: dict[str, Any]) -> dict[str, str]:
