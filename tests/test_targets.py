@@ -132,7 +132,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OWNERS = {"modelhaul/serving/seldon.py", "modelhaul/serving/kserve.py", "modelhaul/declarations.py"}
 # still naming one, each with who moves it to the table (issue 25's other parts)
 NOT_YET = {
-    "modelhaul/serving/runtimes.py": "formats: the ONNX runtime image of each target",
 }
 
 

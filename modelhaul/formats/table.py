@@ -44,7 +44,7 @@ class ModelFormat:
     triton: tuple[str, str] | None = None  # Triton (platform, file name in the version directory)
 
 
-_TRITON_SERVED = {"layout": TRITON, "seldon": "TRITON_SERVER"}
+_TRITON_SERVED = dict(layout=TRITON, seldon="TRITON_SERVER")
 
 FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("ONNX", "ONNX", "onnx", suffixes=(".onnx",), flavor="onnx", flavor_keys=("data",),

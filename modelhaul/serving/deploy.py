@@ -295,7 +295,7 @@ def deploy_model(ref: str, settings: DeploymentSettings, kube: KubeTarget | None
     if model.kind == "onnx":  # refused here rather than by the runtime in a crash-looping pod
         runtimes.check_loadable(pinned, model.config.labels, runtimes.onnx_image_of(
             target, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster) if cluster
-            else runtimes.DEFAULT_ONNX_IMAGE[target])
+            else runtimes.onnx_image(target))
 
     # a digest that already serves keeps the reference it serves by: no pod of it rolls
     kind = row.kind

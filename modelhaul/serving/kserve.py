@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelhaul.errors import DeployError
+from modelhaul.formats import table
 from modelhaul.serving.initializer import PREFIX
 from modelhaul.serving.platform import (
     DEFAULT_SECRET,
@@ -52,15 +53,8 @@ STORAGE_CONTAINER_NAME = "modelhaul"
 RESOURCE = Resource(KIND, API_VERSION, "inferenceservices")
 PROTOCOL = "v2"
 
-# kind -> (modelFormat name, runtime or None for KServe's default, initializer layout)
-FORMATS: dict[str, tuple[str, str | None, str]] = {
-    "onnx": ("onnx", None, "triton"),
-    "torchscript": ("pytorch", "kserve-tritonserver", "triton"),
-    "savedmodel": ("tensorflow", "kserve-tritonserver", "triton"),
-    "mlflow": ("mlflow", None, "mlflow"),
-    "sklearn": ("sklearn", None, "sklearn"),
-    "xgboost": ("xgboost", None, "xgboost"),
-}
+# kind -> (modelFormat name, runtime or None for KServe's default, initializer layout), from the format table
+FORMATS: dict[str, tuple[str, str | None, str]] = table.kserve_formats()
 
 
 def inference_service(
@@ -276,10 +270,23 @@ def check_split(api: Any, request: Any, manifest: dict[str, Any], crds: set[str]
     return []
 
 
+# -- the ONNX runtime (serving/runtimes.py) ---------------------------------------------------------
+
+ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:23.05-py3"  # kserve v0.20.0 config/runtimes kserve-tritonserver
+TRITON_RUNTIME = "kserve-tritonserver"
+
+
+def cluster_onnx_image(api: Any, request: Any) -> str:
+    """The image of the cluster's ``kserve-tritonserver`` ClusterServingRuntime."""
+    rt = request(api, "GET", f"/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/{TRITON_RUNTIME}", retries=1)
+    return str(rt["spec"]["containers"][0]["image"])
+
+
 TARGET = ServingTarget(
     name="kserve", resource=RESOURCE,
     crd=Crd("kserve-inferenceservices.yaml", "v1beta1", "inferenceservice-v1beta1.json"),
     build=build, canary_needs_stable=False, stable_in=stable_in, read_state=read_state,
     route_all_to=route_all_to, webhook_errors=webhook_errors, expected=expected, owner_label=OWNER_LABEL,
     serves=serves, by_revisions=serverless, check_split=check_split, extra=(STORAGE,),
+    onnx_image=ONNX_IMAGE, cluster_onnx_image=cluster_onnx_image,
 )

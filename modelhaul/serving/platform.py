@@ -71,6 +71,10 @@ class ServingTarget:
     # routing: warnings about a canary that will not split, DeployError when it would do harm:
     # (api, request, manifest, installed CRD names or None when unknown, where) -> warnings
     check_split: Callable[[Any, Any, Manifest, set[str] | None, str], list[str]]
+    # runtimes: the image that serves an ONNX model by default (the tested release's chart), and the
+    # one the cluster configures, read with (api, request) — raises when it cannot be read
+    onnx_image: str
+    cluster_onnx_image: Callable[[Any, Any], str]
     extra: tuple[Resource, ...] = field(default=())  # other kinds its manifests hold (kube, access)
 
     @property

@@ -15,24 +15,15 @@ Only facts checked against the releases are in the tables; an image not listed i
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from modelhaul.errors import DeployError
-from modelhaul.formats import table
 
-#: what each target serves an ONNX model with, by default (the charts of the tested releases)
-DEFAULT_ONNX_IMAGE = {
-    "seldon": "nvcr.io/nvidia/tritonserver:21.08-py3",  # seldon-core-operator 1.17.1 values.yaml
-    "kserve": "nvcr.io/nvidia/tritonserver:23.05-py3",  # kserve v0.20.0 config/runtimes kserve-tritonserver
-}
 #: Triton release -> the ONNX Runtime of its onnxruntime backend
 TRITON_ORT = {"21.08": "1.8.1", "23.05": "1.15.0"}
 #: ONNX Runtime (major.minor) -> (newest IR version, newest ai.onnx opset) it loads
 ORT_READS = {"1.8": (7, 14), "1.15": (9, 19)}
-SELDON_CONFIG = ("seldon-system", "seldon-config")
-KSERVE_TRITON_RUNTIME = "kserve-tritonserver"
 _TRITON_TAG = re.compile(r"tritonserver:(\d\d\.\d\d)")
 
 
@@ -47,25 +38,23 @@ def onnx_limits(image: str) -> tuple[str, int, int] | None:
 
 def opset_for(target: str | None = None) -> int:
     """The newest opset the default ONNX runtime of ``target`` (of every target: None) reads."""
-    images = [DEFAULT_ONNX_IMAGE[target]] if target else list(DEFAULT_ONNX_IMAGE.values())
+    from modelhaul.serving import targets
+
+    images = [targets.get(target).onnx_image] if target else [t.onnx_image for t in targets.TABLE.values()]
     return min(limits[2] for limits in map(onnx_limits, images) if limits)
 
 
 def onnx_image(target: str, api: Any = None, request: Any = None) -> str:
     """The image that will serve an ONNX model: the cluster's choice when readable, else the default."""
+    from modelhaul.serving import targets
+
+    row = targets.get(target)
     if api is not None:
         try:
-            if target == "seldon":
-                cm = request(api, "GET", "/api/v1/namespaces/{}/configmaps/{}".format(*SELDON_CONFIG), retries=1)
-                servers = json.loads((cm.get("data") or {}).get("predictor_servers") or "{}")
-                v2 = servers[str(table.named("onnx").seldon)]["protocols"]["v2"]  # TRITON_SERVER
-                return f"{v2['image']}:{v2['defaultImageVersion']}"
-            rt = request(api, "GET", "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/"
-                         + KSERVE_TRITON_RUNTIME, retries=1)
-            return str(rt["spec"]["containers"][0]["image"])
+            return row.cluster_onnx_image(api, request)
         except Exception:  # noqa: BLE001 - not readable here: the release's default
             pass
-    return DEFAULT_ONNX_IMAGE[target]
+    return row.onnx_image
 
 
 def onnx_image_of(target: str, *, kubeconfig: str | None, context: str | None, in_cluster: bool) -> str:

@@ -21,9 +21,11 @@ model's name inside the server, so clients call the same path on either predicto
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from modelhaul.errors import DeployError
+from modelhaul.formats import table
 from modelhaul.serving.platform import (
     DIGEST_KEY,
     Crd,
@@ -45,16 +47,9 @@ PROTOCOL = "v2"
 MAIN = "main"  # the predictor of the stable model (the only one without a canary)
 CANARY = "canary"  # the predictor of the candidate during a canary
 
-IMPLEMENTATION = {
-    "onnx": "TRITON_SERVER",
-    "torchscript": "TRITON_SERVER",
-    "savedmodel": "TRITON_SERVER",
-    "mlflow": "MLFLOW_SERVER",
-    "sklearn": "SKLEARN_SERVER",
-    "xgboost": "XGBOOST_SERVER",
-}
-LAYOUT = {"TRITON_SERVER": "triton", "MLFLOW_SERVER": "mlflow", "SKLEARN_SERVER": "sklearn",
-          "XGBOOST_SERVER": "xgboost"}
+# serving kind -> Seldon Core v1 prepackaged server, and server -> the initializer layout it reads
+IMPLEMENTATION = table.seldon_implementations()
+LAYOUT = {f.seldon: f.layout for f in table.FORMATS if f.seldon and f.layout}
 
 
 def predictor(
@@ -255,10 +250,25 @@ def check_split(api: Any, request: Any, manifest: dict[str, Any], crds: set[str]
             "set ISTIO_ENABLED=true in the Seldon operator to split traffic)"]
 
 
+# -- the ONNX runtime (serving/runtimes.py) ---------------------------------------------------------
+
+ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:21.08-py3"  # seldon-core-operator 1.17.1 values.yaml
+SELDON_CONFIG = ("seldon-system", "seldon-config")
+
+
+def cluster_onnx_image(api: Any, request: Any) -> str:
+    """The Triton image the operator's ``seldon-config`` ConfigMap gives its v2 TRITON_SERVER."""
+    cm = request(api, "GET", "/api/v1/namespaces/{}/configmaps/{}".format(*SELDON_CONFIG), retries=1)
+    servers = json.loads((cm.get("data") or {}).get("predictor_servers") or "{}")
+    v2 = servers[str(IMPLEMENTATION["onnx"])]["protocols"]["v2"]  # TRITON_SERVER
+    return f"{v2['image']}:{v2['defaultImageVersion']}"
+
+
 TARGET = ServingTarget(
     name="seldon", resource=RESOURCE,
     crd=Crd("seldon-v1-seldondeployments.yaml", "v1", "seldondeployment-v1.json"),
     build=build, canary_needs_stable=True, stable_in=stable_in, read_state=read_state,
     route_all_to=route_all_to, webhook_errors=webhook_errors, expected=expected, owner_label=OWNER_LABEL,
     serves=serves, by_revisions=no_revisions, check_split=check_split,
+    onnx_image=ONNX_IMAGE, cluster_onnx_image=cluster_onnx_image,
 )

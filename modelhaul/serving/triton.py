@@ -18,15 +18,12 @@ from pathlib import Path
 
 from modelhaul.config import Tensor
 from modelhaul.errors import DeployError
+from modelhaul.formats import table
 
 DEFAULT_MAX_BATCH_SIZE = 64
 
-# format -> (platform, file name in the version directory)
-PLATFORMS = {
-    "ONNX": ("onnxruntime_onnx", "model.onnx"),
-    "TorchScript": ("pytorch_libtorch", "model.pt"),
-    "SavedModel": ("tensorflow_savedmodel", "model.savedmodel"),
-}
+# format -> (platform, file name in the version directory), from the format table
+PLATFORMS = table.triton_platforms()
 
 DATA_TYPES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
