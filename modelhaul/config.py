@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 from pydantic.alias_generators import to_camel
 
+from modelhaul import format_table
 from modelhaul.errors import ConfigError
 from modelhaul.origin import RFC3339, Origin, Timestamp
 
@@ -46,9 +47,8 @@ def ormb_format(fmt: str | None, directory_structure: list[str] | tuple[str, ...
     return label
 
 
-# formats modelhaul names beyond ormb's vocabulary (see modelhaul.formats)
-_MODELHAUL_FORMATS = ("Keras", "PT2", "LightGBM", "SafeTensors", "GGUF", "Transformers")
-_KNOWN_FORMATS = {n.lower(): n for n in (*ORMB_FORMATS, *_MODELHAUL_FORMATS)}
+# ormb's names and those modelhaul knows beyond them (modelhaul.format_table)
+_KNOWN_FORMATS = {n.lower(): n for n in (*ORMB_FORMATS, *(f.name for f in format_table.FORMATS))}
 
 
 def format_name(value: Any) -> str | None:

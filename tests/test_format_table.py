@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modelhaul import format_table as table
 from modelhaul.bundle.source import infer_format, list_files, open_source
-from modelhaul.formats import detect, find_model, parse_directory, table
+from modelhaul.formats import detect, find_model, parse_directory
 from modelhaul.formats.base import CONTENT, NO, ParsedModel, Probe
 from modelhaul.formats.mlflow import framework_and_format
 

@@ -41,7 +41,7 @@ class ModelSource:
 def infer_format(files: list[ModelFile], root: Path | None = None, *, by_content: bool = True
                  ) -> tuple[str, str | None]:
     """(format, framework) from file names, then (``by_content``) what the format parsers recognise."""
-    from modelhaul.formats import table
+    from modelhaul import format_table as table
     from modelhaul.formats.mlflow import framework_and_format
 
     names = {f.relpath for f in files}

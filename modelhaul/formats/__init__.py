@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelhaul import format_table as table
 from modelhaul.errors import FormatError
-from modelhaul.formats import table
 from modelhaul.formats.base import NO, OWN_NAME, ParsedModel, Probe
 
 __all__ = ["ParsedModel", "detect", "find_model", "parse_directory", "parse_path"]

@@ -14,9 +14,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from modelhaul import format_table as table
 from modelhaul.config import Tensor
 from modelhaul.errors import FormatError
-from modelhaul.formats import table
 from modelhaul.formats.base import ParsedModel, fail, tensor
 from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
 

@@ -29,8 +29,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from modelhaul import format_table as table
 from modelhaul.errors import DeployError
-from modelhaul.formats import table
 from modelhaul.serving.initializer import PREFIX
 from modelhaul.serving.platform import (
     DEFAULT_SECRET,

@@ -28,9 +28,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from modelhaul import format_table as table
 from modelhaul.config import ModelConfig, Tensor
 from modelhaul.errors import DeployError, FormatError
-from modelhaul.formats import table
 from modelhaul.serving import triton
 
 SERVERS = ("triton", "mlserver", "tfserving", "sklearn", "xgboost", "mlflow")

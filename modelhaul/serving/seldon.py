@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from modelhaul import format_table as table
 from modelhaul.errors import DeployError
-from modelhaul.formats import table
 from modelhaul.serving.platform import (
     DIGEST_KEY,
     Crd,

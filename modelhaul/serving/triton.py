@@ -16,9 +16,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from modelhaul import format_table as table
 from modelhaul.config import Tensor
 from modelhaul.errors import DeployError
-from modelhaul.formats import table
 
 DEFAULT_MAX_BATCH_SIZE = 64
 
