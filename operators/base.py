@@ -128,6 +128,19 @@ class RegistryStepOperator(StepOperator):
         return self.call_step(env, **self.step_arguments(**{**given, **resolved}))
 
 
+class DerivedArtifactOperator(RegistryStepOperator):
+    """A step that publishes a new artifact made from another (parse, convert): its XCom is the result,
+    its asset the new artifact, its lineage parent -> new."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from modelhaul.operators.lineage import artifact_dataset
+
+        result = self.run_step()
+        self.emit_assets(context, result)
+        self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
+        return result
+
+
 class MLflowStepOperator(StepOperator):
     """A step that talks to MLflow. Tracking URI: explicit ``tracking_uri``, else the
     ``modelhaul_mlflow`` connection, else ``MLFLOW_TRACKING_URI``, else ``fallback_tracking_uri``
