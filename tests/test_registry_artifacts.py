@@ -92,6 +92,19 @@ def test_a_publish_of_many_small_files_reuses_its_connections(registry, tmp_path
     assert connections <= 2 * 4  # a few per upload thread, not one or two per request
 
 
+def test_a_pull_of_many_small_files_reuses_its_connections(registry, tmp_path):
+    # was: each blob's body was read past urllib3, so closing the answer closed its connection and
+    # every blob of a pull opened a new one (issue 26)
+    src = model_dir(tmp_path, files=40, size=1024)
+    ref = artifacts.publish(src, f"{registry.host}/{unique_repo('art')}:v1", options=registry.options)["ref"]
+    with faulty_proxy(registry) as proxy:
+        out = artifacts.fetch(ref.replace(registry.host, proxy.host), tmp_path / "out", options=proxy.options)
+        gets = proxy.seen("GET", "/blobs/sha256:")
+        connections = len({r.client_port for r in proxy.requests})
+    got = Path(out["path"]) / "model"  # the bundle's files under model/, beside its ormbfile.yaml
+    assert len(gets) >= 40 and sorted(p.name for p in got.iterdir()) == sorted(p.name for p in src.iterdir())
+    assert connections <= 2 * 4  # a few per download thread, not one per blob
+
 
 
 def test_a_first_push_of_small_files_asks_for_no_blob_and_a_later_one_asks_once_each(registry, tmp_path):

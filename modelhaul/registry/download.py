@@ -26,6 +26,7 @@ from modelhaul.registry.http import (
     _interrupted,
     _NoRanges,
     _read_bounded,
+    _release_if_read,
     _Transient,
 )
 from modelhaul.registry.partial import _Hasher, _local_write_failed, _Partial
@@ -147,6 +148,7 @@ class BlobDownloads(RegistryClient):
                 self._receive(resp, part, end, hasher, what)
             except Exception as e:
                 raise _interrupted(e) from None
+            _release_if_read(resp)
         if part.size >= 0 and part.offset < end:
             raise _Transient(f"connection closed at {part.offset} of {end} bytes")
         if part.size >= 0 and part.offset > part.size:
@@ -199,6 +201,7 @@ class BlobDownloads(RegistryClient):
                     accepted.set()
                     try:
                         self._receive_range(resp, fd, part.f.name, i, end, done, cond, failed, what)
+                        _release_if_read(resp)
                     except (DigestMismatch, _Transient):
                         raise
                     except Exception as e:

@@ -346,6 +346,19 @@ def _body_reader(resp: requests.Response) -> Callable[[memoryview], int]:
     return fp.readinto
 
 
+def _release_if_read(resp: requests.Response) -> None:
+    """Give the connection of a body read to its end by :func:`_body_reader` back to the pool.
+
+    urllib3 never saw those reads, so closing the response would close the connection and the
+    next blob would open a new one (a TCP handshake per small file). Only an answer read to its
+    end (http.client closed it) is released: a half-read one would leave the next request on the
+    connection reading the rest of this body.
+    """
+    fp = getattr(resp.raw, "_fp", None)
+    if fp is not None and getattr(fp, "isclosed", lambda: False)():
+        resp.raw.release_conn()
+
+
 def _loopback(host: str) -> bool:
     """True for a registry on this machine's loopback interface (``localhost``, 127.0.0.0/8, ``[::1]``)."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
