@@ -18,17 +18,8 @@ import requests
 
 from modelhaul.errors import AuthError, DigestMismatch, NotFound
 from modelhaul.meter import carrying
-from modelhaul.registry.http import (
-    PIECE,
-    RECV_PIECE,
-    RegistryClient,
-    _body_reader,
-    _interrupted,
-    _NoRanges,
-    _read_bounded,
-    _release_if_read,
-    _Transient,
-)
+from modelhaul.registry.bodies import PIECE, RECV_PIECE, _body_reader, _read_bounded, _release_if_read
+from modelhaul.registry.http import RegistryClient, _interrupted, _NoRanges, _Transient
 from modelhaul.registry.partial import _Hasher, _local_write_failed, _Partial
 
 

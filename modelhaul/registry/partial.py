@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhaul.errors import ModelhaulError
-from modelhaul.registry.http import RECV_PIECE, MiB
+from modelhaul.registry.bodies import RECV_PIECE, MiB
 
 
 def _local_write_failed(where: str, e: OSError) -> ModelhaulError:

@@ -17,14 +17,8 @@ import requests
 
 from modelhaul import oci
 from modelhaul.errors import DigestMismatch, RegistryError
-from modelhaul.registry.http import (
-    MiB,
-    RegistryClient,
-    _ChunksRejected,
-    _error_codes,
-    _FileBody,
-    _Transient,
-)
+from modelhaul.registry.bodies import MiB, _FileBody
+from modelhaul.registry.http import RegistryClient, _ChunksRejected, _error_codes, _Transient
 
 
 class _SinkAborted(Exception):
