@@ -41,6 +41,26 @@ import transfer
 from transfer import MiB, file_list, make_case, run_measured
 
 SHARED_TOOLS = Path(os.environ.get("MODELHAUL_SHARED_DIR") or transfer.ROOT.parent / "shared") / "tools"
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def settle(*warm: Path) -> bool:
+    """Start a row from the same page cache as every other: dirty pages written out, and (where this
+    process may write ``/proc/sys/vm/drop_caches``, as root) the cache dropped and refilled with
+    what the rows read (the registry's storage, the source files). On this machine a 1 GiB write
+    costs 0.2 s or nearly 3 s by what the cache held before (``write_cost.py``), so without this a
+    row's time depends on the rows before it. Returns whether the cache was dropped."""
+    os.sync()
+    try:
+        DROP_CACHES.write_text("1\n")
+    except OSError:
+        return False
+    for root in warm:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            with open(path, "rb", buffering=0) as f:
+                while f.read(8 << 20):
+                    pass
+    return True
 PEERS = ("oras", "modctl", "kit")
 
 
@@ -80,6 +100,7 @@ class Whole:
         self.pyc = bench.work / "pycache"  # compiled once, as an installed modelhaul has them
         self.last: dict[str, str] = {}  # tool -> the reference it published last (what its pull reads)
         self.cpu: list[float] = []  # CPU seconds of each measured command, in order
+        self.settled = False  # whether rows start from a dropped and re-warmed page cache
 
     def env(self, home: Path | None = None) -> dict:
         env = self.b.env(home)
@@ -91,8 +112,12 @@ class Whole:
         home = Path(tempfile.mkdtemp(prefix="tool-home-", dir=self.b.work))
         return {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "KITOPS_"))} | {"HOME": str(home)}
 
+    def settle(self) -> None:
+        """The page cache as every row finds it (see :func:`settle`): the registry's storage and the source."""
+        self.settled = settle(self.b.server.storage, self.src)
+
     def measured(self, cmd: list[str], env: dict, cwd: Path | None = None) -> tuple[float, float]:
-        os.sync()  # the previous command's dirty pages are written now, not during this one
+        self.settle()
         wall, rss, _ = run_measured(cmd, env=env, cwd=str(cwd) if cwd else None, cpu=self.cpu)
         return wall, rss
 
@@ -175,9 +200,8 @@ class Whole:
 
     # -- floors ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def curl(run: Callable[[], tuple[float, float, dict]]) -> tuple[float, float]:
-        os.sync()
+    def curl(self, run: Callable[[], tuple[float, float, dict]]) -> tuple[float, float]:
+        self.settle()
         wall, rss, _ = run()
         return wall, rss
 
@@ -291,7 +315,9 @@ def render(cases: list[dict], checks: list[tuple[str, str]], started: str, minut
     """The results as Markdown."""
     lines = ["# Whole commands, side by side (issue 26)", "",
              f"Run {started} on this machine ({os.cpu_count()} cores, Python {sys.version.split()[0]}), "
-             f"{minutes:.1f} min, one docker-registry (distribution) on 127.0.0.1 over plain HTTP, page cache warm; "
+             f"{minutes:.1f} min, one docker-registry (distribution) on 127.0.0.1 over plain HTTP; every row starts "
+             "from the same page cache (dirty pages written; as root, the cache dropped and refilled with the "
+             "registry's storage and the source: `settle`); "
              f"load average {load} (other work on the machine: compare within the run). Command: "
              f"`.venv/bin/python benchmarks/transfer.py --whole --repeat {repeat}`. Best of {repeat}, in rounds; "
              "whole processes (start-up included); CPU s: user + system of the process tree, the least of the "
