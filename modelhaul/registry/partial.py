@@ -69,12 +69,14 @@ class _Partial:
     def resync(self) -> None:
         """Re-hash what the file holds (what an earlier attempt wrote: cheaper than downloading it again)."""
         self.f.flush()
-        self.f.seek(0)
         self.h = hashlib.new(self.algo)
-        buf = bytearray(4 * MiB)
-        view = memoryview(buf)
-        while n := self.f.readinto(buf):
-            self.h.update(view[:n])
+        end = self.f.seek(0, os.SEEK_END)
+        if end:  # a new partial file (nearly every download) has nothing to re-hash, nor a buffer to fill
+            self.f.seek(0)
+            buf = bytearray(min(4 * MiB, end))
+            view = memoryview(buf)
+            while n := self.f.readinto(buf):
+                self.h.update(view[:n])
         self.offset = self.f.seek(0, os.SEEK_END)
 
     def reset(self) -> None:
