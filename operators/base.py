@@ -21,7 +21,7 @@ from modelhaul.errors import redact, said_in
 from modelhaul.operators._compat import BaseOperator, conf
 from modelhaul.operators.assets import asset_extra
 from modelhaul.operators.connections import scoped_env
-from modelhaul.operators.lineage import LineageMixin
+from modelhaul.operators.lineage import LineageMixin, artifact_dataset
 from modelhaul.operators.mlflow_hook import MLflowHook
 from modelhaul.operators.registry_hook import RegistryConnection, RegistryHook
 
@@ -133,8 +133,6 @@ class DerivedArtifactOperator(RegistryStepOperator):
     its asset the new artifact, its lineage parent -> new."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from modelhaul.operators.lineage import artifact_dataset
-
         result = self.run_step()
         self.emit_assets(context, result)
         self._set_lineage([artifact_dataset(result.get("parent"))], [artifact_dataset(result.get("ref"))], result)
