@@ -119,20 +119,29 @@ def upload_digester(target: oci.Target) -> Callable[[Path], str] | None:
     A file whose digest the cache knows (unchanged since it was last hashed) is not read at all.
     A new or changed large file goes up to a registry in PATCH chunks with its digest computed on
     the way, so publishing reads it once instead of hash-then-upload; into a local layout it is
-    copied by the kernel while another thread hashes it. Small files are just hashed.
+    copied by the kernel while another thread hashes it. A new or changed small file (a tokenizer's)
+    is read once, hashed and sent to a registry without a HEAD, so hashing overlaps the upload;
+    files in between are just hashed.
     """
     upload = getattr(target, "upload_file", None)
     if upload is None:
         return None
+    upload_small = getattr(target, "upload_small", None)
     from modelhaul import digestcache
 
     def digest(path: Path) -> str:
         st = os.stat(path)
         known = digestcache.lookup(path, st)
-        if known or st.st_size < STREAM_HASH_MIN:
-            return known or digestcache.file_digest(path)
-        with meter.layer(f"file:{path}", path.name, st.st_size):
-            blob = upload(path)
+        if known:
+            return known
+        if upload_small is not None and st.st_size <= SMALL_BLOB:
+            with meter.layer(f"file:{path}", path.name, st.st_size):
+                blob = upload_small(path, st.st_size)
+        elif st.st_size < STREAM_HASH_MIN:
+            return digestcache.file_digest(path)
+        else:
+            with meter.layer(f"file:{path}", path.name, st.st_size):
+                blob = upload(path)
         if digestcache.unchanged(st, os.stat(path)):  # not written to while it was sent
             digestcache.remember(path, blob.digest, st)
         return blob.digest

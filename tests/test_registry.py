@@ -303,3 +303,60 @@ def test_progress_counts_every_byte_moved(registry, tmp_path):
     moved.clear()
     target.fetch_blob(layer.digest, layer.size, tmp_path / "back")
     assert sum(moved) == layer.size
+
+
+def test_a_proxy_named_in_the_environment_carries_every_request(registry, tmp_path, monkeypatch):
+    """HTTP_PROXY is honoured by every request, also the small exchanges that skip requests elsewhere."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    repo = unique_repo()
+    layers = [make_blob(tmp_path, 10, "small.txt"), make_blob(tmp_path, 2 * MiB, "large.bin")]
+    with faulty_proxy(registry) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
+        target = RegistryTarget(registry.host, repo, registry.options)
+        digest = push(target, layers, "v1")
+        for b in layers:
+            target.fetch_blob(b.digest, b.size, tmp_path / "out" / b.annotations[oci.ANNOTATION_TITLE])
+        assert target.get_manifest("v1").digest == digest
+        target.close()
+    assert [p.read_bytes() for p in sorted((tmp_path / "out").iterdir())] == [
+        b.path.read_bytes() for b in sorted(layers, key=lambda b: b.annotations[oci.ANNOTATION_TITLE])]
+    paths = [r.path for r in proxy.requests]
+    assert len(proxy.seen("PUT", "/blobs/uploads/")) == 3  # config + both layers, all through the proxy
+    assert len(proxy.seen("GET", "/blobs/")) == 2 and proxy.seen("GET", "/manifests/v1")
+    assert all(p.startswith(f"http://{registry.host}/v2/") for p in paths)  # a proxy's absolute form
+
+
+def test_a_connection_the_registry_closed_without_a_word_is_opened_again_at_once():
+    """Registries and load balancers close idle kept-alive connections without saying so; the next
+    request goes on a new connection at once, not through a failure and a retry's wait."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ports: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            ports.append(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.close_connection = True  # hang up after the answer, no "Connection: close"
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = RegistryTarget(f"127.0.0.1:{server.server_address[1]}", "x/y",
+                                RegistryOptions(plain_http=True))
+        target.attempts = 1  # a failed exchange would raise instead of being retried
+        for i in range(3):
+            assert target.has_blob(oci.sha256_bytes(f"blob {i}".encode()))
+        target.close()
+    finally:
+        server.shutdown()
+    assert len(ports) == len(set(ports)) == 3

@@ -14,6 +14,7 @@ from modelhaul.errors import RegistryError
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
 RECV_PIECE = MiB  # read/write/hash granularity of large downloads (x6 buffers x 4 parallel blobs)
+IN_MEMORY_BODY = 256 << 10  # a blob up to this size goes up or comes down whole, on the lean path (wire.py)
 BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 
 
@@ -57,26 +58,38 @@ class _FileBody:
         self.hashed = h
 
 
-def _read_bounded(resp: requests.Response, what: str) -> None:
-    """Read a streamed response's body into ``resp.content``, refusing one above :data:`BODY_LIMIT`.
+class BodyTooLong(RegistryError):
+    """An answer longer than what is read of it into memory; ``declared``: its Content-Length, if it said."""
+
+    def __init__(self, what: str, declared: int | None, limit: int):
+        self.declared, self.limit = declared, limit
+        size = "more than that" if declared is None else str(declared)
+        super().__init__(f"{what}: the registry answered with {size} bytes; modelhaul reads at most "
+                         f"{BODY_LIMIT // MiB} MiB for a manifest, a tag page or an error (containerd's "
+                         "manifest limit); check the registry")
+
+
+def declared_length(headers: Any) -> int | None:
+    length = headers.get("Content-Length") or ""
+    return int(length) if length.isdigit() else None
+
+
+def _read_bounded(resp: requests.Response, what: str, limit: int = BODY_LIMIT) -> None:
+    """Read a streamed response's body into ``resp.content``, refusing one above ``limit`` bytes.
 
     A Content-Length above the limit is refused before any byte is read; a body without one (chunked)
     is counted as it arrives and cut one piece past the limit, so memory stays bounded either way.
     """
-    def refuse(size: str) -> RegistryError:
+    declared = declared_length(resp.headers)
+    if declared is not None and declared > limit:
         resp.close()
-        return RegistryError(f"{what}: the registry answered with {size} bytes; modelhaul reads at most "
-                             f"{BODY_LIMIT // MiB} MiB for a manifest, a tag page or an error (containerd's "
-                             "manifest limit); check the registry")
-
-    length = resp.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > BODY_LIMIT:
-        raise refuse(length)
+        raise BodyTooLong(what, declared, limit)
     body = bytearray()
     for piece in resp.iter_content(64 * 1024):
         body += piece
-        if len(body) > BODY_LIMIT:
-            raise refuse("more than that")
+        if len(body) > limit:
+            resp.close()
+            raise BodyTooLong(what, None, limit)
     resp._content = bytes(body)  # what requests' own .content would hold, read under a limit
 
 

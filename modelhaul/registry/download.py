@@ -18,7 +18,17 @@ import requests
 
 from modelhaul.errors import AuthError, DigestMismatch, NotFound
 from modelhaul.meter import carrying
-from modelhaul.registry.bodies import PIECE, RECV_PIECE, _body_reader, _read_bounded, _release_if_read
+from modelhaul.registry.bodies import (
+    BODY_LIMIT,
+    IN_MEMORY_BODY,
+    PIECE,
+    RECV_PIECE,
+    BodyTooLong,
+    _body_reader,
+    _read_bounded,
+    _release_if_read,
+    declared_length,
+)
 from modelhaul.registry.http import RegistryClient, _interrupted, _NoRanges, _Transient
 from modelhaul.registry.partial import _Hasher, _local_write_failed, _Partial
 
@@ -104,6 +114,8 @@ class BlobDownloads(RegistryClient):
         end = part.size if stop is None or part.size < 0 else min(stop, part.size)
         if part.size >= 0 and part.offset >= end:
             return part.digest()
+        if stop is None and part.offset == 0 and 0 <= part.size <= IN_MEMORY_BODY:
+            return self._download_small(part, digest, what)
         headers = {"Accept-Encoding": "identity"}
         if stop is not None:
             headers["Range"] = f"bytes={part.offset}-{end - 1}"
@@ -145,6 +157,34 @@ class BlobDownloads(RegistryClient):
         if part.size >= 0 and part.offset > part.size:
             raise DigestMismatch(f"{what}: the registry sent {part.offset} bytes, expected {part.size}")
         return part.digest()
+
+    def _download_small(self, part: _Partial, digest: str, what: str) -> str:
+        """A small blob (most of a tokenizer directory) in one lean exchange, read whole, then written."""
+        try:
+            resp = self._send("GET", f"{self.base}/blobs/{digest}", headers={"Accept-Encoding": "identity"},
+                              what=what, limit=max(part.size, BODY_LIMIT))
+        except BodyTooLong as e:
+            raise self._too_long(what, part.size, e.declared) from None
+        if resp.status_code == 404:
+            raise NotFound(f"{what}: blob not found in the registry")
+        if resp.status_code != 200:
+            raise self._error(resp, what)
+        body = resp.content
+        if len(body) > part.size:
+            raise self._too_long(what, part.size, declared_length(resp.headers))
+        part.append(memoryview(body))
+        self.progress(len(body))
+        if part.offset < part.size:
+            raise _Transient(f"connection closed at {part.offset} of {part.size} bytes")
+        return part.digest()
+
+    @staticmethod
+    def _too_long(what: str, size: int, declared: int | None) -> DigestMismatch:
+        if declared is not None and declared > size:
+            return DigestMismatch(f"{what}: the registry announces {declared} bytes, the descriptor says {size}; "
+                                  "refusing the blob (nothing was kept)")
+        return DigestMismatch(f"{what}: the registry sent more than the descriptor's {size} bytes; "
+                              "refusing the blob (nothing was kept)")
 
     def _download_ranged(self, part: _Partial, digest: str, what: str) -> str:
         """Download a large blob over :attr:`range_parts` connections at once; returns the digest.

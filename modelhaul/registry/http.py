@@ -6,6 +6,7 @@ import http.client
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from modelhaul.errors import AuthError, RegistryError, redact
 from modelhaul.meter import moved
 from modelhaul.registry.auth_flow import _Auth
 from modelhaul.registry.auth_messages import auth_error, credentials_source
-from modelhaul.registry.bodies import MiB, _read_bounded
+from modelhaul.registry.bodies import BODY_LIMIT, MiB, _read_bounded
+from modelhaul.registry.wire import REDIRECTS, Wire, WireResponse
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.tagcheck import api_host
 
@@ -89,6 +91,8 @@ class RegistryClient:
         self._auth = _Auth(registry_host, self.options, self.verify)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
+        self._wire: Wire | None = None  # http.client connections for lean exchanges (no proxy in the way)
+        self._proxied: bool | None = None  # whether the environment names a proxy for the registry
         self._lock = threading.Lock()
         self._chunks_ok = True
         self._ranges_ok = True
@@ -117,6 +121,8 @@ class RegistryClient:
             for s in self._sessions:
                 s.close()
             self._sessions.clear()
+        if self._wire is not None:
+            self._wire.close()
         self._local = threading.local()
 
     # -- HTTP ---------------------------------------------------------------------------------
@@ -140,32 +146,23 @@ class RegistryClient:
         return s
 
     def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None, body: Any = None,
-              stream: bool = False, what: str = "") -> requests.Response:
-        """One request, answering auth challenges; transport failures, 5xx and 429 raise _Transient."""
+              stream: bool = False, what: str = "", limit: int = BODY_LIMIT) -> requests.Response:
+        """One request, answering auth challenges; transport failures, 5xx and 429 raise _Transient.
+
+        An exchange whose body is in memory (or none) and whose answer is read whole (not
+        ``stream``) goes straight on http.client (:mod:`modelhaul.registry.wire`); a streamed one
+        goes through requests. Such an answer is read up to ``limit`` bytes; a longer one raises
+        :class:`~modelhaul.registry.bodies.BodyTooLong`.
+        """
         what = what or self.name
-        timeout = (self.options.connect_timeout, self.options.read_timeout)
         for _round in range(3):
             h = dict(headers or {})
             sent = self._auth.header
             if sent:
                 h["Authorization"] = sent
-            try:
-                # verify passed per request too (the environment's CA bundle is already in it)
-                resp = self._session().request(method, url, headers=h, data=body, stream=True,
-                                               timeout=timeout, verify=self.verify)
-                if method == "HEAD":  # no body (its Content-Length is the blob's): reading the empty
-                    resp.content  # noqa: B018 - answer ends it, and the connection goes back to the pool
-                elif not stream and resp.status_code not in TRANSIENT_STATUS:
-                    _read_bounded(resp, what)
-            except requests.exceptions.SSLError as e:
-                raise RegistryError(self._tls_message(e)) from None
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as e:
-                reason = _describe(e)
-                if reason == "unknown host":
-                    raise RegistryError(f"{what}: cannot resolve {self.host}; check the registry name"
-                                        ) from None
-                raise _Transient(reason) from None
+            resp = None if stream else self._exchange_lean(method, url, h, body, what, limit)
+            if resp is None:
+                resp = self._exchange(method, url, h, body, stream, what, limit)
             if resp.status_code in (401, 403):
                 resp.close()
                 if self._auth.answer(resp, sent, what):
@@ -178,6 +175,57 @@ class RegistryClient:
                 self._track_upload(method, url, resp)
             return resp
         raise self._auth_error(resp, what)
+
+    def _exchange(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
+                  what: str, limit: int) -> requests.Response:
+        """One request through requests; unless ``stream``, its answer read under the body limit."""
+        try:
+            # verify passed per request too (the environment's CA bundle is already in it)
+            resp = self._session().request(method, url, headers=headers, data=body, stream=True,
+                                           timeout=(self.options.connect_timeout, self.options.read_timeout),
+                                           verify=self.verify)
+            if method == "HEAD":  # no body (its Content-Length is the blob's): reading the empty
+                resp.content  # noqa: B018 - answer ends it, and the connection goes back to the pool
+            elif not stream and resp.status_code not in TRANSIENT_STATUS:
+                _read_bounded(resp, what, limit)
+        except requests.exceptions.SSLError as e:
+            raise RegistryError(self._tls_message(e)) from None
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+            raise self._transport_failure(e, what) from None
+        return resp
+
+    def _exchange_lean(self, method: str, url: str, headers: dict[str, str], body: Any,
+                       what: str, limit: int) -> WireResponse | None:
+        """One in-memory exchange on http.client; None when it must go through requests instead.
+
+        requests takes it when the body is not in memory, when a proxy is configured for the
+        registry (requests speaks to proxies), and when the registry answers with a redirect
+        (requests follows it, dropping the credentials when the host changes).
+        """
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            return None
+        if self._wire is None:
+            if self._proxied is None:
+                self._proxied = bool(requests.utils.get_environ_proxies(self.base))
+            if self._proxied:
+                return None
+            with self._lock:
+                self._wire = self._wire or Wire(self.verify, self.options.connect_timeout,
+                                                self.options.read_timeout)
+        try:
+            resp = self._wire.exchange(method, url, {"User-Agent": "modelhaul", **headers}, body, what, limit)
+        except ssl.SSLError as e:
+            raise RegistryError(self._tls_message(e)) from None
+        except (OSError, http.client.HTTPException) as e:
+            raise self._transport_failure(e, what) from None
+        return None if resp.status_code in REDIRECTS else resp
+
+    def _transport_failure(self, e: Exception, what: str) -> Exception:
+        """What a failed connection becomes: a clear error for an unknown host, else a retry."""
+        reason = _describe(e)
+        if reason == "unknown host":
+            return RegistryError(f"{what}: cannot resolve {self.host}; check the registry name")
+        return _Transient(reason)
 
     def _retrying(self, op: Callable[[], Any], what: str) -> Any:
         """Run ``op`` until it stops raising :class:`_Transient`, with exponential backoff and jitter.
@@ -289,7 +337,9 @@ def _describe(e: Exception) -> str:
         return "connection refused"
     if "reset by peer" in text or "RemoteDisconnected" in text or "Connection aborted" in text:
         return "connection reset"
-    if isinstance(e, requests.Timeout):
+    if isinstance(e, http.client.RemoteDisconnected):
+        return "connection reset"
+    if isinstance(e, (requests.Timeout, TimeoutError)):
         return "timed out"
     return type(e).__name__
 

@@ -1,0 +1,151 @@
+"""Small exchanges straight on http.client: the requests of a many-small-blob transfer.
+
+A first push of a tokenizer-style directory (1000 files of 4 KiB) makes two requests per file.
+Through requests each one costs ~0.5 ms of this process's CPU (preparing, merging settings,
+urllib3's URL parsing and pool bookkeeping); on http.client it costs ~0.16 ms
+(``benchmarks/RESULTS_whole.md``). On a 2-core machine the registry needs those cores too, so
+the client's CPU is wall time. Only exchanges whose body is in memory and whose answer is read
+whole come here, one kept-alive connection per thread and origin; streams, redirects and
+proxied registries go through requests as before.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+from urllib.parse import urlsplit
+
+from modelhaul.registry.bodies import BODY_LIMIT, BodyTooLong, declared_length
+
+REDIRECTS = {301, 302, 303, 307, 308}
+# what sending on a kept-alive connection the server has closed meanwhile raises
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class WireResponse:
+    """The parts of a ``requests.Response`` the registry client reads, for an answer read whole."""
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, url: str, content: bytes):
+        self.status_code, self.headers, self.url, self.content = status, headers, url, content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):  # noqa: ANN201 - whatever the body holds, as requests' json()
+        import json
+
+        return json.loads(self.content)
+
+    def close(self) -> None:
+        """Nothing to release: the body was read whole and the connection kept."""
+
+
+class Wire:
+    """Kept-alive http.client connections, one per thread and origin, for in-memory exchanges."""
+
+    def __init__(self, verify: bool | str, connect_timeout: float, read_timeout: float):
+        self.verify = verify
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self._tls: ssl.SSLContext | None = None
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def exchange(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                 what: str, limit: int = BODY_LIMIT) -> WireResponse:
+        """Send one request and read its whole answer (at most ``limit`` bytes of it: else BodyTooLong).
+
+        A kept-alive connection the server closed in the meantime is opened again once, at once:
+        the body is in memory, so sending it again is safe. Transport errors propagate as
+        http.client and the socket module raise them.
+        """
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        for fresh in (False, True):
+            conn, reused = self._connection(parts.scheme, parts.netloc, fresh)
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                resp = conn.getresponse()
+            except _STALE:
+                self._drop(parts.scheme, parts.netloc)
+                if reused and not fresh:
+                    continue
+                raise
+            except BaseException:
+                self._drop(parts.scheme, parts.netloc)
+                raise
+            try:
+                if method == "HEAD":  # no body, whatever its Content-Length says: reading it ends the answer
+                    resp.read()
+                    content = b""
+                else:
+                    content = _read_whole(resp, what, limit)
+            except BaseException:
+                self._drop(parts.scheme, parts.netloc)
+                raise
+            if resp.will_close:
+                self._drop(parts.scheme, parts.netloc)
+            return WireResponse(resp.status, resp.headers, url, content)
+        raise AssertionError("unreachable")
+
+    def _connection(self, scheme: str, netloc: str, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+        conns = self._local.__dict__.setdefault("conns", {})
+        key = (scheme, netloc)
+        if not fresh and key in conns:
+            return conns[key], True
+        if scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                netloc, timeout=self.connect_timeout, context=self._context())
+        else:
+            conn = http.client.HTTPConnection(netloc, timeout=self.connect_timeout)
+        conn.connect()
+        conn.sock.settimeout(self.read_timeout)  # connect under one timeout, wait for answers under the other
+        conns[key] = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn, False
+
+    def _drop(self, scheme: str, netloc: str) -> None:
+        conn = self._local.__dict__.get("conns", {}).pop((scheme, netloc), None)
+        if conn is not None:
+            conn.close()
+
+    def _context(self) -> ssl.SSLContext:
+        """TLS as requests would verify it: the given CA file or directory, else certifi's bundle."""
+        if self._tls is None:
+            if self.verify is False:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            else:
+                import os
+
+                import certifi
+
+                where = certifi.where() if self.verify is True else str(self.verify)
+                ctx = (ssl.create_default_context(capath=where) if os.path.isdir(where)
+                       else ssl.create_default_context(cafile=where))
+            self._tls = ctx
+        return self._tls
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+
+def _read_whole(resp: http.client.HTTPResponse, what: str, limit: int) -> bytes:
+    """The answer's body, refusing one above ``limit`` bytes (declared, or counted as it arrives)."""
+    declared = declared_length(resp.headers)
+    if declared is not None and declared > limit:
+        raise BodyTooLong(what, declared, limit)
+    body = bytearray()
+    while piece := resp.read(min(64 * 1024, limit + 1 - len(body))):
+        body += piece
+        if len(body) > limit:
+            raise BodyTooLong(what, None, limit)
+    return bytes(body)
