@@ -574,7 +574,8 @@ def main() -> None:
         (work / "tmp").mkdir()
         out = a.out or (None if a.quick else str(ROOT / "benchmarks" / "RESULTS_whole.md"))
         try:
-            print(peers.run(work, a.quick, a.repeat, out, lambda s: print(s, flush=True)))
+            skip = {x.strip() for x in a.skip.split(",") if x.strip()}
+            print(peers.run(work, a.quick, a.repeat, out, lambda s: print(s, flush=True), skip))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
