@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 from modelhaul.registry.bodies import BODY_LIMIT, BodyTooLong, declared_length
@@ -33,7 +34,8 @@ class WireResponse:
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
 
-    def json(self):  # noqa: ANN201 - whatever the body holds, as requests' json()
+    def json(self) -> Any:
+        """The body as JSON (raises ValueError when it is not, as requests' ``json()`` does)."""
         import json
 
         return json.loads(self.content)
@@ -111,6 +113,8 @@ class Wire:
         conn = self._local.__dict__.get("conns", {}).pop((scheme, netloc), None)
         if conn is not None:
             conn.close()
+            with self._lock:
+                self._all.remove(conn)
 
     def _context(self) -> ssl.SSLContext:
         """TLS as requests would verify it: the given CA file or directory, else certifi's bundle."""
