@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import threading
-
-import requests
+from typing import TYPE_CHECKING
 
 from modelhaul.registry_options import RegistryOptions
+
+if TYPE_CHECKING:
+    import requests
 
 
 class _Auth:
@@ -52,6 +54,7 @@ class _Auth:
 
     def _token(self, challenge: str, creds: tuple[str, str] | None) -> str | None:
         import oras.auth
+        import requests
         from oras.auth.utils import parse_auth_header
 
         h = parse_auth_header(challenge)

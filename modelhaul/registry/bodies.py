@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from modelhaul.errors import RegistryError
+
+if TYPE_CHECKING:
+    import requests
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads

@@ -12,9 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from modelhaul.errors import AuthError, DigestMismatch, NotFound
 from modelhaul.meter import carrying
@@ -31,6 +29,9 @@ from modelhaul.registry.bodies import (
 )
 from modelhaul.registry.http import RegistryClient, _interrupted, _NoRanges, _Transient
 from modelhaul.registry.partial import _Hasher, _local_write_failed, _Partial
+
+if TYPE_CHECKING:
+    import requests
 
 
 class BlobDownloads(RegistryClient):

@@ -10,9 +10,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from modelhaul import oci
 from modelhaul.errors import AuthError, RegistryError, redact
@@ -23,6 +21,9 @@ from modelhaul.registry.bodies import BODY_LIMIT, MiB, _read_bounded
 from modelhaul.registry.wire import REDIRECTS, Wire, WireResponse
 from modelhaul.registry_options import RegistryOptions
 from modelhaul.tagcheck import api_host
+
+if TYPE_CHECKING:  # requests is imported where a request needs it: most exchanges go on http.client
+    import requests
 
 MANIFEST_ACCEPT = ", ".join([
     oci.MANIFEST_V1, oci.INDEX_V1, oci.DOCKER_MANIFEST_V2,
@@ -132,6 +133,8 @@ class RegistryClient:
         if s is None:
             from http.cookiejar import DefaultCookiePolicy
 
+            import requests
+
             s = requests.Session()
             # the environment (proxies, CA bundle) read once per session, not on every request: requests
             # re-reads all of os.environ and ~/.netrc per request, ~0.5 ms each, 1.5 ms a small blob
@@ -179,6 +182,8 @@ class RegistryClient:
     def _exchange(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
                   what: str, limit: int) -> requests.Response:
         """One request through requests; unless ``stream``, its answer read under the body limit."""
+        import requests
+
         try:
             # verify passed per request too (the environment's CA bundle is already in it)
             resp = self._session().request(method, url, headers=headers, data=body, stream=True,
@@ -206,7 +211,7 @@ class RegistryClient:
             return None
         if self._wire is None:
             if self._proxied is None:
-                self._proxied = bool(requests.utils.get_environ_proxies(self.base))
+                self._proxied = _proxy_named_for(self.base)
             if self._proxied:
                 return None
             with self._lock:
@@ -278,6 +283,8 @@ class RegistryClient:
         """
         with self._lock:
             left, self._uploads = list(self._uploads.values()), {}
+        import requests
+
         for location in left:
             for _ in range(4):
                 try:
@@ -320,8 +327,21 @@ def _loopback(host: str) -> bool:
     return name == "localhost" or name.startswith("127.") or name == "::1"
 
 
+def _proxy_named_for(url: str) -> bool:
+    """Whether the environment sends ``url`` through a proxy, as requests decides it (``NO_PROXY`` too).
+
+    requests is loaded only when some ``*_proxy`` variable is set at all."""
+    if not any(k.lower().endswith("_proxy") and k.lower() != "no_proxy" and v for k, v in os.environ.items()):
+        return False
+    import requests
+
+    return bool(requests.utils.get_environ_proxies(url))
+
+
 def _interrupted(e: Exception) -> Exception:
     """What a failure while receiving a body becomes: a retry (the transport broke) or itself."""
+    import requests
+
     transport = (requests.RequestException, OSError, ValueError, http.client.HTTPException)
     if isinstance(e, transport) or e.__class__.__module__.startswith("urllib3"):  # urllib3's ProtocolError
         return _Transient(f"download interrupted ({type(e).__name__})")
@@ -339,6 +359,8 @@ def _describe(e: Exception) -> str:
         return "connection reset"
     if isinstance(e, http.client.RemoteDisconnected):
         return "connection reset"
+    import requests
+
     if isinstance(e, (requests.Timeout, TimeoutError)):
         return "timed out"
     return type(e).__name__

@@ -10,15 +10,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import requests
 
 from modelhaul import oci
 from modelhaul.errors import DigestMismatch, RegistryError
 from modelhaul.registry.bodies import IN_MEMORY_BODY, MiB, _FileBody
 from modelhaul.registry.http import RegistryClient, _ChunksRejected, _error_codes, _Transient
+
+if TYPE_CHECKING:
+    import requests
 
 
 class _SinkAborted(Exception):
