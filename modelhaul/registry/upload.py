@@ -192,7 +192,8 @@ class BlobUploads(RegistryClient):
             return  # mounted: no bytes moved
         location = self._location(resp, what)
         if blob.data is None and blob.size <= IN_MEMORY_BODY:
-            body = self._read_small(blob)
+            body = _read_small(blob.path, blob.size, blob.digest)  # type: ignore[arg-type]
+            self.progress(len(body))
         elif blob.data is None and blob.size > self.chunk_threshold and self._chunks_ok:
             try:
                 location = self._patch_chunks(location, blob, what)
@@ -220,18 +221,6 @@ class BlobUploads(RegistryClient):
                                  "pack it again")
         raise self._error(resp, what)
 
-    def _read_small(self, blob: oci.Blob, count: bool = True) -> bytes:
-        """A small blob's file, read whole: its request then goes on the lean path (one ``sendall``)."""
-        with open(blob.path, "rb") as f:  # type: ignore[arg-type]
-            data = f.read(blob.size + 1)
-        if len(data) != blob.size:
-            raise DigestMismatch(f"{blob.path}: is {len(data)} bytes, expected {blob.size}"
-                                 f"{' for ' + blob.digest if blob.digest else ''}; the file changed while "
-                                 "it was being published: publish it again")
-        if count:
-            self.progress(len(data))
-        return data
-
     def upload_small(self, path: Path, size: int, media_type: str = "application/octet-stream") -> oci.Blob:
         """Upload a small file whose digest is not known yet: read whole, hashed, sent without a HEAD.
 
@@ -240,8 +229,7 @@ class BlobUploads(RegistryClient):
         seldom has it. Reading it once for both the hash and the body, in the thread that would
         otherwise only hash it, overlaps a tokenizer directory's hashing with its upload.
         """
-        blob = oci.Blob(media_type, "", size, path=Path(path))
-        data = self._read_small(blob, count=False)
+        data = _read_small(Path(path), size)
         blob = oci.Blob(media_type, oci.sha256_bytes(data), size, data=data)
         if blob.digest not in self._present:
             self.progress(size)
@@ -382,6 +370,16 @@ class BlobUploads(RegistryClient):
         if resp.status_code not in (201, 202) or not resp.headers.get("Location"):
             raise self._error(resp, what)
         return urljoin(resp.url, resp.headers["Location"])
+
+
+def _read_small(path: Path, size: int, digest: str = "") -> bytes:
+    """A small file read whole (its request then goes on the lean path, one ``sendall``), still ``size`` bytes."""
+    with open(path, "rb") as f:
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise DigestMismatch(f"{path}: is {len(data)} bytes, expected {size}{' for ' + digest if digest else ''}; "
+                             "the file changed while it was being published: publish it again")
+    return data
 
 
 def _tags_in(resp: Any) -> list[str]:
