@@ -189,6 +189,20 @@ def test_interrupted_download_resumes_with_range(registry, tmp_path):
         assert os.listdir(out.parent) == ["blob"]
 
 
+def test_a_download_cut_inside_a_piece_resumes_where_the_file_ends(registry, tmp_path):
+    """Pieces are written as they arrive and hashed later: a cut between the two keeps both in step."""
+    repo = unique_repo()
+    layer = make_blob(tmp_path, 4 * MiB + 600 * 1024)  # cut at half: 300 KiB into the third MiB
+    RegistryTarget(registry.host, repo, registry.options).put_blob(layer)
+    with faulty_proxy(registry, Fault("GET", "/blobs/sha256:", "truncate", count=1)) as proxy:
+        target = quick(RegistryTarget(proxy.host, repo, proxy.options))
+        out = tmp_path / "dl" / "blob"
+        target.fetch_blob(layer.digest, layer.size, out)
+        ranges = [g.headers.get("Range") for g in proxy.seen("GET", "/blobs/sha256:")]
+        assert ranges == [None, f"bytes={layer.size // 2}-"]  # resumed once, not started again
+        assert out.read_bytes() == layer.path.read_bytes()
+
+
 def test_download_given_up_is_resumed_by_the_next_call(registry, tmp_path):
     repo = unique_repo()
     layer = make_blob(tmp_path, 4 * MiB)

@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 
 MiB = 1 << 20
 PIECE = MiB  # send granularity, and the read size of small downloads
-RECV_PIECE = 256 << 10  # read/write/hash granularity of large downloads (x6 buffers x 4 parallel blobs):
-# a piece still in the core's cache when it is written into the page cache; 1 MiB pieces made the
-# kernel's copy of a 4 GiB download ~1.5 s of system time dearer here (benchmarks/RESULTS_whole.md)
+RECV_PIECE = MiB  # hash granularity of large downloads: the buffers handed to the hashing thread (x6 x 4 blobs)
+WRITE_PIECE = 256 << 10  # each piece is written as soon as it is received, still in the core's cache: 1 MiB
+# writes made the kernel's copy of a 4 GiB download into the page cache ~1.5 s of system time dearer here
 IN_MEMORY_BODY = 256 << 10  # a blob up to this size goes up or comes down whole, on the lean path (wire.py)
 BODY_LIMIT = 4 * MiB  # the most read into memory from one response (containerd's manifest limit)
 

@@ -21,6 +21,7 @@ from modelhaul.registry.bodies import (
     IN_MEMORY_BODY,
     PIECE,
     RECV_PIECE,
+    WRITE_PIECE,
     BodyTooLong,
     _body_reader,
     _read_bounded,
@@ -355,23 +356,41 @@ class BlobDownloads(RegistryClient):
             while True:
                 buf = own if hasher is None else hasher.free.get()
                 want = len(buf) if part.size < 0 else min(len(buf), end - received)
-                n = readinto(memoryview(buf)[:want]) if want else 0
+                if hasher is None:
+                    n = readinto(memoryview(buf)[:want]) if want else 0
+                    if n:
+                        part.append(memoryview(buf)[:n])
+                else:
+                    n = _receive_written(readinto, part, memoryview(buf)[:want], hasher, buf)
                 if not n:
-                    if hasher is not None:
-                        hasher.free.put(buf)
                     if want == 0 and readinto(memoryview(bytearray(1))):
                         asked = f"the descriptor's {end} bytes" if end == part.size else f"the {end} bytes asked for"
                         raise DigestMismatch(f"{what}: the registry sent more than {asked}; refusing the blob "
                                              "(nothing was kept)")
                     break
                 received += n
-                if hasher is None:
-                    part.append(memoryview(buf)[:n])
-                else:
-                    part.write(memoryview(buf)[:n])
-                    hasher.work.put((buf, n))
                 if self.progress:
                     self.progress(n)
         finally:  # a failed write is not retried (see _local_write_failed): nothing to re-hash
             if hasher is not None:
                 hasher.close()
+
+
+def _receive_written(readinto: Any, part: _Partial, view: memoryview, hasher: _Hasher, buf: bytearray) -> int:
+    """Fill ``view`` (of the pool's ``buf``), writing each :data:`WRITE_PIECE` as soon as it arrives;
+    then hand what was written to the hashing thread, also when the connection fails half-way (a
+    retry continues from the file's end, so every written byte must be in the hash)."""
+    n = 0
+    try:
+        while n < len(view):
+            got = readinto(view[n:min(n + WRITE_PIECE, len(view))])
+            if not got:
+                break
+            part.write(view[n:n + got])
+            n += got
+    finally:
+        if n:
+            hasher.work.put((buf, n))
+        else:
+            hasher.free.put(buf)
+    return n
