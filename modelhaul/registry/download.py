@@ -166,27 +166,19 @@ class BlobDownloads(RegistryClient):
             resp = self._send("GET", f"{self.base}/blobs/{digest}", headers={"Accept-Encoding": "identity"},
                               what=what, limit=max(part.size, BODY_LIMIT))
         except BodyTooLong as e:
-            raise self._too_long(what, part.size, e.declared) from None
+            raise _too_long(what, part.size, part.size, e.declared) from None
         if resp.status_code == 404:
             raise NotFound(f"{what}: blob not found in the registry")
         if resp.status_code != 200:
             raise self._error(resp, what)
         body = resp.content
         if len(body) > part.size:
-            raise self._too_long(what, part.size, declared_length(resp.headers))
+            raise _too_long(what, part.size, part.size, declared_length(resp.headers))
         part.append(memoryview(body))
         self.progress(len(body))
         if part.offset < part.size:
             raise _Transient(f"connection closed at {part.offset} of {part.size} bytes")
         return part.digest()
-
-    @staticmethod
-    def _too_long(what: str, size: int, declared: int | None) -> DigestMismatch:
-        if declared is not None and declared > size:
-            return DigestMismatch(f"{what}: the registry announces {declared} bytes, the descriptor says {size}; "
-                                  "refusing the blob (nothing was kept)")
-        return DigestMismatch(f"{what}: the registry sent more than the descriptor's {size} bytes; "
-                              "refusing the blob (nothing was kept)")
 
     def _download_ranged(self, part: _Partial, digest: str, what: str) -> str:
         """Download a large blob over :attr:`range_parts` connections at once; returns the digest.
@@ -336,11 +328,9 @@ class BlobDownloads(RegistryClient):
     @staticmethod
     def _check_length(resp: requests.Response, part: _Partial, end: int, what: str) -> None:
         """Refuse a body announced longer than asked for (at most the descriptor's size) before writing."""
-        length = resp.headers.get("Content-Length", "")
-        if part.size >= 0 and length.isdigit() and part.offset + int(length) > end:
-            raise DigestMismatch(f"{what}: the registry announces {part.offset + int(length)} bytes, "
-                                 f"{'the descriptor says' if end == part.size else 'asked for'} {end}; "
-                                 "refusing the blob (nothing was kept)")
+        declared = declared_length(resp.headers)
+        if part.size >= 0 and declared is not None and part.offset + declared > end:
+            raise _too_long(what, end, part.size, part.offset + declared)
 
     def _receive(self, resp: requests.Response, part: _Partial, end: int, hasher: _Hasher | None,
                  what: str) -> None:
@@ -364,9 +354,7 @@ class BlobDownloads(RegistryClient):
                     n = _receive_written(readinto, part, memoryview(buf)[:want], hasher, buf)
                 if not n:
                     if want == 0 and readinto(memoryview(bytearray(1))):
-                        asked = f"the descriptor's {end} bytes" if end == part.size else f"the {end} bytes asked for"
-                        raise DigestMismatch(f"{what}: the registry sent more than {asked}; refusing the blob "
-                                             "(nothing was kept)")
+                        raise _too_long(what, end, part.size)
                     break
                 received += n
                 if self.progress:
@@ -374,6 +362,17 @@ class BlobDownloads(RegistryClient):
         finally:  # a failed write is not retried (see _local_write_failed): nothing to re-hash
             if hasher is not None:
                 hasher.close()
+
+
+def _too_long(what: str, end: int, size: int, declared: int | None = None) -> DigestMismatch:
+    """A blob body longer than ``end`` bytes (the descriptor's ``size``, or the end of the range asked
+    for): announced so in its Content-Length (``declared``), or found sending more."""
+    if declared is not None and declared > end:
+        said = "the descriptor says" if end == size else "asked for"
+        return DigestMismatch(f"{what}: the registry announces {declared} bytes, {said} {end}; "
+                              "refusing the blob (nothing was kept)")
+    asked = f"the descriptor's {end} bytes" if end == size else f"the {end} bytes asked for"
+    return DigestMismatch(f"{what}: the registry sent more than {asked}; refusing the blob (nothing was kept)")
 
 
 def _receive_written(readinto: Any, part: _Partial, view: memoryview, hasher: _Hasher, buf: bytearray) -> int:

@@ -359,9 +359,11 @@ def _describe(e: Exception) -> str:
         return "connection reset"
     if isinstance(e, http.client.RemoteDisconnected):
         return "connection reset"
+    if isinstance(e, TimeoutError):  # http.client's (socket.timeout), without loading requests
+        return "timed out"
     import requests
 
-    if isinstance(e, (requests.Timeout, TimeoutError)):
+    if isinstance(e, requests.Timeout):
         return "timed out"
     return type(e).__name__
 
