@@ -62,21 +62,21 @@ def publish(
                           known.manifest_media_type, opts):
             return _result(r, oci.sha256_bytes(known.manifest), known, known.format, known.framework,
                            bundle_format)
-    from modelhaul.transfer import abandoning, push_packed, upload_digester
+    from modelhaul.transfer import abandoning, early_uploads, push_packed, upload_digester
 
     target = open_target(r, options)
     if known is not None and known.sendable_to(target):  # packed before, unchanged since: HEADs and the manifest
         digest = push_packed(known, target, tag=r.tag or "latest")
         return _result(r, digest, known, known.format, known.framework, bundle_format)
-    from modelhaul.bundle import pack
-
     writing = target.writing() if r.is_layout else contextlib.nullcontext()  # blobs go in before the manifest
-    with writing, abandoning(target), pack(Path(src), bundle_format=bundle_format, config=config,
-                                           digester=upload_digester(target),
-                                           stream_layer=getattr(target, "upload_stream", None)) as p:
-        digest = push_packed(p, target, tag=r.tag or "latest")
-        packcache.remember(seen, p)
-        return _result(r, digest, p, p.config.format, p.config.framework, bundle_format)
+    with writing, abandoning(target), early_uploads(upload_digester(target), Path(src), bundle_format) as digester:
+        from modelhaul.bundle import pack  # the config model: loaded while the files go up
+
+        with pack(Path(src), bundle_format=bundle_format, config=config, digester=digester,
+                  stream_layer=getattr(target, "upload_stream", None)) as p:
+            digest = push_packed(p, target, tag=r.tag or "latest")
+            packcache.remember(seen, p)
+            return _result(r, digest, p, p.config.format, p.config.framework, bundle_format)
 
 
 def _result(r: Reference, digest: str, packed: Any, fmt: str | None, framework: str | None, bundle_format: str

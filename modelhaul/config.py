@@ -21,9 +21,8 @@ from pydantic.alias_generators import to_camel
 
 from modelhaul import format_table
 from modelhaul.errors import ConfigError
+from modelhaul.model_files import ORMBFILE
 from modelhaul.origin import RFC3339, Origin, Timestamp
-
-ORMBFILE = "ormbfile.yaml"
 
 #: ormb's ``format`` vocabulary, spelled exactly as its Go constants: anything else makes ``ormb save`` fail
 ORMB_FORMATS = ("SavedModel", "ONNX", "H5", "PMML", "CaffeModel", "NetDef", "MXNetParams", "TorchScript",

@@ -149,6 +149,46 @@ def upload_digester(target: oci.Target) -> Callable[[Path], str] | None:
     return digest
 
 
+@contextlib.contextmanager
+def early_uploads(digester: Callable[[Path], str] | None, src: Path, bundle_format: str
+                  ) -> Iterator[Callable[[Path], str] | None]:
+    """Start a publish's uploads now, before the code that packs the directory is loaded.
+
+    Loading it (the config model: pydantic, yaml) and building the config costs ~0.15 s of one
+    core before the first byte would go; with the files already going up it overlaps the
+    transfer instead, as :func:`early_downloads` does for an export. Only for ModelPack, whose
+    layers are exactly the files :func:`~modelhaul.bundle.source.open_source` lists, listed here
+    by the same code. Yields the digester packing calls: a file started here is waited for, never
+    sent twice. When packing fails (an ``ormbfile.yaml`` that does not parse, say), the uploads
+    not started yet are cancelled and those under way stop at their next piece; no manifest ever
+    names what went up.
+    """
+    if digester is None or bundle_format != "modelpack":
+        yield digester
+        return
+    from modelhaul.errors import ModelhaulError
+    from modelhaul.model_files import files_root, list_files
+
+    try:
+        files = list_files(files_root(Path(src)))
+    except (ModelhaulError, OSError):  # packing finds it again and says what is wrong
+        yield digester
+        return
+    with meter.cancellable_pool(max(1, min(PARALLEL, len(files)))) as pool:
+        started = {f.path: pool.submit(digester, f.path) for f in sorted(files, key=lambda f: -f.size)}
+
+        def digest(path: Path) -> str:
+            upload = started.get(path)
+            return digester(path) if upload is None else upload.result()
+
+        try:
+            yield digest
+        except BaseException:
+            for upload in started.values():
+                upload.cancel()
+            raise
+
+
 def _same_registry(a: oci.Target, b: oci.Target) -> bool:
     host = getattr(a, "host", None)
     return host is not None and host == getattr(b, "host", None)

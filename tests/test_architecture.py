@@ -32,7 +32,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
      "modelhaul.optional", "modelhaul.interrupt"),  # ground
     ("modelhaul.oci", "modelhaul.reference", "modelhaul.config", "modelhaul.origin", "modelhaul.registry_options",
      "modelhaul.declarations", "modelhaul.useryaml", "modelhaul.fscopy", "modelhaul.promotion_gate",
-     "modelhaul.format_table"),  # vocabulary
+     "modelhaul.format_table", "modelhaul.model_files"),  # vocabulary
     ("modelhaul.registry", "modelhaul.store", "modelhaul.bundle", "modelhaul.auth", "modelhaul.digestcache",
      "modelhaul.packcache", "modelhaul.selection", "modelhaul.formats",
      "modelhaul.tagcheck"),  # bytes: registries, store, bundles, files

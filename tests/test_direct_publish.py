@@ -12,10 +12,11 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
-from modelhaul import artifacts, transfer
+from modelhaul import artifacts, meter, transfer
 from modelhaul.cli import main
 from tests.fixtures.registry import faulty_proxy, unique_repo
 
@@ -53,6 +54,74 @@ def test_push_dir_uploads_new_bytes_once_and_republishes_with_heads(registry, mo
                            options=registry.options)
     assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()
     assert back["digest"] == first["digest"]
+
+
+# -- the files go up while the config code loads (issue 26) --------------------------------------
+
+_WATCH_CONFIG = """
+import json, sys, threading
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modelhaul.config":
+            sys.stderr.write(json.dumps(sorted(t.name for t in threading.enumerate())) + "\\n")
+        return None
+sys.meta_path.insert(0, Watch())
+from modelhaul.cli import main
+sys.exit(main(["push", sys.argv[1], sys.argv[2], "--plain-http", "--json"]))
+"""
+
+
+def test_a_publish_starts_sending_files_before_the_config_code_loads(registry, model):
+    # was: ~0.15 s of importing pydantic and building the config came before the first byte went up
+    out = subprocess.run([sys.executable, "-c", _WATCH_CONFIG, str(model), f"{registry.host}/{unique_repo()}:v1"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    threads = json.loads(out.stderr.splitlines()[0])
+    assert any(t.startswith("modelhaul") for t in threads), threads  # the upload threads, already at work
+
+
+def test_files_beside_ormbfile_outside_model_never_leave_the_machine(registry, model, tmp_path):
+    notes = model / "notes.bin"  # ormb's layout packs model/ only: not this, large enough to be streamed
+    notes.write_bytes(os.urandom(2 * MiB))
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    with faulty_proxy(registry) as proxy:
+        _push(model, ref.replace(registry.host, proxy.host))
+        sent = sum(r.body_size for r in proxy.requests if r.method in ("PATCH", "PUT") and "/blobs/" in r.path)
+    assert 3 * MiB <= sent < 3 * MiB + 64 * 1024
+
+
+def test_a_config_that_does_not_parse_tags_nothing_and_leaves_no_upload_open(registry, model, capsys):
+    (model / "ormbfile.yaml").write_text("author: [unclosed\n")
+    for i in range(8):  # files going up while the config is read, and files waiting for a thread
+        (model / "model" / f"shard-{i}.bin").write_bytes(os.urandom(2 * MiB))
+    with faulty_proxy(registry) as proxy:
+        assert main(["push", str(model), f"{proxy.host}/{unique_repo()}:v1", "--plain-http"]) != 0
+        manifests = proxy.seen("PUT", "/manifests/")
+        opened = len(proxy.seen("POST", "/blobs/uploads/"))
+        closed = len([r for r in proxy.seen("PUT", "/blobs/uploads/") if r.status == 201])
+        dropped = len(proxy.seen("DELETE", "/blobs/uploads/"))
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and "ormbfile.yaml: not valid YAML at line 2" in said[0]  # the proxy logs the cut uploads
+    assert manifests == []
+    assert opened - closed == dropped  # every upload session it left open is deleted
+
+
+def test_files_still_waiting_when_packing_fails_are_never_sent(tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer, "PARALLEL", 4)
+    for i in range(6):
+        (tmp_path / f"w{i}.bin").write_bytes(b"x" * (100 + i))  # biggest first: w5 .. w2 start, w1 and w0 wait
+    sent = []
+
+    def upload(path):  # stands in for the registry: an upload under way stops when the publish is cancelled
+        sent.append(path.name)
+        meter.CANCELLED.wait(10)
+        return "sha256:" + "0" * 64
+
+    with pytest.raises(ValueError, match="config"), transfer.early_uploads(upload, tmp_path, "modelpack"):
+        while len(sent) < 4:
+            time.sleep(0.01)
+        raise ValueError("the config does not parse")
+    assert sorted(sent) == [f"w{i}.bin" for i in range(2, 6)]
 
 
 def _rewrite_keeping_mtime(path, data: bytes) -> None:

@@ -10,8 +10,6 @@ Accepted layouts (first match wins):
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,8 @@ from typing import Any
 from modelhaul import config as config_mod
 from modelhaul.config import ModelConfig
 from modelhaul.errors import BundleError, ConfigError
+from modelhaul.model_files import ModelFile, files_root, list_files
 from modelhaul.useryaml import MAX_MLMODEL_BYTES, read_yaml_file
-
-
-@dataclass
-class ModelFile:
-    relpath: str  # POSIX path relative to the model root
-    path: Path
-    size: int
-    executable: bool
 
 
 @dataclass
@@ -81,63 +72,22 @@ def _mlflow_flavors(mlmodel: Path) -> dict[str, Any]:
     return dict(data.get("flavors") or {}) if isinstance(data, dict) else {}
 
 
-def list_files(root: Path) -> list[ModelFile]:
-    """Regular files below ``root``, sorted, with links and special files checked.
-
-    Symlink policy: ``root`` itself may be a link (the user named it), but nothing below it may lead
-    out of it: a link to a file inside the model directory is packed as that file's bytes, a link
-    that resolves outside (``model.bin -> ~/.ssh/id_rsa``), a link to a directory or a dangling link
-    is refused, naming the link and never reading its target.
-    """
-    if root.is_file():
-        st = root.stat()
-        return [ModelFile(root.name, root, st.st_size, bool(st.st_mode & 0o111))]
-    out: list[ModelFile] = []
-    real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                target = p.resolve()
-                if not target.is_relative_to(real_root):
-                    raise BundleError(f"{p}: symlink points outside the model directory; copy the file in")
-                if target.is_dir():
-                    raise BundleError(f"{p}: symlink to a directory; replace it with the directory itself")
-                st = target.stat()
-                p = target
-            elif not stat.S_ISREG(st.st_mode):
-                raise BundleError(f"{p}: not a regular file (device, socket or fifo); remove it")
-            out.append(ModelFile(rel, p, st.st_size, bool(st.st_mode & 0o111)))
-    out.sort(key=lambda f: f.relpath)
-    return out
-
-
 def open_source(src: Path, overrides: ModelConfig | dict[str, Any] | None = None) -> ModelSource:
     """Read a model directory in any accepted layout, with ``overrides`` laid over its config."""
     src = Path(src)
     if not src.exists():
         raise BundleError(f"{src}: no such file or directory")
-    if (src / "model").is_symlink():
-        raise BundleError(f"{src / 'model'}: the model directory is a symlink; modelhaul packs only what is "
-                          "really inside the source (replace the link with the directory itself)")
-    if (src / config_mod.ORMBFILE).is_file() and (src / "model").is_dir():
-        cfg = config_mod.load(src)
-        files = list_files(src / "model")
-        root, layout = src / "model", "ormb"
-    elif (src / config_mod.ORMBFILE).is_file():
-        raise ConfigError(f"{src}: has an {config_mod.ORMBFILE} but no model/ directory beside it")
+    root = files_root(src)  # the same files an early upload sends (see modelhaul.transfer.early_uploads)
+    files = list_files(root)
+    if root != src:
+        cfg, layout = config_mod.load(src), "ormb"
     elif src.is_dir() and (src / "MLmodel").is_file():
-        files, root, layout = list_files(src), src, "mlflow"
-        cfg = ModelConfig()
+        cfg, layout = ModelConfig(), "mlflow"
     elif src.is_dir() and (src / "Kitfile").is_file():
-        files, root, layout = list_files(src), src, "kitops"
-        cfg = _kitfile_config(src / "Kitfile")
+        cfg, layout = _kitfile_config(src / "Kitfile"), "kitops"
     else:
-        files, root, layout = list_files(src), (src if src.is_dir() else src.parent), "bare"
-        cfg = ModelConfig()
+        cfg, layout = ModelConfig(), "bare"
+        root = src if src.is_dir() else src.parent
     if not files:
         raise BundleError(f"{src}: no model files found; put the model's files in the directory")
     if overrides is not None:
