@@ -105,7 +105,6 @@ def pull(*, ref: str, include: list[str] | None = None, progress: Progress | Non
 def export(*, ref: str, directory: str, include: list[str] | None = None, **registry: Any) -> dict[str, Any]:
     """Write the model out as ``directory/ormbfile.yaml`` + ``directory/model/``: from the store, else the registry."""
     from modelhaul import artifacts
-    from modelhaul.bundle import unpack
     from modelhaul.reference import parse
 
     options = registry_options(registry, "export")
@@ -117,6 +116,8 @@ def export(*, ref: str, directory: str, include: list[str] | None = None, **regi
             manifest = store.get_manifest(r.reference)
         except NotFound:
             return artifacts.fetch(ref, directory, options=options, include=include)
+        from modelhaul.bundle import unpack  # here, not above: fetch loads it once its downloads have started
+
         dest = artifacts.check_export_destination(directory)
         cfg = unpack(manifest, store, dest, include=include)
         return {"ref": str(r.with_digest(manifest.digest)), "digest": manifest.digest, "path": str(dest),

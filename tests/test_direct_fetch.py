@@ -17,6 +17,7 @@ import pytest
 
 from modelhaul import artifacts, oci
 from modelhaul.errors import DigestMismatch
+from tests.fixtures.imports import threads_when_config_loads
 from tests.fixtures.registry import faulty_proxy, unique_repo
 
 MiB = 1 << 20
@@ -52,6 +53,14 @@ def test_export_from_a_registry_fills_the_destination_and_not_the_store(registry
     assert exported.stat().st_mode & 0o200  # the user's file: writable, not a read-only store blob
     assert not list(home.rglob("blobs/sha256/*"))  # nothing went through the store
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "src"]  # no temp dir left behind
+
+
+def test_export_starts_downloading_before_the_config_code_loads(registry, tmp_path, home):
+    # was: the export command imported the config code (~0.12 s of pydantic) before asking for a blob
+    ref = artifacts.publish(model(tmp_path), f"{registry.host}/{unique_repo()}:v1", options=registry.options)["ref"]
+    threads = threads_when_config_loads("export", ref, str(tmp_path / "out"), "--plain-http")
+    assert any(t.startswith("modelhaul-early") for t in threads), threads
+    assert files_under(tmp_path / "out" / "model") == files_under(tmp_path / "src" / "model")
 
 
 def test_export_uses_the_blobs_the_store_already_has(registry, tmp_path, home):

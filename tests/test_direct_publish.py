@@ -18,6 +18,7 @@ import pytest
 
 from modelhaul import artifacts, meter, transfer
 from modelhaul.cli import main
+from tests.fixtures.imports import threads_when_config_loads
 from tests.fixtures.registry import faulty_proxy, unique_repo
 
 MiB = 1 << 20
@@ -58,25 +59,9 @@ def test_push_dir_uploads_new_bytes_once_and_republishes_with_heads(registry, mo
 
 # -- the files go up while the config code loads (issue 26) --------------------------------------
 
-_WATCH_CONFIG = """
-import json, sys, threading
-class Watch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "modelhaul.config":
-            sys.stderr.write(json.dumps(sorted(t.name for t in threading.enumerate())) + "\\n")
-        return None
-sys.meta_path.insert(0, Watch())
-from modelhaul.cli import main
-sys.exit(main(["push", sys.argv[1], sys.argv[2], "--plain-http", "--json"]))
-"""
-
-
 def test_a_publish_starts_sending_files_before_the_config_code_loads(registry, model):
     # was: ~0.15 s of importing pydantic and building the config came before the first byte went up
-    out = subprocess.run([sys.executable, "-c", _WATCH_CONFIG, str(model), f"{registry.host}/{unique_repo()}:v1"],
-                         capture_output=True, text=True, env=dict(os.environ))
-    assert out.returncode == 0, out.stderr
-    threads = json.loads(out.stderr.splitlines()[0])
+    threads = threads_when_config_loads("push", str(model), f"{registry.host}/{unique_repo()}:v1", "--plain-http")
     assert any(t.startswith("modelhaul") for t in threads), threads  # the upload threads, already at work
 
 
