@@ -79,13 +79,15 @@ def test_export_uses_the_blobs_the_store_already_has(registry, tmp_path, home):
     assert files_under(tmp_path / "out" / "model") == files_under(src / "model")
 
 
-def test_a_corrupt_blob_leaves_no_export_and_no_temp_files(registry, tmp_path, home):
+@pytest.mark.parametrize("name", ["weights.bin", "notes.txt"])  # streamed to a partial file; read whole
+def test_a_corrupt_blob_leaves_no_export_and_no_temp_files(registry, tmp_path, home, name):
     from tests.test_registry import blob_file
 
     src = model(tmp_path)
+    (src / "model" / "notes.txt").write_text(os.urandom(16).hex())
     ref = registry.ref(unique_repo("direct"), "v1")
     artifacts.publish(src, ref, options=registry.options)
-    digest = oci.sha256_file(src / "model" / "weights.bin")  # random bytes: no other test shares this blob
+    digest = oci.sha256_file(src / "model" / name)  # random bytes: no other test shares this blob
     stored = blob_file(registry, digest)
     stored.write_bytes(bytes([stored.read_bytes()[0] ^ 1]) + stored.read_bytes()[1:])
 

@@ -51,6 +51,8 @@ class BlobDownloads(RegistryClient):
         what = f"{self.name}@{digest}"
         if algo not in hashlib.algorithms_available or not hexdigest:
             raise DigestMismatch(f"{what}: unsupported digest algorithm {algo!r}")
+        if 0 <= size <= IN_MEMORY_BODY:
+            return self._fetch_small(digest, size, dest, what)
         path = dest.with_name(f".{dest.name}.{hexdigest[:16]}.partial")
         while True:
             with open(path, "a+b") as f:
@@ -116,8 +118,6 @@ class BlobDownloads(RegistryClient):
         end = part.size if stop is None or part.size < 0 else min(stop, part.size)
         if part.size >= 0 and part.offset >= end:
             return part.digest()
-        if stop is None and part.offset == 0 and 0 <= part.size <= IN_MEMORY_BODY:
-            return self._download_small(part, digest, what)
         headers = {"Accept-Encoding": "identity"}
         if stop is not None:
             headers["Range"] = f"bytes={part.offset}-{end - 1}"
@@ -160,25 +160,53 @@ class BlobDownloads(RegistryClient):
             raise DigestMismatch(f"{what}: the registry sent {part.offset} bytes, expected {part.size}")
         return part.digest()
 
-    def _download_small(self, part: _Partial, digest: str, what: str) -> str:
-        """A small blob (most of a tokenizer directory) in one lean exchange, read whole, then written."""
+    def _fetch_small(self, digest: str, size: int, dest: Path, what: str) -> None:
+        """A small blob (most of a tokenizer directory): read whole in one lean exchange, verified in
+        memory, then written once under a name of its own and renamed to ``dest``.
+
+        Nothing at this size is worth resuming, so there is no partial file to lock, seek and re-hash:
+        a third of the system calls of the large-blob path, and each one hands the GIL to the other
+        downloading threads (~110 futex calls per blob were measured on that path, 1000 small files).
+        """
+        body = self._retrying(functools.partial(self._get_small, digest, size, what), what)
+        algo, _, hexdigest = digest.partition(":")
+        got = f"{algo}:{hashlib.new(algo, body).hexdigest()}"
+        if got != digest:
+            raise DigestMismatch(f"{what}: the downloaded bytes hash to {got}; the registry "
+                                 "holds a corrupt blob (nothing was written)")
+        tmp = dest.with_name(f".{dest.name}.{hexdigest[:16]}.{os.getpid()}-{threading.get_native_id()}.small")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, dest)
+        except OSError as e:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise _local_write_failed(str(tmp), e) from None
+
+    def _get_small(self, digest: str, size: int, what: str) -> bytes:
+        """A small blob's body, read whole in one lean exchange (at most ``size`` bytes of it)."""
         try:
             resp = self._send("GET", f"{self.base}/blobs/{digest}", headers={"Accept-Encoding": "identity"},
-                              what=what, limit=max(part.size, BODY_LIMIT))
+                              what=what, limit=max(size, BODY_LIMIT))
         except BodyTooLong as e:
-            raise _too_long(what, part.size, part.size, e.declared) from None
+            raise _too_long(what, size, size, e.declared) from None
         if resp.status_code == 404:
             raise NotFound(f"{what}: blob not found in the registry")
         if resp.status_code != 200:
             raise self._error(resp, what)
         body = resp.content
-        if len(body) > part.size:
-            raise _too_long(what, part.size, part.size, declared_length(resp.headers))
-        part.append(memoryview(body))
+        if len(body) > size:
+            raise _too_long(what, size, size, declared_length(resp.headers))
         self.progress(len(body))
-        if part.offset < part.size:
-            raise _Transient(f"connection closed at {part.offset} of {part.size} bytes")
-        return part.digest()
+        if len(body) < size:
+            raise _Transient(f"connection closed at {len(body)} of {size} bytes")
+        return body
 
     def _download_ranged(self, part: _Partial, digest: str, what: str) -> str:
         """Download a large blob over :attr:`range_parts` connections at once; returns the digest.
