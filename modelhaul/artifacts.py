@@ -49,7 +49,7 @@ def publish(
     inferred from the files). Returns ``{ref, digest, size, format, framework, media_type,
     bundle_format}`` where ``ref`` is digest-pinned.
     """
-    from modelhaul import packcache
+    from modelhaul import digestcache, packcache
 
     r = parse_destination(ref, "publishing")
     seen = packcache.look(src, bundle_format, config)
@@ -69,7 +69,8 @@ def publish(
         digest = push_packed(known, target, tag=r.tag or "latest")
         return _result(r, digest, known, known.format, known.framework, bundle_format)
     writing = target.writing() if r.is_layout else contextlib.nullcontext()  # blobs go in before the manifest
-    with writing, abandoning(target), early_uploads(upload_digester(target), Path(src), bundle_format) as digester:
+    with writing, abandoning(target), digestcache.batch(), \
+            early_uploads(upload_digester(target), Path(src), bundle_format) as digester:
         from modelhaul.bundle import pack  # the config model: loaded while the files go up
 
         with pack(Path(src), bundle_format=bundle_format, config=config, digester=digester,

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from modelhaul import artifacts, meter, transfer
+from modelhaul import artifacts, digestcache, meter, oci, transfer
 from modelhaul.cli import main
 from tests.fixtures.imports import threads_when_config_loads
 from tests.fixtures.registry import faulty_proxy, unique_repo
@@ -107,6 +107,27 @@ def test_files_still_waiting_when_packing_fails_are_never_sent(tmp_path, monkeyp
             time.sleep(0.01)
         raise ValueError("the config does not parse")
     assert sorted(sent) == [f"w{i}.bin" for i in range(2, 6)]
+
+
+def test_a_publish_remembers_every_digest_for_the_next_one(registry, model, tmp_path):
+    for i in range(20):
+        (model / "model" / f"token-{i}.txt").write_text(os.urandom(8).hex())
+    _push(model, f"{registry.host}/{unique_repo()}:v1")
+    with sqlite3.connect(tmp_path / "home" / "digests.sqlite") as db:  # what the next process finds
+        known = set(db.execute("SELECT ino, digest FROM file_digests").fetchall())
+    assert {(p.stat().st_ino, oci.sha256_file(p)) for p in (model / "model").iterdir()} <= known
+
+
+def test_digests_remembered_in_a_failed_batch_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELHAUL_HOME", str(tmp_path / "home"))
+    (tmp_path / "a.bin").write_bytes(b"a")
+    with pytest.raises(KeyboardInterrupt), digestcache.batch():
+        with digestcache.batch():  # joins the outer one
+            digestcache.remember(tmp_path / "a.bin", "sha256:" + "a" * 64)
+        assert digestcache.lookup(tmp_path / "a.bin") == "sha256:" + "a" * 64  # seen before it is written
+        raise KeyboardInterrupt
+    with sqlite3.connect(tmp_path / "home" / "digests.sqlite") as db:
+        assert db.execute("SELECT digest FROM file_digests").fetchall() == [("sha256:" + "a" * 64,)]
 
 
 def _rewrite_keeping_mtime(path, data: bytes) -> None:
