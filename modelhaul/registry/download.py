@@ -40,8 +40,9 @@ class BlobDownloads(RangedDownloads):
         """Download to ``dest``: hash while writing ``dest``'s ``.partial`` sibling, verify, rename.
 
         A partial file left by an interrupted download (this call's retries, or an earlier process
-        that gave up or was killed) is continued with a ``Range`` request. On a digest mismatch
-        nothing is left at ``dest`` (nor a partial file).
+        that gave up or was killed) is continued with a ``Range`` request. A blob of at most
+        :data:`~modelhaul.registry.bodies.IN_MEMORY_BODY` bytes is verified in memory instead (see
+        :meth:`_fetch_small`). On a digest mismatch nothing is left at ``dest`` (nor a partial file).
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
