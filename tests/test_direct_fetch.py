@@ -18,7 +18,7 @@ import pytest
 from modelhaul import artifacts, oci
 from modelhaul.errors import DigestMismatch
 from tests.fixtures.imports import threads_when_config_loads
-from tests.fixtures.registry import faulty_proxy, unique_repo
+from tests.fixtures.registry import Fault, faulty_proxy, unique_repo
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,16 @@ def test_export_starts_downloading_before_the_config_code_loads(registry, tmp_pa
     ref = artifacts.publish(model(tmp_path), f"{registry.host}/{unique_repo()}:v1", options=registry.options)["ref"]
     threads = threads_when_config_loads("export", ref, str(tmp_path / "out"), "--plain-http")
     assert any(t.startswith("modelhaul-early") for t in threads), threads
+    assert files_under(tmp_path / "out" / "model") == files_under(tmp_path / "src" / "model")
+
+
+def test_export_follows_a_registry_that_redirects_its_blobs(registry, tmp_path, home):
+    ref = artifacts.publish(model(tmp_path), f"{registry.host}/{unique_repo()}:v1", options=registry.options)["ref"]
+    weights = oci.sha256_file(tmp_path / "src" / "model" / "weights.bin")
+    with faulty_proxy(registry, Fault("GET", f"/blobs/{weights}", mode="redirect", count=10)) as proxy:
+        artifacts.fetch(ref.replace(registry.host, proxy.host), tmp_path / "out", options=proxy.options)
+        redirected = proxy.seen("GET", f"/blobs/{weights}")
+    assert redirected and {r.status for r in redirected} == {307}  # the bytes came from where it was sent
     assert files_under(tmp_path / "out" / "model") == files_under(tmp_path / "src" / "model")
 
 

@@ -266,3 +266,20 @@ def test_republishing_an_unchanged_model_builds_no_config_and_imports_no_http_li
     rc, heavy = json.loads(out.stderr.splitlines()[-1])
     assert rc == 0 and json.loads(out.stdout) == first
     assert heavy == []
+
+
+@pytest.mark.parametrize("command", ["push", "export"])
+def test_moving_a_large_file_loads_no_http_library_beyond_http_client(registry, model, tmp_path, command):
+    # was: a file above 256 KiB went up and came down through requests (~40 ms of CPU to import it)
+    ref = f"{registry.host}/{unique_repo()}:v1"
+    if command == "export":
+        ref = _push(model, ref)["ref"]
+    argv = [command, str(model), ref] if command == "push" else [command, ref, str(tmp_path / "out")]
+    code = ("import json, sys\nfrom modelhaul.cli import main\n"
+            f"rc = main({[*argv, '--plain-http', '-q']!r})\n"
+            "sys.stderr.write(json.dumps([rc, sorted(m for m in ('requests', 'urllib3') if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    rc, loaded = json.loads(out.stderr.splitlines()[-1])
+    assert rc == 0 and loaded == []
+    if command == "export":
+        assert (tmp_path / "out/model/weights.bin").read_bytes() == (model / "model/weights.bin").read_bytes()

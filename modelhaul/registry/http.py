@@ -152,10 +152,9 @@ class RegistryClient:
               stream: bool = False, what: str = "", limit: int = BODY_LIMIT) -> requests.Response:
         """One request, answering auth challenges; transport failures, 5xx and 429 raise _Transient.
 
-        An exchange whose body is in memory (or none) and whose answer is read whole (not
-        ``stream``) goes straight on http.client (:mod:`modelhaul.registry.wire`); a streamed one
-        goes through requests. Such an answer is read up to ``limit`` bytes; a longer one raises
-        :class:`~modelhaul.registry.bodies.BodyTooLong`.
+        Exchanges go straight on http.client (:mod:`modelhaul.registry.wire`) where they can (see
+        :meth:`_exchange_lean`), else through requests. An answer not ``stream``-ed is read up to
+        ``limit`` bytes; a longer one raises :class:`~modelhaul.registry.bodies.BodyTooLong`.
         """
         what = what or self.name
         for _round in range(3):
@@ -163,7 +162,7 @@ class RegistryClient:
             sent = self._auth.header
             if sent:
                 h["Authorization"] = sent
-            resp = None if stream else self._exchange_lean(method, url, h, body, what, limit)
+            resp = self._exchange_lean(method, url, h, body, stream, what, limit)
             if resp is None:
                 resp = self._exchange(method, url, h, body, stream, what, limit)
             if resp.status_code in (401, 403):
@@ -199,15 +198,18 @@ class RegistryClient:
             raise self._transport_failure(e, what) from None
         return resp
 
-    def _exchange_lean(self, method: str, url: str, headers: dict[str, str], body: Any,
+    def _exchange_lean(self, method: str, url: str, headers: dict[str, str], body: Any, stream: bool,
                        what: str, limit: int) -> WireResponse | None:
-        """One in-memory exchange on http.client; None when it must go through requests instead.
+        """One exchange on http.client; None when it must go through requests instead.
 
-        requests takes it when the body is not in memory, when a proxy is configured for the
-        registry (requests speaks to proxies), and when the registry answers with a redirect
-        (requests follows it, dropping the credentials when the host changes).
+        The body is bytes, none, or a file streamed up (``_FileBody``, with its length); the answer is
+        read whole under ``limit``, or with ``stream`` handed over unread (a blob coming down).
+        requests takes it when the body is a stream of unknown length (sent chunked), when a
+        proxy is configured for the registry (requests speaks to proxies), and when the registry
+        answers with a redirect (requests follows it, dropping the credentials when the host
+        changes). A pull or publish of large files then never loads requests (~40 ms of CPU).
         """
-        if body is not None and not isinstance(body, (bytes, bytearray)):
+        if body is not None and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "__len__"):
             return None
         if self._wire is None:
             if self._proxied is None:
@@ -217,13 +219,19 @@ class RegistryClient:
             with self._lock:
                 self._wire = self._wire or Wire(self.verify, self.options.connect_timeout,
                                                 self.options.read_timeout)
+        sent = {"User-Agent": "modelhaul", **headers}
         try:
-            resp = self._wire.exchange(method, url, {"User-Agent": "modelhaul", **headers}, body, what, limit)
+            resp = self._wire.open(method, url, sent) if stream else self._wire.exchange(method, url, sent, body,
+                                                                                          what, limit)
         except ssl.SSLError as e:
             raise RegistryError(self._tls_message(e)) from None
         except (OSError, http.client.HTTPException) as e:
             raise self._transport_failure(e, what) from None
-        return None if resp.status_code in REDIRECTS else resp
+        encoded = stream and resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        if resp.status_code in REDIRECTS or encoded:  # requests decodes a body the registry encoded anyway
+            resp.close()
+            return None
+        return resp
 
     def _transport_failure(self, e: Exception, what: str) -> Exception:
         """What a failed connection becomes: a clear error for an unknown host, else a retry."""

@@ -44,6 +44,40 @@ class WireResponse:
         """Nothing to release: the body was read whole and the connection kept."""
 
 
+class WireStream(WireResponse):
+    """An answer whose body is read as it arrives (a blob), on the thread's kept-alive connection.
+
+    It offers what the download code reads of a streamed ``requests.Response``: ``raw._fp`` (the
+    zero-copy ``readinto``), ``raw.release_conn()``, ``iter_content`` for an error body, ``close``.
+    Closed before its body was read to the end, it drops the connection: the rest of the body
+    would otherwise be read as the next answer.
+    """
+
+    def __init__(self, wire: Wire, key: tuple[str, str], resp: http.client.HTTPResponse, url: str):
+        super().__init__(resp.status, resp.headers, url, b"")
+        self._wire, self._key, self._fp = wire, key, resp
+        self.raw = self
+
+    def release_conn(self) -> None:
+        """Nothing to give back: the connection stays this thread's."""
+
+    def iter_content(self, size: int) -> Any:
+        while piece := self._fp.read(size):
+            yield piece
+
+    @property
+    def _content(self) -> bytes:
+        return self.content
+
+    @_content.setter
+    def _content(self, body: bytes) -> None:  # what bodies._read_bounded stores after reading an error body
+        self.content = body
+
+    def close(self) -> None:
+        if not self._fp.isclosed() or self._fp.will_close:
+            self._wire._drop(*self._key)
+
+
 class Wire:
     """Kept-alive http.client connections, one per thread and origin, for in-memory exchanges."""
 
@@ -55,41 +89,55 @@ class Wire:
         self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
-    def exchange(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+    def exchange(self, method: str, url: str, headers: dict[str, str], body: Any,
                  what: str, limit: int = BODY_LIMIT) -> WireResponse:
         """Send one request and read its whole answer (at most ``limit`` bytes of it: else BodyTooLong).
 
-        A kept-alive connection the server closed in the meantime is opened again once, at once:
-        the body is in memory, so sending it again is safe. Transport errors propagate as
+        ``body`` is bytes, None, or a re-iterable of pieces with a length (``bodies._FileBody``),
+        sent with that Content-Length. A kept-alive connection the server closed in the meantime
+        is opened again once, at once: the body can be sent again. Transport errors propagate as
         http.client and the socket module raise them.
         """
+        resp, key = self._request(method, url, headers, body)
+        try:
+            if method == "HEAD":  # no body, whatever its Content-Length says: reading it ends the answer
+                resp.read()
+                content = b""
+            else:
+                content = _read_whole(resp, what, limit)
+        except BaseException:
+            self._drop(*key)
+            raise
+        if resp.will_close:
+            self._drop(*key)
+        return WireResponse(resp.status, resp.headers, url, content)
+
+    def open(self, method: str, url: str, headers: dict[str, str]) -> WireStream:
+        """Send one request without a body and return its answer with the body still to read
+        (a blob: see :class:`WireStream`). Failures as in :meth:`exchange`."""
+        resp, key = self._request(method, url, headers, None)
+        return WireStream(self, key, resp, url)
+
+    def _request(self, method: str, url: str, headers: dict[str, str], body: Any
+                 ) -> tuple[http.client.HTTPResponse, tuple[str, str]]:
         parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            headers = {**headers, "Content-Length": str(len(body))}  # not chunked: registries want a length
         for fresh in (False, True):
-            conn, reused = self._connection(parts.scheme, parts.netloc, fresh)
+            conn, reused = self._connection(*key, fresh)
             try:
                 conn.request(method, target, body=body, headers=headers)
-                resp = conn.getresponse()
+                return conn.getresponse(), key
             except _STALE:
-                self._drop(parts.scheme, parts.netloc)
+                self._drop(*key)
                 if reused and not fresh:
                     continue
                 raise
             except BaseException:
-                self._drop(parts.scheme, parts.netloc)
+                self._drop(*key)
                 raise
-            try:
-                if method == "HEAD":  # no body, whatever its Content-Length says: reading it ends the answer
-                    resp.read()
-                    content = b""
-                else:
-                    content = _read_whole(resp, what, limit)
-            except BaseException:
-                self._drop(parts.scheme, parts.netloc)
-                raise
-            if resp.will_close:
-                self._drop(parts.scheme, parts.netloc)
-            return WireResponse(resp.status, resp.headers, url, content)
         raise AssertionError("unreachable")
 
     def _connection(self, scheme: str, netloc: str, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
