@@ -18,8 +18,8 @@ limit), a blob stream is cut as soon as it exceeds its descriptor's size, tag pa
 a repeated link or after :attr:`RegistryTarget.max_tag_pages` pages, and the connect timeout, read
 timeout and total retry budget come from :class:`~modelhaul.registry_options.RegistryOptions`.
 
-Thread safety: each thread gets its own connections (http.client ones for exchanges read whole, see
-``wire.py``, and a ``requests.Session`` for streams); the auth state is shared under a lock, so
+Thread safety: each thread gets its own connections (http.client ones, see ``wire.py``, and a
+``requests.Session`` for what only requests does: proxies, redirects); the auth state is shared under a lock, so
 ``put_blob``/``fetch_blob`` may be called from a thread pool (see :meth:`RegistryTarget.put_blobs`).
 """
 

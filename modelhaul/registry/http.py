@@ -207,7 +207,7 @@ class RegistryClient:
         requests takes it when the body is a stream of unknown length (sent chunked), when a
         proxy is configured for the registry (requests speaks to proxies), and when the registry
         answers with a redirect (requests follows it, dropping the credentials when the host
-        changes). A pull or publish of large files then never loads requests (~40 ms of CPU).
+        changes). A pull or publish of large files then loads requests (~40 ms of CPU) only to fetch a token.
         """
         if body is not None and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "__len__"):
             return None

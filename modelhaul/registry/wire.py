@@ -1,12 +1,14 @@
-"""Small exchanges straight on http.client: the requests of a many-small-blob transfer.
+"""Exchanges straight on http.client: every request of a transfer that needs nothing more.
 
 A first push of a tokenizer-style directory (1000 files of 4 KiB) makes two requests per file.
 Through requests each one costs ~0.5 ms of this process's CPU (preparing, merging settings,
 urllib3's URL parsing and pool bookkeeping); on http.client it costs ~0.16 ms
 (``benchmarks/RESULTS_whole.md``). On a 2-core machine the registry needs those cores too, so
-the client's CPU is wall time. Only exchanges whose body is in memory and whose answer is read
-whole come here, one kept-alive connection per thread and origin; streams, redirects and
-proxied registries go through requests as before.
+the client's CPU is wall time. A large file goes up as a body with its length and a blob comes
+down read as it arrives (:class:`WireStream`): a pull or publish loads requests (~40 ms of CPU)
+only for a registry that hands out tokens (oras-py fetches them). One kept-alive connection per
+thread and origin; a body of unknown length (sent chunked), a redirect, an encoded answer and a
+proxied registry go through requests.
 """
 
 from __future__ import annotations
