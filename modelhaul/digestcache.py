@@ -25,7 +25,8 @@ from modelhaul.paths import modelhaul_home
 _lock = threading.Lock()
 _conn: sqlite3.Connection | None = None
 _conn_path: Path | None = None
-_pending: dict[tuple[int, int], tuple[int, int, int, int, int, str]] | None = None  # rows held by batch()
+_Row = tuple[int, int, int, int, int, str]  # dev, ino, size, mtime_ns, ctime_ns, digest
+_pending: dict[tuple[int, int], _Row] | None = None  # rows held by batch(), by (dev, ino)
 
 
 _TABLE = "file_digests"  # was "digests", keyed without ctime: its rows are dropped, not trusted
@@ -122,7 +123,7 @@ def batch() -> Iterator[None]:
             _write(rows)
 
 
-def _write(rows: list[tuple[int, int, int, int, int, str]]) -> None:
+def _write(rows: list[_Row]) -> None:
     db = _db() if rows else None
     if db is None:
         return

@@ -12,14 +12,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from modelhaul import artifacts, digestcache, meter, oci, transfer
 from modelhaul.cli import main
+from modelhaul.reference import parse
 from tests.fixtures.imports import threads_when_config_loads
-from tests.fixtures.registry import faulty_proxy, unique_repo
+from tests.fixtures.registry import Fault, faulty_proxy, unique_repo
 
 MiB = 1 << 20
 
@@ -91,22 +93,24 @@ def test_a_config_that_does_not_parse_tags_nothing_and_leaves_no_upload_open(reg
     assert opened - closed == dropped  # every upload session it left open is deleted
 
 
-def test_files_still_waiting_when_packing_fails_are_never_sent(tmp_path, monkeypatch):
+def test_files_still_waiting_when_packing_fails_are_never_sent(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELHAUL_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(transfer, "PARALLEL", 4)
-    for i in range(6):
-        (tmp_path / f"w{i}.bin").write_bytes(b"x" * (100 + i))  # biggest first: w5 .. w2 start, w1 and w0 wait
-    sent = []
-
-    def upload(path):  # stands in for the registry: an upload under way stops when the publish is cancelled
-        sent.append(path.name)
-        meter.CANCELLED.wait(10)
-        return "sha256:" + "0" * 64
-
-    with pytest.raises(ValueError, match="config"), transfer.early_uploads(upload, tmp_path, "modelpack"):
-        while len(sent) < 4:
-            time.sleep(0.01)
-        raise ValueError("the config does not parse")
-    assert sorted(sent) == [f"w{i}.bin" for i in range(2, 6)]
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):  # new small files: each goes up unasked, a POST and a PUT
+        (src / f"w{i}.bin").write_bytes(os.urandom(4096))
+    with faulty_proxy(registry, Fault("POST", "/blobs/uploads/", mode="hold", count=100)) as proxy:
+        target = artifacts.open_target(parse(f"{proxy.host}/{unique_repo()}:v1"), proxy.options)
+        # the held uploads go on once the publish is cancelled (the pending ones must be dropped by then)
+        threading.Thread(target=lambda: meter.CANCELLED.wait(10) and proxy.released.set(), daemon=True).start()
+        with pytest.raises(ValueError, match="config"), \
+                transfer.early_uploads(transfer.upload_digester(target), src, "modelpack"):
+            while proxy.held < 4:  # four uploads under way, two waiting for a thread
+                time.sleep(0.01)
+            raise ValueError("the config does not parse")
+        started = len(proxy.seen("POST", "/blobs/uploads/"))
+    assert started == 4
 
 
 def test_a_publish_remembers_every_digest_for_the_next_one(registry, model, tmp_path):

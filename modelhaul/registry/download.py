@@ -77,8 +77,7 @@ class BlobDownloads(RangedDownloads):
                         part.reset()
                         got = self._retrying(functools.partial(self._download, part, digest, what), what)
                     if got != digest:
-                        raise DigestMismatch(f"{what}: the downloaded bytes hash to {got}; the registry "
-                                             "holds a corrupt blob (nothing was written)")
+                        raise _corrupt(what, got)
                     os.replace(path, dest)
                     return
                 except (DigestMismatch, NotFound, AuthError):
@@ -171,8 +170,7 @@ class BlobDownloads(RangedDownloads):
         algo, _, hexdigest = digest.partition(":")
         got = f"{algo}:{hashlib.new(algo, body).hexdigest()}"
         if got != digest:
-            raise DigestMismatch(f"{what}: the downloaded bytes hash to {got}; the registry "
-                                 "holds a corrupt blob (nothing was written)")
+            raise _corrupt(what, got)
         tmp = dest.with_name(f".{dest.name}.{hexdigest[:16]}.{os.getpid()}-{threading.get_native_id()}.small")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
@@ -244,6 +242,12 @@ class BlobDownloads(RangedDownloads):
         finally:  # a failed write is not retried (see _local_write_failed): nothing to re-hash
             if hasher is not None:
                 hasher.close()
+
+
+def _corrupt(what: str, got: str) -> DigestMismatch:
+    """The bytes of a whole blob hash to ``got``, not to the digest it was asked for by."""
+    return DigestMismatch(f"{what}: the downloaded bytes hash to {got}; the registry holds a corrupt blob "
+                          "(nothing was written)")
 
 
 def _too_long(what: str, end: int, size: int, declared: int | None = None) -> DigestMismatch:
